@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class AgentconfigConfig(AppConfig):
+    name = "agentconfig"
+    verbose_name = "Agents"

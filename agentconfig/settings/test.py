@@ -1,0 +1,19 @@
+"""Test settings: the same DATABASE_URL / CACHE_URL handling, fast hashing, a throwaway key."""
+
+from agentconfig.settings.base import *  # noqa: F403
+from agentconfig.settings.base import DATA_DIR, database_from_env, env
+
+DEBUG = False
+SECRET_KEY = "test-only-secret-key-not-used-anywhere-else-0123456789abcdef"  # noqa: S105
+ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
+DATABASES = {"default": database_from_env(DATA_DIR / "test.sqlite3")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not :memory:, so that threads in concurrency tests share one database.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-run.sqlite3")}
+CACHES = {
+    "default": {
+        **env.cache_url("CACHE_URL", default="locmemcache://agentconfig-tests"),
+        "KEY_PREFIX": "agentconfig-tests",
+    }
+}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,233 @@
+"""The runtime endpoint's read path: API-key lookup and the cached config document.
+
+Invariants:
+- On a warm cache a request makes no database query: the key entry and the document
+  both come from the cache (CACHE_URL; Redis in production, shared by every process).
+- A deploy or rollback is visible on the next request in every process: each agent
+  has a generation number in the cache, bumped after the change commits; documents
+  are stored under their generation, so a reader that raced with a deploy can only
+  fill a generation nobody reads any more (docs/decisions/0004-runtime-cache.md).
+- A revoked key is refused on the next request: revocation overwrites the key's
+  cache entry with a tombstone, and readers fill entries only with cache.add(), so a
+  racing reader cannot put the old "active" entry back.
+- Cache failures are treated as misses: the database answers; if it cannot, the view
+  answers 503, never a default config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+
+from agentconfig.models import Agent
+from deployments.models import ApiKey, Pointer
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "agentconfig:rt:1"
+KEY_FORMAT = re.compile(r"^acfg_([0-9a-f]{12})_[A-Za-z0-9_-]{20,100}$")
+MISSING_KEY_TTL = 10
+# Compared against when no key matches, so an unknown key costs the same as a wrong one.
+_DUMMY_HASH = hashlib.sha256(b"agentconfig-no-such-key").hexdigest()
+
+
+@dataclass(frozen=True)
+class KeyEntry:
+    environment_id: int
+    environment_slug: str
+
+
+@dataclass(frozen=True)
+class Document:
+    """A ready-to-send answer for (environment, agent): a body and its ETag, or a 404."""
+
+    status: int
+    body: bytes
+    etag: str = ""
+
+
+def hash_key(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode("utf-8")).hexdigest()
+
+
+def key_id_of(raw_key: str) -> str | None:
+    match = KEY_FORMAT.match(raw_key)
+    return match.group(1) if match else None
+
+
+# --- cache keys and invalidation -------------------------------------------------
+
+
+def _key_entry_key(key_id: str) -> str:
+    return f"{PREFIX}:key:{key_id}"
+
+
+def _generation_key(agent_slug: str) -> str:
+    return f"{PREFIX}:gen:{agent_slug}"
+
+
+def _document_key(environment_id: int, agent_slug: str, generation: int) -> str:
+    return f"{PREFIX}:doc:{environment_id}:{agent_slug}:{generation}"
+
+
+def invalidate_agent(agent_slug: str) -> None:
+    """Make every process rebuild this agent's documents on their next request."""
+    key = _generation_key(agent_slug)
+    try:
+        try:
+            cache.incr(key)
+        except ValueError:  # no generation yet (or evicted): start a fresh, unique one
+            cache.set(key, time.time_ns(), None)
+    except Exception:
+        # The document TTL bounds how long a lost invalidation can last.
+        logger.exception("could not invalidate the runtime cache for agent %s", agent_slug)
+
+
+def mark_key_revoked(key_id: str) -> None:
+    """Overwrite the key's cache entry so the next request is refused (see module doc)."""
+    try:
+        cache.set(_key_entry_key(key_id), {"revoked": True}, None)
+    except Exception:
+        logger.exception("could not mark API key %s revoked in the cache", key_id)
+        raise
+
+
+def forget_key(key_id: str) -> None:
+    """Drop a cached 'no such key' answer after the key is created."""
+    try:
+        cache.delete(_key_entry_key(key_id))
+    except Exception:
+        logger.exception("could not clear the cache entry of API key %s", key_id)
+
+
+# --- the read path -------------------------------------------------------------
+
+
+def lookup(raw_key: str, agent_slug: str) -> tuple[KeyEntry | None, int | None]:
+    """The key's environment (None if unknown or revoked) and the agent's generation.
+
+    One cache round trip on a warm cache; the database only for a cold key entry.
+    """
+    key_id = key_id_of(raw_key)
+    entry_key = _key_entry_key(key_id or "invalid")
+    gen_key = _generation_key(agent_slug)
+    cached = _cache_get_many([entry_key, gen_key]) if key_id else {}
+    generation = cached.get(gen_key)
+    if key_id is None:
+        hmac.compare_digest(hash_key(raw_key), _DUMMY_HASH)
+        return None, generation
+    entry = cached.get(entry_key)
+    if entry is None:
+        entry = _load_key_entry(key_id)
+        ttl = MISSING_KEY_TTL if entry.get("missing") else settings.AGENTCONFIG_RUNTIME_CACHE_TTL
+        _cache_add(entry_key, entry, ttl)
+    expected = entry.get("hash", _DUMMY_HASH)
+    matches = hmac.compare_digest(hash_key(raw_key), expected)
+    if not matches or entry.get("revoked") or entry.get("missing"):
+        return None, generation
+    return KeyEntry(entry["environment_id"], entry["environment_slug"]), generation
+
+
+def get_document(key: KeyEntry, agent_slug: str, generation: int | None) -> Document:
+    """The config document for this environment and agent, from the cache or built once."""
+    if generation is None:
+        generation = time.time_ns()
+        _cache_add(_generation_key(agent_slug), generation, None)
+        generation = _cache_get(_generation_key(agent_slug)) or generation
+    doc_key = _document_key(key.environment_id, agent_slug, generation)
+    document = _cache_get(doc_key)
+    if document is None:
+        document = build_document(key, agent_slug)
+        _cache_add(doc_key, document, settings.AGENTCONFIG_RUNTIME_CACHE_TTL)
+    return document
+
+
+def build_document(key: KeyEntry, agent_slug: str) -> Document:
+    """Read the pointer and its version from the database and serialise the answer."""
+    pointer = (
+        Pointer.objects.select_related("stable_version")
+        .filter(environment_id=key.environment_id, agent__slug=agent_slug)
+        .first()
+    )
+    if pointer is None:
+        if Agent.objects.filter(slug=agent_slug).exists():
+            return _error_document(
+                404,
+                "not_deployed",
+                f"agent {agent_slug!r} has no version deployed in {key.environment_slug!r}.",
+            )
+        return _error_document(404, "agent_not_found", f"there is no agent {agent_slug!r}.")
+    version = pointer.stable_version
+    body = {
+        "agent": agent_slug,
+        "environment": key.environment_slug,
+        "track": "stable",
+        "version": {
+            "number": version.version_number,
+            "id": str(version.id),
+            "config_hash": version.config_hash,
+            "created_at": version.created_at.isoformat(),
+        },
+        "config": version.config,
+        "flags": {},
+    }
+    payload = serialize(body)
+    return Document(200, payload, f'"{hashlib.sha256(payload).hexdigest()[:40]}"')
+
+
+def serialize(body: Any) -> bytes:
+    """Sorted keys, so equal bodies are equal bytes and the ETag follows the body."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def error_body(code: str, message: str) -> bytes:
+    return serialize({"error": {"code": code, "message": message}})
+
+
+def _error_document(status: int, code: str, message: str) -> Document:
+    return Document(status, error_body(code, message))
+
+
+def _load_key_entry(key_id: str) -> dict[str, Any]:
+    key = ApiKey.objects.select_related("environment").filter(key_id=key_id).first()
+    if key is None:
+        return {"missing": True}
+    return {
+        "hash": key.key_hash,
+        "environment_id": key.environment_id,
+        "environment_slug": key.environment.slug,
+        "revoked": key.revoked_at is not None,
+    }
+
+
+# A cache that is down must not take the endpoint down while the database is up.
+def _cache_get(key: str) -> Any:
+    try:
+        return cache.get(key)
+    except Exception:
+        logger.warning("runtime cache read failed; using the database", exc_info=True)
+        return None
+
+
+def _cache_get_many(keys: list[str]) -> dict[str, Any]:
+    try:
+        return cache.get_many(keys)
+    except Exception:
+        logger.warning("runtime cache read failed; using the database", exc_info=True)
+        return {}
+
+
+def _cache_add(key: str, value: Any, timeout: int | None) -> None:
+    try:
+        cache.add(key, value, timeout)
+    except Exception:
+        logger.warning("runtime cache write failed", exc_info=True)

@@ -1,0 +1,200 @@
+"""Pointer moves (deploy, rollback) and API keys. The admin, the CLI and the tests call these.
+
+Invariants:
+- A pointer move and its release-log row are written in one transaction, under a
+  lock on the agent row, so two concurrent moves of one agent serialise and each
+  log row's from_version is the version that was really active before it.
+- The runtime cache is invalidated only after the transaction commits.
+- Rollback only ever moves the pointer to a version that was active in that
+  environment before; it never edits or creates a version.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from agentconfig.actors import Actor
+from agentconfig.errors import Conflict, NotFound, ServiceError
+from agentconfig.models import Agent
+from deployments import runtime
+from deployments.models import ApiKey, Environment, Pointer, ReleaseKind, ReleaseLogEntry
+from deployments.selectors import get_pointer
+from versions.models import AgentVersion
+
+MAX_REASON = 2000
+
+
+def validate_reason(reason: str | None) -> str:
+    """The reason, stripped; ValidationError if it is missing or too long."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": "is required: say why, so the audit log can tell."})
+    if len(reason) > MAX_REASON:
+        raise ValidationError({"reason": f"is longer than {MAX_REASON} characters."})
+    return reason
+
+
+def deploy_version(
+    *,
+    agent: Agent,
+    environment: Environment,
+    version: AgentVersion,
+    actor: Actor,
+    reason: str,
+) -> ReleaseLogEntry:
+    """Make `version` the active version of `agent` in `environment`."""
+    actor.require("deployments.deploy_version", "deploy versions")
+    reason = validate_reason(reason)
+    if version.agent_id != agent.pk:
+        raise ValidationError({"version": f"{version} is not a version of {agent.slug}."})
+    with transaction.atomic():
+        pointer = _lock_pointer(agent, environment)
+        if pointer is not None and pointer.stable_version_id == version.pk:
+            raise Conflict(f"{version.label} is already active in {environment.slug}.")
+        return _move_pointer(
+            agent, environment, pointer, version, ReleaseKind.DEPLOY, actor, reason
+        )
+
+
+def rollback(
+    *,
+    agent: Agent,
+    environment: Environment,
+    actor: Actor,
+    reason: str,
+    to_version: AgentVersion | None = None,
+) -> ReleaseLogEntry:
+    """Move the pointer back to a version that was active in `environment` before.
+
+    Without `to_version`, the target is the version that was active just before the
+    current one.
+    """
+    actor.require("deployments.rollback_version", "roll back")
+    reason = validate_reason(reason)
+    with transaction.atomic():
+        pointer = _lock_pointer(agent, environment)
+        if pointer is None:
+            raise NotFound(f"{agent.slug} has never been deployed to {environment.slug}.")
+        current = pointer.stable_version
+        if to_version is None:
+            last_move = (
+                ReleaseLogEntry.objects.filter(agent=agent, environment=environment)
+                .select_related("from_version")
+                .first()
+            )
+            to_version = last_move.from_version if last_move else None
+            if to_version is None:
+                raise ServiceError(
+                    f"nothing to roll back to: {current.label} is the only version that has "
+                    f"been active in {environment.slug}."
+                )
+        elif to_version.agent_id != agent.pk:
+            raise ValidationError({"to_version": f"{to_version} is not a version of {agent.slug}."})
+        elif to_version.pk == current.pk:
+            raise Conflict(f"{current.label} is already active in {environment.slug}.")
+        elif not ReleaseLogEntry.objects.filter(
+            agent=agent, environment=environment, to_version=to_version
+        ).exists():
+            raise ServiceError(
+                f"{to_version.label} has never been active in {environment.slug}, so it is not a "
+                "rollback target. Deploy it instead (deploys may need approval)."
+            )
+        return _move_pointer(
+            agent, environment, pointer, to_version, ReleaseKind.ROLLBACK, actor, reason
+        )
+
+
+def _lock_pointer(agent: Agent, environment: Environment) -> Pointer | None:
+    # Lock the agent row, not only the pointer: the first deploy has no pointer row to lock.
+    Agent.objects.select_for_update().only("pk").get(pk=agent.pk)
+    return get_pointer(agent, environment)
+
+
+def _move_pointer(
+    agent: Agent,
+    environment: Environment,
+    pointer: Pointer | None,
+    version: AgentVersion,
+    kind: ReleaseKind,
+    actor: Actor,
+    reason: str,
+) -> ReleaseLogEntry:
+    previous = pointer.stable_version if pointer else None
+    try:
+        with transaction.atomic():
+            if pointer is None:
+                pointer = Pointer(agent=agent, environment=environment)
+            pointer.stable_version = version
+            pointer.updated_by_label = actor.label
+            pointer.save()
+            entry = ReleaseLogEntry.objects.create(
+                agent=agent,
+                environment=environment,
+                kind=kind,
+                from_version=previous,
+                to_version=version,
+                actor=actor.user,
+                actor_label=actor.label,
+                reason=reason,
+            )
+    except IntegrityError:
+        # Reached only if another writer created the pointer without taking the agent lock.
+        raise Conflict(
+            f"the pointer of {agent.slug} in {environment.slug} changed at the same moment; "
+            "reload and try again."
+        ) from None
+    slug = agent.slug
+    transaction.on_commit(lambda: runtime.invalidate_agent(slug))
+    return entry
+
+
+# --- API keys -----------------------------------------------------------------------
+
+
+def create_api_key(*, environment: Environment, name: str, actor: Actor) -> tuple[ApiKey, str]:
+    """Create a key for `environment`; returns the row and the plaintext, shown only once."""
+    actor.require("deployments.add_apikey", "create API keys")
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError({"name": "is required, e.g. 'support-bot-prod-eu'."})
+    if len(name) > 100:
+        raise ValidationError({"name": "is longer than 100 characters."})
+    key_id = secrets.token_hex(6)
+    plaintext = f"acfg_{key_id}_{secrets.token_urlsafe(32)}"
+    key = ApiKey(
+        name=name,
+        environment=environment,
+        key_id=key_id,
+        key_hash=runtime.hash_key(plaintext),
+        created_by_label=actor.label,
+    )
+    try:
+        with transaction.atomic():
+            key.save()
+    except IntegrityError:
+        raise ValidationError(
+            {"name": f"an active API key named {name!r} already exists; pick another name."}
+        ) from None
+    transaction.on_commit(lambda: runtime.forget_key(key_id))
+    return key, plaintext
+
+
+def revoke_api_key(*, key: ApiKey, actor: Actor) -> ApiKey:
+    """Revoke `key`; the next request that presents it is refused."""
+    actor.require("deployments.change_apikey", "revoke API keys")
+    with transaction.atomic():
+        key = ApiKey.objects.select_for_update().get(pk=key.pk)
+        if key.revoked_at is not None:
+            raise Conflict(
+                f"API key {key.name!r} was already revoked on {key.revoked_at:%Y-%m-%d}."
+            )
+        key.revoked_at = timezone.now()
+        key.revoked_by_label = actor.label
+        key.save()
+    key_id = key.key_id
+    transaction.on_commit(lambda: runtime.mark_key_revoked(key_id))
+    return key

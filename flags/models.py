@@ -1,0 +1,1 @@
+"""Feature flags arrive with the flags issue; the app exists so the layout is stable."""

@@ -1,0 +1,75 @@
+"""Test data built through the real services, so a test cannot construct an impossible state."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import factory
+from django.contrib.auth import get_user_model
+
+from agentconfig.actors import Actor
+from agentconfig.models import Agent
+from deployments import services as deployment_services
+from deployments.models import ApiKey, Environment, ReleaseLogEntry
+from versions import services as version_services
+from versions.models import AgentVersion
+
+ACTOR = Actor.system("tests")
+_counter = itertools.count(1)
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
+    password = factory.PostGenerationMethodCall("set_password", "correct horse battery")
+
+
+def config(**overrides: Any) -> dict[str, Any]:
+    """A valid configuration; each call without overrides gives a different prompt."""
+    base = {
+        "system_prompt": f"You are a helpful support agent. (variant {next(_counter)})",
+        "model": "gpt-4o-mini",
+        "temperature": 0.2,
+        "max_tokens": 800,
+        "tools": ["lookup_order"],
+        "guardrails": {"blocked_topics": ["medical advice"]},
+    }
+    base.update(overrides)
+    return base
+
+
+def create_agent(slug: str | None = None, **fields: Any) -> Agent:
+    slug = slug or f"agent-{next(_counter)}"
+    return version_services.create_agent(
+        slug=slug, name=fields.pop("name", slug.replace("-", " ").title()), actor=ACTOR, **fields
+    )
+
+
+def create_version(agent: Agent, actor: Actor = ACTOR, **overrides: Any) -> AgentVersion:
+    description = overrides.pop("change_description", "test change")
+    return version_services.create_version(
+        agent=agent,
+        actor=actor,
+        config=config(**overrides),
+        change_description=description,
+        source=overrides.pop("source", "cli"),
+    )
+
+
+def deploy(
+    version: AgentVersion, environment: Environment, reason: str = "test deploy"
+) -> ReleaseLogEntry:
+    return deployment_services.deploy_version(
+        agent=version.agent, environment=environment, version=version, actor=ACTOR, reason=reason
+    )
+
+
+def create_api_key(environment: Environment, name: str | None = None) -> tuple[ApiKey, str]:
+    return deployment_services.create_api_key(
+        environment=environment, name=name or f"key-{next(_counter)}", actor=ACTOR
+    )

@@ -1,0 +1,89 @@
+"""AgentVersion: one immutable snapshot of an agent's configuration.
+
+Invariants:
+- Append-only (see agentconfig.append_only): never updated or deleted, by the ORM,
+  a queryset, the admin or, on PostgreSQL, any SQL client.
+- version_number is 1, 2, 3, ... per agent with no gap and no duplicate: assigned by
+  versions.services.create_version under a lock on the agent row, backed by a unique
+  constraint.
+- config_hash is the SHA-256 of the canonical JSON of the six configuration fields.
+"""
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+from agentconfig.append_only import AppendOnlyModel
+from agentconfig.models import Agent
+from versions.config import CONFIG_FIELDS, MAX_TEMPERATURE, MIN_TEMPERATURE
+
+
+class Source(models.TextChoices):
+    BROWSER = "browser", "Browser"
+    FILE_IMPORT = "file_import", "File import"
+    CLI = "cli", "Command line"
+    API = "api", "API"
+    DEMO = "demo", "Demo data"
+
+
+class AgentVersion(AppendOnlyModel):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="versions")
+    version_number = models.PositiveIntegerField(editable=False)
+
+    system_prompt = models.TextField()
+    model = models.CharField(max_length=200)
+    temperature = models.FloatField()
+    max_tokens = models.PositiveIntegerField()
+    tools = models.JSONField(default=list, blank=True)
+    guardrails = models.JSONField(default=dict, blank=True)
+    config_hash = models.CharField(max_length=64, db_index=True, editable=False)
+
+    change_description = models.TextField()
+    source = models.CharField(max_length=20, choices=Source.choices)
+    source_path = models.CharField(
+        max_length=500, blank=True, help_text="The file this version was read from, if any."
+    )
+    derived_from = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_by_label = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["agent", "-version_number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["agent", "version_number"], name="version_number_unique_per_agent"
+            ),
+            models.CheckConstraint(
+                condition=Q(version_number__gte=1), name="version_number_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(temperature__gte=MIN_TEMPERATURE, temperature__lte=MAX_TEMPERATURE),
+                name="version_temperature_range",
+            ),
+            models.CheckConstraint(condition=Q(max_tokens__gte=1), name="version_max_tokens_min"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id and self.agent.slug} v{self.version_number}"
+
+    @property
+    def label(self) -> str:
+        return f"v{self.version_number}"
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {field: getattr(self, field) for field in CONFIG_FIELDS}
+
+    def get_absolute_url(self) -> str:
+        return reverse("admin:versions_agentversion_change", args=[self.pk])

@@ -1,0 +1,117 @@
+"""Writes of agents and versions. Every entry point (admin, CLI, file import, API) calls these.
+
+Invariants:
+- Everything is validated before anything is written; a refused call writes nothing.
+- Version numbers are assigned under a row lock on the agent (PostgreSQL) or the
+  database write lock (SQLite, transaction_mode=IMMEDIATE), so concurrent creators
+  get consecutive numbers and never an error.
+- A version identical to the agent's latest (same config_hash) is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from agentconfig.actors import Actor
+from agentconfig.errors import Conflict
+from agentconfig.models import Agent
+from versions.config import ConfigError, config_hash, normalize_config
+from versions.models import AgentVersion, Source
+from versions.secrets import scan_config
+
+MAX_CHANGE_DESCRIPTION = 2000
+
+
+def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The normalised config, or ValidationError by field (including credentials found)."""
+    try:
+        normalized = normalize_config(config)
+    except ConfigError as exc:
+        raise ValidationError(exc.errors) from None
+    findings = scan_config(normalized)
+    if findings:
+        errors: dict[str, list[str]] = {}
+        for finding in findings:
+            errors.setdefault(finding.field, []).append(finding.message())
+        raise ValidationError(errors)
+    return normalized
+
+
+def validate_change_description(text: str | None) -> str:
+    """The description, stripped; ValidationError if missing or too long."""
+    text = (text or "").strip()
+    if not text:
+        raise ValidationError(
+            {"change_description": "is required: say what changed and why, in a sentence."}
+        )
+    if len(text) > MAX_CHANGE_DESCRIPTION:
+        raise ValidationError(
+            {"change_description": f"is longer than {MAX_CHANGE_DESCRIPTION} characters."}
+        )
+    return text
+
+
+def create_agent(*, slug: str, name: str, description: str = "", actor: Actor) -> Agent:
+    """Create an agent (no versions yet)."""
+    actor.require("agentconfig.add_agent", "create agents")
+    agent = Agent(slug=slug, name=name, description=description)
+    agent.full_clean()
+    try:
+        with transaction.atomic():
+            agent.save()
+    except IntegrityError:
+        raise ValidationError({"slug": f"an agent with slug {slug!r} already exists."}) from None
+    return agent
+
+
+def create_version(
+    *,
+    agent: Agent,
+    actor: Actor,
+    config: Mapping[str, Any],
+    change_description: str,
+    source: Source | str,
+    derived_from: AgentVersion | None = None,
+    source_path: str = "",
+) -> AgentVersion:
+    """Create the agent's next version; refuse it if nothing changed since the latest."""
+    actor.require("versions.add_agentversion", "create versions")
+    normalized = validate_config(config)
+    description = validate_change_description(change_description)
+    if source not in Source.values:
+        raise ValidationError({"source": f"unknown source {source!r}."})
+    if derived_from is not None and derived_from.agent_id != agent.pk:
+        raise ValidationError(
+            {"derived_from": f"{derived_from} belongs to another agent than {agent.slug}."}
+        )
+    digest = config_hash(normalized)
+
+    try:
+        with transaction.atomic():
+            # The agent row lock serialises creators of this agent's versions, so
+            # "latest + 1" cannot be read by two transactions at once.
+            Agent.objects.select_for_update().only("pk").get(pk=agent.pk)
+            latest = agent.versions.order_by("-version_number").first()
+            if latest is not None and latest.config_hash == digest:
+                raise ValidationError(f"no changes compared to v{latest.version_number}.")
+            return AgentVersion.objects.create(
+                agent=agent,
+                version_number=(latest.version_number + 1) if latest else 1,
+                config_hash=digest,
+                change_description=description,
+                source=source,
+                source_path=source_path,
+                derived_from=derived_from or latest,
+                created_by=actor.user,
+                created_by_label=actor.label,
+                **normalized,
+            )
+    except IntegrityError as exc:
+        # Only reachable if something bypassed the lock (e.g. a hand-written insert).
+        raise Conflict(
+            f"another version of {agent.slug} was created at the same moment; try again. ({exc})"
+        ) from None

@@ -28,16 +28,12 @@ def agent(db):
 
 @pytest.fixture
 def production(db):
-    from deployments.models import Environment
-
-    return Environment.objects.get(slug="production")
+    return factories.environment("production")
 
 
 @pytest.fixture
 def staging(db):
-    from deployments.models import Environment
-
-    return Environment.objects.get(slug="staging")
+    return factories.environment("staging")
 
 
 @pytest.fixture

@@ -43,6 +43,11 @@ def config(**overrides: Any) -> dict[str, Any]:
     return base
 
 
+def environment(slug: str) -> Environment:
+    """A seeded environment; recreated if a transactional test flushed the migration's rows."""
+    return Environment.objects.get_or_create(slug=slug, defaults={"name": slug.title()})[0]
+
+
 def create_agent(slug: str | None = None, **fields: Any) -> Agent:
     slug = slug or f"agent-{next(_counter)}"
     return version_services.create_agent(

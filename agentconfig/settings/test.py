@@ -1,5 +1,7 @@
 """Test settings: the same DATABASE_URL / CACHE_URL handling, fast hashing, a throwaway key."""
 
+import os
+
 from agentconfig.settings.base import *  # noqa: F403
 from agentconfig.settings.base import DATA_DIR, database_from_env, env
 
@@ -7,9 +9,12 @@ DEBUG = False
 SECRET_KEY = "test-only-secret-key-not-used-anywhere-else-0123456789abcdef"  # noqa: S105
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 DATABASES = {"default": database_from_env(DATA_DIR / "test.sqlite3")}
+# One test database per process, so that two test runs on one machine never collide.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so that threads in concurrency tests share one database.
-    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-run.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-run-{os.getpid()}.sqlite3")}
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_agentconfig_{os.getpid()}"}
 CACHES = {
     "default": {
         **env.cache_url("CACHE_URL", default="locmemcache://agentconfig-tests"),
@@ -17,3 +22,6 @@ CACHES = {
     }
 }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Serve static files from the app folders (no collectstatic before tests).
+WHITENOISE_AUTOREFRESH = True
+WHITENOISE_USE_FINDERS = True

@@ -1,0 +1,128 @@
+"""Demo data that tells the billing story: support-bot v2 lost its billing paragraph."""
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import CommandError, CommandParser
+from django.db import transaction
+
+from agentconfig.actors import Actor
+from agentconfig.cli import ServiceCommand
+from agentconfig.models import Agent
+from deployments.models import ApiKey
+from deployments.selectors import get_environment
+from deployments.services import create_api_key, deploy_version, revoke_api_key
+from versions.models import Source
+from versions.services import create_agent, create_version
+
+DEMO_USERNAME = "demo"
+DEMO_PASSWORD = "agentconfig-demo"  # noqa: S105  (printed to the developer; DEBUG only)
+DEMO_KEY_NAME = "demo-runtime"
+
+GREETING = """You are Ada, the support assistant of Acme Cloud.
+
+Greet the customer by name when you know it, answer in the customer's language, and keep
+answers short: three sentences unless the customer asks for detail.
+"""
+
+BILLING = """
+Billing questions: you may explain invoices, payment methods and refunds. Look the invoice
+up with the lookup_invoice tool before you answer; never guess an amount. Refunds under
+50 EUR you may promise; larger ones go to a human through escalate_to_human.
+"""
+
+CLOSING = """
+If you do not know the answer, say so and offer to hand over to a human colleague.
+Never share another customer's data.
+"""
+
+V1_PROMPT = GREETING + BILLING + CLOSING
+# v2 "tightened the tone" and lost the billing paragraph on the way: the incident.
+V2_PROMPT = GREETING.replace("keep\nanswers short", "keep\nanswers very short") + CLOSING
+
+BASE = {
+    "model": "gpt-4o-mini",
+    "temperature": 0.3,
+    "max_tokens": 800,
+    "tools": ["lookup_invoice", "escalate_to_human"],
+    "guardrails": {"blocked_topics": ["legal advice"], "pii": {"redact": ["iban", "card"]}},
+}
+
+
+class Command(ServiceCommand):
+    help = "Load demo data (support-bot with a broken v2 in production) and a demo admin login."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--port", default="8000", help="port shown in the printed URLs")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.DEBUG:
+            raise CommandError(
+                "load_demo creates an admin with a published password; it runs only with DEBUG on."
+            )
+        actor = Actor.system("load_demo")
+        with transaction.atomic():
+            self._admin_user()
+            if not Agent.objects.filter(slug="support-bot").exists():
+                self._support_bot(actor)
+            key = self._fresh_demo_key(actor)
+        base = f"http://127.0.0.1:{options['port']}"
+        self.stdout.write(
+            "\nDemo data loaded: support-bot v2 (billing paragraph lost) is active in production;"
+            " v1 is there to roll back to.\n"
+            f"  Admin:    {base}/admin/   user {DEMO_USERNAME!r}, password {DEMO_PASSWORD!r}\n"
+            f"  Rollback: {base}/admin/agentconfig/agent/ -> support-bot -> production -> "
+            "Roll back\n"
+            f"  Runtime:  curl -H 'Authorization: Bearer {key}' "
+            f"{base}/api/v1/agents/support-bot/config\n"
+        )
+
+    def _admin_user(self) -> None:
+        user_model = get_user_model()
+        if not user_model.objects.filter(username=DEMO_USERNAME).exists():
+            user_model.objects.create_superuser(DEMO_USERNAME, "demo@example.com", DEMO_PASSWORD)
+
+    def _support_bot(self, actor: Actor) -> None:
+        agent = create_agent(
+            slug="support-bot",
+            name="Support bot",
+            description="Answers customer questions on the Acme Cloud website.",
+            actor=actor,
+        )
+        v1 = create_version(
+            agent=agent,
+            actor=actor,
+            config={**BASE, "system_prompt": V1_PROMPT},
+            change_description="First version: greeting, billing and hand-over rules.",
+            source=Source.DEMO,
+        )
+        v2 = create_version(
+            agent=agent,
+            actor=actor,
+            config={**BASE, "system_prompt": V2_PROMPT},
+            change_description="Tighten the tone: shorter answers.",
+            source=Source.DEMO,
+        )
+        staging, production = get_environment("staging"), get_environment("production")
+        for environment in (staging, production):
+            deploy_version(
+                agent=agent, environment=environment, version=v1, actor=actor, reason="Launch."
+            )
+        for environment in (staging, production):
+            deploy_version(
+                agent=agent,
+                environment=environment,
+                version=v2,
+                actor=actor,
+                reason="Shorter answers tested well in staging.",
+            )
+
+    def _fresh_demo_key(self, actor: Actor) -> str:
+        # A key is shown only once, so each run replaces the demo key with a new one.
+        for old in ApiKey.objects.filter(name=DEMO_KEY_NAME, revoked_at__isnull=True):
+            revoke_api_key(key=old, actor=actor)
+        _, plaintext = create_api_key(
+            environment=get_environment("production"), name=DEMO_KEY_NAME, actor=actor
+        )
+        return plaintext

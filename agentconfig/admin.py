@@ -1,0 +1,204 @@
+"""The agent pages: the list with what is active where, and each agent's hub page.
+
+The agent page links to every action on an agent: New version (versions.admin),
+Deploy… and Roll back… per environment (deployments.admin_views). Their URLs live here,
+under the agent, so they read as /admin/agentconfig/agent/<id>/deploy/<environment>/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
+from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern, path
+from django.utils.html import format_html_join
+from django.utils.safestring import SafeString
+
+from agentconfig.actors import Actor
+from agentconfig.admin_views import AdminPageView, HistoryAdmin, ServiceAddAdmin
+from agentconfig.models import Agent
+from deployments import admin_views as deployment_pages
+from deployments.models import Environment, Pointer
+from versions import admin as version_pages
+from versions.forms import AgentAddForm
+from versions.models import AgentVersion
+from versions.services import create_agent, update_agent
+
+VERSIONS_SHOWN = 50
+
+
+@dataclass(frozen=True)
+class EnvironmentRow:
+    environment: Environment
+    pointer: Pointer | None
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    version: AgentVersion
+    active_in: list[str]
+
+
+@admin.register(Agent)
+class AgentAdmin(ServiceAddAdmin, HistoryAdmin):
+    add_form = AgentAddForm
+    list_display = ("slug", "name", "active_versions", "latest_version", "updated_at")
+    search_fields = ("slug", "name", "description")
+    # Agent.get_absolute_url is this admin page; a "View on site" link would loop back.
+    view_on_site = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Agent]:
+        # One query for every agent's pointers, whatever the page size (no N+1 in the list).
+        pointers = (
+            Pointer.objects.select_related("environment", "stable_version")
+            # Only the version's number is shown; its prompt may be 200,000 characters.
+            .defer("stable_version__system_prompt", "stable_version__guardrails")
+            .order_by("environment__position", "environment__slug")
+        )
+        # A subquery rather than Max() over a join, so the list's COUNT stays a plain count.
+        latest = AgentVersion.objects.filter(agent=OuterRef("pk")).order_by("-version_number")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(latest_number=Subquery(latest.values("version_number")[:1]))
+            .prefetch_related(Prefetch("pointers", queryset=pointers))
+        )
+
+    def get_fields(self, request: HttpRequest, obj: Agent | None = None) -> list[str]:
+        if obj is None:
+            return ["slug", "name", "description"]
+        return ["slug", "name", "description", "created_at", "updated_at"]
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: Agent | None = None
+    ) -> tuple[str, ...]:
+        # The slug is in URLs, file names and runtime requests: fixed once created.
+        return ("slug", "created_at", "updated_at") if obj is not None else ()
+
+    def get_prepopulated_fields(
+        self, request: HttpRequest, obj: Agent | None = None
+    ) -> dict[str, tuple[str, ...]]:
+        # Not the prepopulated_fields attribute: simple-history's record page reads that
+        # directly and would look for slug in a change form where slug is read-only.
+        return {"slug": ("name",)} if obj is None else {}
+
+    @admin.display(description="active versions")
+    def active_versions(self, obj: Agent) -> SafeString | str:
+        pointers = obj.pointers.all()
+        if not pointers:
+            return "not deployed"
+        return format_html_join(
+            " · ",
+            "<span class='ac-env'>{}: {}</span>",
+            ((p.environment.slug, p.stable_version.label) for p in pointers),
+        )
+
+    @admin.display(description="latest version", ordering="latest_number")
+    def latest_version(self, obj: Agent) -> str:
+        number = getattr(obj, "latest_number", None)
+        return f"v{number}" if number else "no versions yet"
+
+    def save_model(
+        self, request: HttpRequest, obj: Agent, form: forms.BaseForm, change: bool
+    ) -> None:
+        # Edits go through the same service as the file import: one permission rule, and
+        # the history row names who changed what. (Additions use create_via_service.)
+        update_agent(
+            agent=Agent.objects.get(pk=obj.pk),
+            actor=Actor.of(request.user),
+            name=obj.name,
+            description=obj.description,
+        )
+
+    def create_via_service(self, request: HttpRequest, form: forms.BaseForm) -> HttpResponse:
+        agent = create_agent(actor=Actor.of(request.user), **form.cleaned_data)
+        self.log_addition(request, agent, [{"added": {}}])
+        return self.response_add(request, agent)
+
+    def get_urls(self) -> list[URLPattern]:
+        def page(view: AdminPageView) -> Callable[..., HttpResponse]:
+            def bound(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+                return view(self, request, *args, **kwargs)
+
+            return self.admin_site.admin_view(bound)
+
+        urls = [
+            path(
+                "<path:object_id>/versions/new/",
+                page(version_pages.new_version_view),
+                name="agentconfig_agent_new_version",
+            ),
+            path(
+                "<path:object_id>/deploy/<slug:environment>/apply/",
+                page(deployment_pages.deploy_apply_view),
+                name="agentconfig_agent_deploy_apply",
+            ),
+            path(
+                "<path:object_id>/deploy/<slug:environment>/",
+                page(deployment_pages.deploy_view),
+                name="agentconfig_agent_deploy",
+            ),
+            path(
+                "<path:object_id>/rollback/<slug:environment>/apply/",
+                page(deployment_pages.rollback_apply_view),
+                name="agentconfig_agent_rollback_apply",
+            ),
+            path(
+                "<path:object_id>/rollback/<slug:environment>/",
+                page(deployment_pages.rollback_view),
+                name="agentconfig_agent_rollback",
+            ),
+        ]
+        return urls + super().get_urls()
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        agent = self.get_object(request, unquote(object_id))
+        if agent is not None and self.has_view_permission(request, agent):
+            extra_context = {**(extra_context or {}), **self._overview(request, agent)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _overview(self, request: HttpRequest, agent: Agent) -> dict[str, Any]:
+        """Where each version is active and the agent's newest versions, for its page."""
+        pointers = {p.environment_id: p for p in agent.pointers.all()}
+        environments = [
+            EnvironmentRow(env, pointers.get(env.pk)) for env in Environment.objects.all()
+        ]
+        active_in: dict[Any, list[str]] = {}
+        for row in environments:
+            if row.pointer is not None:
+                active_in.setdefault(row.pointer.stable_version_id, []).append(row.environment.slug)
+        # The list shows no prompt: leave the largest columns in the database.
+        versions = agent.versions.order_by("-version_number").only(
+            "pk",
+            "agent",
+            "version_number",
+            "created_at",
+            "created_by_label",
+            "change_description",
+            "source",
+            "config_hash",
+        )[:VERSIONS_SHOWN]
+        user = request.user
+        return {
+            "show_overview": True,
+            "environments": environments,
+            "versions": [VersionRow(v, active_in.get(v.pk, [])) for v in versions],
+            # Numbers have no gaps, so the highest number is also the count.
+            "version_count": getattr(agent, "latest_number", None) or 0,
+            "versions_shown": VERSIONS_SHOWN,
+            "can_add_version": user.has_perm(version_pages.ADD_VERSION_PERMISSION),
+            "can_deploy": user.has_perm(deployment_pages.DEPLOY_PERMISSION),
+            "can_rollback": user.has_perm(deployment_pages.ROLLBACK_PERMISSION),
+        }

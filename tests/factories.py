@@ -57,12 +57,13 @@ def create_agent(slug: str | None = None, **fields: Any) -> Agent:
 
 def create_version(agent: Agent, actor: Actor = ACTOR, **overrides: Any) -> AgentVersion:
     description = overrides.pop("change_description", "test change")
+    source = overrides.pop("source", "cli")
     return version_services.create_version(
         agent=agent,
         actor=actor,
         config=config(**overrides),
         change_description=description,
-        source=overrides.pop("source", "cli"),
+        source=source,
     )
 
 

@@ -71,8 +71,8 @@ def normalize_config(raw: Mapping[str, Any]) -> dict[str, Any]:
                 "system_prompt",
                 f"is {len(prompt):,} characters long; the maximum is {MAX_PROMPT_CHARS:,}.",
             )
-        elif "\x00" in prompt:
-            fail("system_prompt", "contains a NUL character (\\x00), which cannot be stored.")
+        elif _unstorable(prompt):
+            fail("system_prompt", f"{_unstorable(prompt)}.")
         else:
             out["system_prompt"] = prompt
 
@@ -82,6 +82,8 @@ def normalize_config(raw: Mapping[str, Any]) -> dict[str, Any]:
             fail("model", f"must be text, not {_kind(model)}.")
         elif not model.strip():
             fail("model", "must not be empty (for example 'gpt-4o-mini').")
+        elif _unstorable(model):
+            fail("model", f"{_unstorable(model)}.")
         elif model != model.strip() or any(ch.isspace() for ch in model):
             fail("model", f"must not contain spaces: {model!r}.")
         elif len(model) > MAX_MODEL_CHARS:
@@ -174,6 +176,8 @@ def _json_problem(value: Any, path: str) -> str | None:
         for key, item in value.items():
             if not isinstance(key, str):
                 return f"{path} has a non-text key {key!r}; JSON object keys are text."
+            if _unstorable(key):
+                return f"{path} has a key that {_unstorable(key)}."
             found = _json_problem(item, f"{path}.{key}")
             if found:
                 return found
@@ -185,8 +189,22 @@ def _json_problem(value: Any, path: str) -> str | None:
     elif isinstance(value, float):
         if not math.isfinite(value):
             return f"{path} is {value}, which JSON cannot represent."
-    elif not (value is None or isinstance(value, str | int | bool)):
+    elif isinstance(value, str):
+        if _unstorable(value):
+            return f"{path} {_unstorable(value)}."
+    elif not (value is None or isinstance(value, int | bool)):
         return f"{path} is {_kind(value)}, which is not a JSON value."
+    return None
+
+
+def _unstorable(text: str) -> str | None:
+    """Why `text` cannot be stored (PostgreSQL refuses NUL; UTF-8 refuses lone surrogates)."""
+    if "\x00" in text:
+        return "contains a NUL character (\\x00), which cannot be stored"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"contains an invalid character at position {exc.start} (a lone UTF-16 surrogate)"
     return None
 
 

@@ -28,17 +28,30 @@ MAX_CHANGE_DESCRIPTION = 2000
 
 def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """The normalised config, or ValidationError by field (including credentials found)."""
+    errors: dict[str, list[str]] = {}
+    normalized: dict[str, Any] = {}
     try:
         normalized = normalize_config(config)
     except ConfigError as exc:
-        raise ValidationError(exc.errors) from None
-    findings = scan_config(normalized)
-    if findings:
-        errors: dict[str, list[str]] = {}
-        for finding in findings:
-            errors.setdefault(finding.field, []).append(finding.message())
+        errors = {field: list(messages) for field, messages in exc.errors.items()}
+    # Scan what we can even when other fields are wrong, so a credential is reported
+    # in the same round as a typo, not after it is fixed.
+    scannable = normalized or _scannable_parts(config)
+    for finding in scan_config(scannable):
+        errors.setdefault(finding.field, []).append(finding.message())
+    if errors:
         raise ValidationError(errors)
     return normalized
+
+
+def _scannable_parts(config: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(config, Mapping):
+        return {}
+    prompt, guardrails = config.get("system_prompt"), config.get("guardrails")
+    return {
+        "system_prompt": prompt if isinstance(prompt, str) else "",
+        "guardrails": guardrails if isinstance(guardrails, Mapping) else {},
+    }
 
 
 def validate_change_description(text: str | None) -> str:
@@ -66,6 +79,30 @@ def create_agent(*, slug: str, name: str, description: str = "", actor: Actor) -
     except IntegrityError:
         raise ValidationError({"slug": f"an agent with slug {slug!r} already exists."}) from None
     return agent
+
+
+def update_agent(
+    *, agent: Agent, actor: Actor, name: str, description: str, reason: str = ""
+) -> tuple[str, ...]:
+    """Set the agent's name and description; returns the fields that changed.
+
+    The slug never changes: it is in URLs, file names and every runtime's requests.
+    """
+    actor.require("agentconfig.change_agent", "change agents")
+    changed = tuple(
+        field
+        for field, value in (("name", name), ("description", description))
+        if getattr(agent, field) != value
+    )
+    if not changed:
+        return ()
+    agent.name, agent.description = name, description
+    agent.full_clean()
+    # simple-history reads these two attributes for the history row: who, and why.
+    agent._history_user = actor.user  # type: ignore[attr-defined]
+    agent._change_reason = (reason or actor.label)[:100]  # type: ignore[attr-defined]
+    agent.save()
+    return changed
 
 
 def create_version(

@@ -25,10 +25,14 @@ VALID = {
     "guardrails": {"pii": {"redact": True, "fields": ["email", "phone"]}, "max_turns": 20},
 }
 
+# PostgreSQL cannot store NUL in text or JSON; normalize_config refuses it (tested below).
+storable_text = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=20
+)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | storable_text,
     lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+        st.lists(children, max_size=4) | st.dictionaries(storable_text, children, max_size=4)
     ),
     max_leaves=20,
 )
@@ -66,7 +70,7 @@ def test_normalize_config__integer_temperature__becomes_float_so_hash_is_the_sam
     )
 
 
-@given(guardrails=st.dictionaries(st.text(max_size=8), json_values, max_size=6))
+@given(guardrails=st.dictionaries(storable_text, json_values, max_size=6))
 def test_config_hash__keys_in_any_order__same_hash(guardrails):
     config = normalize_config({**VALID, "guardrails": guardrails})
     reordered = _shuffled(dict(reversed(list(config.items()))))
@@ -133,6 +137,11 @@ def test_config_hash__known_vector__is_sha256_of_canonical_json():
         ("guardrails", ["no"], "must be a JSON object, not a list"),
         ("guardrails", {"limit": float("inf")}, "guardrails.limit is inf"),
         ("guardrails", {"a": {1: "x"}}, "non-text key 1"),
+        ("guardrails", {"a": ["ok", "b\x00"]}, "guardrails.a[1] contains a NUL character"),
+        ("guardrails", {"a\x00": 1}, "has a key that contains a NUL character"),
+        ("guardrails", {"a": "\ud800"}, "guardrails.a contains an invalid character"),
+        ("system_prompt", "ok \udfff", "lone UTF-16 surrogate"),
+        ("model", "gpt\x00", "NUL character"),
     ],
 )
 def test_normalize_config__invalid_field__names_field_and_problem(field, value, expected):

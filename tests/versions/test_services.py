@@ -92,6 +92,18 @@ def test_create_version__credential__message_names_line_and_column(agent, system
     assert "line 2, column 5" in message and "AWS access key" in message
 
 
+def test_create_version__typo_and_credential__both_reported_at_once(agent, system_actor):
+    config = factories.config(system_prompt="Use AKIAIOSFODNN7EXAMPLE.")
+    config["temprature"] = config.pop("temperature")
+
+    with pytest.raises(ValidationError) as excinfo:
+        create_version(
+            agent=agent, actor=system_actor, config=config, change_description="x", source="cli"
+        )
+
+    assert {"temprature", "temperature", "system_prompt"} <= set(excinfo.value.message_dict)
+
+
 def test_create_version__blank_change_description__refused(agent, system_actor):
     with pytest.raises(ValidationError) as excinfo:
         create_version(

@@ -10,6 +10,8 @@ Invariants:
 - A revoked key is refused on the next request: revocation overwrites the key's
   cache entry with a tombstone, and readers fill entries only with cache.add(), so a
   racing reader cannot put the old "active" entry back.
+- A warm request costs one shared-cache round trip (key entry + generation); the
+  document itself comes from a per-process copy keyed by its generation.
 - Cache failures are treated as misses: the database answers; if it cannot, the view
   answers 503, never a default config.
 """
@@ -21,7 +23,9 @@ import hmac
 import json
 import logging
 import re
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,6 +141,46 @@ def lookup(raw_key: str, agent_slug: str) -> tuple[KeyEntry | None, int | None]:
     return KeyEntry(entry["environment_id"], entry["environment_slug"]), generation
 
 
+class _LocalDocuments:
+    """This process's copies of documents, by document key.
+
+    A document never changes within a generation, and the generation is read from the
+    shared cache on every request, so a local copy is never stale: it saves the second
+    cache round trip and the unpickling of a large prompt. Bounded in size, and kept no
+    longer than the shared entry, so a lost invalidation is bounded by the same TTL.
+    """
+
+    def __init__(self, max_entries: int = 1024) -> None:
+        self._entries: OrderedDict[str, tuple[float, Document]] = OrderedDict()
+        self._max_entries = max_entries
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Document | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry[0] < time.monotonic():
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def put(self, key: str, document: Document, ttl: float) -> None:
+        with self._lock:
+            self._entries[key] = (time.monotonic() + ttl, document)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max_entries:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+local_documents = _LocalDocuments()
+
+
 def get_document(key: KeyEntry, agent_slug: str, generation: int | None) -> Document:
     """The config document for this environment and agent, from the cache or built once."""
     if generation is None:
@@ -144,10 +188,14 @@ def get_document(key: KeyEntry, agent_slug: str, generation: int | None) -> Docu
         _cache_add(_generation_key(agent_slug), generation, None)
         generation = _cache_get(_generation_key(agent_slug)) or generation
     doc_key = _document_key(key.environment_id, agent_slug, generation)
+    document = local_documents.get(doc_key)
+    if document is not None:
+        return document
     document = _cache_get(doc_key)
     if document is None:
         document = build_document(key, agent_slug)
         _cache_add(doc_key, document, settings.AGENTCONFIG_RUNTIME_CACHE_TTL)
+    local_documents.put(doc_key, document, settings.AGENTCONFIG_RUNTIME_CACHE_TTL)
     return document
 
 

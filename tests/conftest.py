@@ -5,6 +5,7 @@ from django.core.cache import cache
 from django.db import connection
 
 from agentconfig.actors import Actor
+from deployments import runtime
 from tests import factories
 
 
@@ -12,8 +13,10 @@ from tests import factories
 def _clear_cache():
     # The cache may be a real Redis shared by the whole run: start every test empty.
     cache.clear()
+    runtime.local_documents.clear()
     yield
     cache.clear()
+    runtime.local_documents.clear()
 
 
 @pytest.fixture

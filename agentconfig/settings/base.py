@@ -80,7 +80,16 @@ def database_from_env(default_sqlite: Path) -> dict:
 DATABASES = {"default": database_from_env(DATA_DIR / "agentconfig.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://agentconfig")}
+
+def cache_from_env(default: str) -> dict:
+    """CACHE_URL, with Django's Redis backend swapped for ours (agentconfig/cache.py)."""
+    cache = env.cache_url("CACHE_URL", default=default)
+    if cache["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+        cache["BACKEND"] = "agentconfig.cache.RedisCache"
+    return cache
+
+
+CACHES = {"default": cache_from_env("locmemcache://agentconfig")}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

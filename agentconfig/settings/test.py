@@ -3,7 +3,7 @@
 import os
 
 from agentconfig.settings.base import *  # noqa: F403
-from agentconfig.settings.base import DATA_DIR, database_from_env, env
+from agentconfig.settings.base import DATA_DIR, cache_from_env, database_from_env
 
 DEBUG = False
 SECRET_KEY = "test-only-secret-key-not-used-anywhere-else-0123456789abcdef"  # noqa: S105
@@ -17,7 +17,7 @@ else:
     DATABASES["default"]["TEST"] = {"NAME": f"test_agentconfig_{os.getpid()}"}
 CACHES = {
     "default": {
-        **env.cache_url("CACHE_URL", default="locmemcache://agentconfig-tests"),
+        **cache_from_env("locmemcache://agentconfig-tests"),
         "KEY_PREFIX": "agentconfig-tests",
     }
 }

@@ -16,7 +16,7 @@ from django.db import connection
 from tests import factories
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED_CACHES = ("django.core.cache.backends.redis.RedisCache",)
+SHARED_CACHES = ("agentconfig.cache.RedisCache",)
 
 pytestmark = pytest.mark.skipif(
     settings.CACHES["default"]["BACKEND"] not in SHARED_CACHES,

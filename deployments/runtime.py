@@ -75,17 +75,36 @@ def _key_entry_key(key_id: str) -> str:
     return f"{PREFIX}:key:{key_id}"
 
 
-def _generation_key(agent_slug: str) -> str:
-    return f"{PREFIX}:gen:{agent_slug}"
+# A document depends on its agent (pointer, versions, canary) and on the flags; each has
+# a generation, and a document is stored under both.
+FLAGS_SCOPE = "flags"
+Generations = tuple[int, int]
 
 
-def _document_key(environment_id: int, agent_slug: str, generation: int) -> str:
-    return f"{PREFIX}:doc:{environment_id}:{agent_slug}:{generation}"
+def _generation_key(scope: str) -> str:
+    return f"{PREFIX}:gen:{scope}"
+
+
+def _agent_scope(agent_slug: str) -> str:
+    return f"agent:{agent_slug}"
+
+
+def _document_key(environment_id: int, agent_slug: str, generations: Generations) -> str:
+    agent_generation, flags_generation = generations
+    return f"{PREFIX}:doc:{environment_id}:{agent_slug}:{agent_generation}.{flags_generation}"
 
 
 def invalidate_agent(agent_slug: str) -> None:
     """Make every process rebuild this agent's documents on their next request."""
-    key = _generation_key(agent_slug)
+    _bump(_generation_key(_agent_scope(agent_slug)))
+
+
+def invalidate_flags() -> None:
+    """Make every process rebuild every document (flags can be global) on its next request."""
+    _bump(_generation_key(FLAGS_SCOPE))
+
+
+def _bump(key: str) -> None:
     try:
         try:
             cache.incr(key)
@@ -93,7 +112,7 @@ def invalidate_agent(agent_slug: str) -> None:
             cache.set(key, time.time_ns(), None)
     except Exception:
         # The document TTL bounds how long a lost invalidation can last.
-        logger.exception("could not invalidate the runtime cache for agent %s", agent_slug)
+        logger.exception("could not invalidate the runtime cache (%s)", key)
 
 
 def mark_key_revoked(key_id: str) -> None:
@@ -116,16 +135,20 @@ def forget_key(key_id: str) -> None:
 # --- the read path -------------------------------------------------------------
 
 
-def lookup(raw_key: str, agent_slug: str) -> tuple[KeyEntry | None, int | None]:
-    """The key's environment (None if unknown or revoked) and the agent's generation.
+def lookup(raw_key: str, agent_slug: str) -> tuple[KeyEntry | None, Generations]:
+    """The key's environment (None if unknown or revoked) and the document's generations.
 
     One cache round trip on a warm cache; the database only for a cold key entry.
     """
     key_id = key_id_of(raw_key)
     entry_key = _key_entry_key(key_id or "invalid")
-    gen_key = _generation_key(agent_slug)
-    cached = _cache_get_many([entry_key, gen_key]) if key_id else {}
-    generation = cached.get(gen_key)
+    agent_key = _generation_key(_agent_scope(agent_slug))
+    flags_key = _generation_key(FLAGS_SCOPE)
+    cached = _cache_get_many([entry_key, agent_key, flags_key]) if key_id else {}
+    generation = (
+        cached.get(agent_key) or _start_generation(agent_key),
+        cached.get(flags_key) or _start_generation(flags_key),
+    )
     if key_id is None:
         hmac.compare_digest(hash_key(raw_key), _DUMMY_HASH)
         return None, generation
@@ -181,13 +204,15 @@ class _LocalDocuments:
 local_documents = _LocalDocuments()
 
 
-def get_document(key: KeyEntry, agent_slug: str, generation: int | None) -> Document:
+def _start_generation(key: str) -> int:
+    """Create a missing generation (first use, or evicted); another process may win."""
+    _cache_add(key, time.time_ns(), None)
+    return _cache_get(key) or time.time_ns()
+
+
+def get_document(key: KeyEntry, agent_slug: str, generations: Generations) -> Document:
     """The config document for this environment and agent, from the cache or built once."""
-    if generation is None:
-        generation = time.time_ns()
-        _cache_add(_generation_key(agent_slug), generation, None)
-        generation = _cache_get(_generation_key(agent_slug)) or generation
-    doc_key = _document_key(key.environment_id, agent_slug, generation)
+    doc_key = _document_key(key.environment_id, agent_slug, generations)
     document = local_documents.get(doc_key)
     if document is not None:
         return document

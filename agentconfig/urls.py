@@ -12,5 +12,8 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/", admin.site.urls),
     path("api/v1/agents/<slug:slug>/config", runtime_views.agent_config, name="runtime-config"),
+    path(
+        "api/v1/agents/<slug:slug>/outcomes", runtime_views.agent_outcomes, name="runtime-outcomes"
+    ),
     path("healthz", runtime_views.healthz, name="healthz"),
 ]

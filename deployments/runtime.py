@@ -32,8 +32,10 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 
+from agentconfig.bucketing import bucket
 from agentconfig.models import Agent
 from deployments.models import ApiKey, Pointer
+from versions.models import AgentVersion
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +53,39 @@ class KeyEntry:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """One ready-to-send answer: the serialised body and its ETag."""
+
+    body: bytes
+    etag: str
+
+
+@dataclass(frozen=True)
+class CanaryRoute:
+    salt: str
+    basis_points: int
+    variant: Variant
+
+
+@dataclass(frozen=True)
 class Document:
-    """A ready-to-send answer for (environment, agent): a body and its ETag, or a 404."""
+    """Everything needed to answer for (environment, agent) without the database.
+
+    The stable answer, plus the canary answer and who gets it while a canary runs; or an
+    error (status 404) with its body.
+    """
 
     status: int
     body: bytes
     etag: str = ""
+    canary: CanaryRoute | None = None
+
+    def for_user(self, user_id: str | None) -> tuple[str, Variant]:
+        """The track and answer for this user: sticky canary routing by bucket."""
+        canary = self.canary
+        if canary is not None and user_id and bucket(canary.salt, user_id) < canary.basis_points:
+            return "canary", canary.variant
+        return "stable", Variant(self.body, self.etag)
 
 
 def hash_key(raw_key: str) -> str:
@@ -227,7 +256,7 @@ def get_document(key: KeyEntry, agent_slug: str, generations: Generations) -> Do
 def build_document(key: KeyEntry, agent_slug: str) -> Document:
     """Read the pointer and its version from the database and serialise the answer."""
     pointer = (
-        Pointer.objects.select_related("stable_version")
+        Pointer.objects.select_related("stable_version", "canary__canary_version")
         .filter(environment_id=key.environment_id, agent__slug=agent_slug)
         .first()
     )
@@ -239,11 +268,23 @@ def build_document(key: KeyEntry, agent_slug: str) -> Document:
                 f"agent {agent_slug!r} has no version deployed in {key.environment_slug!r}.",
             )
         return _error_document(404, "agent_not_found", f"there is no agent {agent_slug!r}.")
-    version = pointer.stable_version
+    stable = _variant(agent_slug, key.environment_slug, "stable", pointer.stable_version)
+    canary = None
+    if pointer.canary is not None:
+        rollout = pointer.canary
+        canary = CanaryRoute(
+            salt=rollout.salt,
+            basis_points=rollout.basis_points,
+            variant=_variant(agent_slug, key.environment_slug, "canary", rollout.canary_version),
+        )
+    return Document(200, stable.body, stable.etag, canary)
+
+
+def _variant(agent_slug: str, environment_slug: str, track: str, version: AgentVersion) -> Variant:
     body = {
         "agent": agent_slug,
-        "environment": key.environment_slug,
-        "track": "stable",
+        "environment": environment_slug,
+        "track": track,
         "version": {
             "number": version.version_number,
             "id": str(version.id),
@@ -254,7 +295,7 @@ def build_document(key: KeyEntry, agent_slug: str) -> Document:
         "flags": {},
     }
     payload = serialize(body)
-    return Document(200, payload, f'"{hashlib.sha256(payload).hexdigest()[:40]}"')
+    return Variant(payload, f'"{hashlib.sha256(payload).hexdigest()[:40]}"')
 
 
 def serialize(body: Any) -> bytes:

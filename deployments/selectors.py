@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 
 from agentconfig.errors import NotFound
 from agentconfig.models import Agent
-from deployments.models import Environment, Pointer, ReleaseLogEntry
+from deployments.models import STABLE_KINDS, Environment, Pointer, ReleaseLogEntry
 from versions.models import AgentVersion
 
 
@@ -22,7 +22,7 @@ def get_environment(slug: str) -> Environment:
 def get_pointer(agent: Agent, environment: Environment) -> Pointer | None:
     """The agent's pointer in `environment`, with its version, or None if never deployed."""
     return (
-        Pointer.objects.select_related("stable_version")
+        Pointer.objects.select_related("stable_version", "canary__canary_version")
         .filter(agent=agent, environment=environment)
         .first()
     )
@@ -44,7 +44,7 @@ def list_rollback_targets(agent: Agent, environment: Environment) -> list[AgentV
     pointer = get_pointer(agent, environment)
     if pointer is None:
         return []
-    history = list(list_release_history(agent, environment))
+    history = list(list_release_history(agent, environment).filter(kind__in=STABLE_KINDS))
     ordered: list[AgentVersion] = []
     seen = {pointer.stable_version_id}
     default = history[0].from_version if history else None

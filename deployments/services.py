@@ -12,6 +12,7 @@ Invariants:
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -21,7 +22,15 @@ from agentconfig.actors import Actor
 from agentconfig.errors import Conflict, NotFound, ServiceError
 from agentconfig.models import Agent
 from deployments import runtime
-from deployments.models import ApiKey, Environment, Pointer, ReleaseKind, ReleaseLogEntry
+from deployments.models import (
+    STABLE_KINDS,
+    ApiKey,
+    CanaryStatus,
+    Environment,
+    Pointer,
+    ReleaseKind,
+    ReleaseLogEntry,
+)
 from deployments.selectors import get_pointer
 from versions.models import AgentVersion
 
@@ -52,7 +61,12 @@ def deploy_version(
     if version.agent_id != agent.pk:
         raise ValidationError({"version": f"{version} is not a version of {agent.slug}."})
     with transaction.atomic():
-        pointer = _lock_pointer(agent, environment)
+        pointer = lock_pointer(agent, environment)
+        if pointer is not None and pointer.canary_id is not None:
+            raise Conflict(
+                f"a canary of {agent.slug} is running in {environment.slug}; promote or abort it "
+                "before deploying another version."
+            )
         if pointer is not None and pointer.stable_version_id == version.pk:
             raise Conflict(f"{version.label} is already active in {environment.slug}.")
         return _move_pointer(
@@ -71,18 +85,25 @@ def rollback(
     """Move the pointer back to a version that was active in `environment` before.
 
     Without `to_version`, the target is the version that was active just before the
-    current one.
+    current one. While a canary runs, rolling back first ends the canary (its users go
+    back to the stable version); without `to_version` that is all it does.
     """
     actor.require("deployments.rollback_version", "roll back")
     reason = validate_reason(reason)
     with transaction.atomic():
-        pointer = _lock_pointer(agent, environment)
+        pointer = lock_pointer(agent, environment)
         if pointer is None:
             raise NotFound(f"{agent.slug} has never been deployed to {environment.slug}.")
+        if pointer.canary_id is not None:
+            ended = end_canary(pointer, CanaryStatus.ROLLED_BACK, actor, reason)
+            if to_version is None or to_version.pk == pointer.stable_version_id:
+                return ended
         current = pointer.stable_version
         if to_version is None:
             last_move = (
-                ReleaseLogEntry.objects.filter(agent=agent, environment=environment)
+                ReleaseLogEntry.objects.filter(
+                    agent=agent, environment=environment, kind__in=STABLE_KINDS
+                )
                 .select_related("from_version")
                 .first()
             )
@@ -97,7 +118,7 @@ def rollback(
         elif to_version.pk == current.pk:
             raise Conflict(f"{current.label} is already active in {environment.slug}.")
         elif not ReleaseLogEntry.objects.filter(
-            agent=agent, environment=environment, to_version=to_version
+            agent=agent, environment=environment, to_version=to_version, kind__in=STABLE_KINDS
         ).exists():
             raise ServiceError(
                 f"{to_version.label} has never been active in {environment.slug}, so it is not a "
@@ -108,10 +129,72 @@ def rollback(
         )
 
 
-def _lock_pointer(agent: Agent, environment: Environment) -> Pointer | None:
-    # Lock the agent row, not only the pointer: the first deploy has no pointer row to lock.
+def lock_pointer(agent: Agent, environment: Environment) -> Pointer | None:
+    """Lock the agent's pointers for this transaction; the pointer in `environment`, if any.
+
+    The agent row is locked, not only the pointer: the first deploy has no row to lock.
+    """
     Agent.objects.select_for_update().only("pk").get(pk=agent.pk)
     return get_pointer(agent, environment)
+
+
+def write_release_log(
+    pointer: Pointer,
+    kind: ReleaseKind,
+    from_version: AgentVersion | None,
+    to_version: AgentVersion,
+    actor: Actor,
+    reason: str,
+    details: dict[str, Any] | None = None,
+) -> ReleaseLogEntry:
+    """The release-log row of a pointer change; cache invalidation after commit."""
+    entry = ReleaseLogEntry.objects.create(
+        agent=pointer.agent,
+        environment=pointer.environment,
+        kind=kind,
+        from_version=from_version,
+        to_version=to_version,
+        actor=actor.user,
+        actor_label=actor.label,
+        reason=reason,
+        details=details or {},
+    )
+    slug = pointer.agent.slug
+    transaction.on_commit(lambda: runtime.invalidate_agent(slug))
+    return entry
+
+
+def end_canary(
+    pointer: Pointer, status: CanaryStatus, actor: Actor, reason: str
+) -> ReleaseLogEntry:
+    """End the pointer's running canary without promoting it (caller holds the lock)."""
+    rollout = pointer.canary
+    if rollout is None:
+        raise Conflict(
+            f"no canary of {pointer.agent.slug} is running in {pointer.environment.slug}."
+        )
+    rollout.status = status
+    rollout.ended_at = timezone.now()
+    rollout.ended_by_label = actor.label
+    rollout.end_reason = reason
+    rollout.save()
+    pointer.canary = None
+    pointer.updated_by_label = actor.label
+    pointer.save()
+    kind = (
+        ReleaseKind.CANARY_ROLLBACK
+        if status == CanaryStatus.ROLLED_BACK
+        else ReleaseKind.CANARY_ABORT
+    )
+    return write_release_log(
+        pointer,
+        kind,
+        rollout.canary_version,
+        pointer.stable_version,
+        actor,
+        reason,
+        {"rollout": str(rollout.pk), "percent": rollout.percent},
+    )
 
 
 def _move_pointer(
@@ -131,25 +214,13 @@ def _move_pointer(
             pointer.stable_version = version
             pointer.updated_by_label = actor.label
             pointer.save()
-            entry = ReleaseLogEntry.objects.create(
-                agent=agent,
-                environment=environment,
-                kind=kind,
-                from_version=previous,
-                to_version=version,
-                actor=actor.user,
-                actor_label=actor.label,
-                reason=reason,
-            )
+            return write_release_log(pointer, kind, previous, version, actor, reason)
     except IntegrityError:
         # Reached only if another writer created the pointer without taking the agent lock.
         raise Conflict(
             f"the pointer of {agent.slug} in {environment.slug} changed at the same moment; "
             "reload and try again."
         ) from None
-    slug = agent.slug
-    transaction.on_commit(lambda: runtime.invalidate_agent(slug))
-    return entry
 
 
 # --- API keys -----------------------------------------------------------------------

@@ -1,18 +1,23 @@
-"""The runtime endpoint and the health check: plain function views, no sessions.
+"""The runtime API (config and outcomes) and the health check: plain function views.
 
-The endpoint authenticates with `Authorization: Bearer <key>`, never with cookies,
-so it is exempt from CSRF (it changes nothing either way).
+Runtimes authenticate with `Authorization: Bearer <key>` and never with cookies, so
+these views are exempt from CSRF: a forged cross-site request carries no credential.
 """
 
 from __future__ import annotations
 
+import json
+
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.csrf import csrf_exempt
 
-from deployments import runtime
+from agentconfig.models import Agent
+from deployments import outcomes, runtime
 
 ALLOWED_METHODS = ("GET", "HEAD")
 
@@ -26,25 +31,66 @@ def agent_config(request: HttpRequest, slug: str) -> HttpResponse:
         return response
     raw_key = _bearer_token(request)
     if raw_key is None:
-        return _unauthorized("missing_api_key", "send the key as 'Authorization: Bearer <key>'.")
+        return _missing_key()
     try:
         key, generation = runtime.lookup(raw_key, slug)
         if key is None:
-            return _unauthorized("invalid_api_key", "the API key is unknown or revoked.")
+            return _invalid_key()
         document = runtime.get_document(key, slug, generation)
     except DatabaseError:
-        return _error(
-            503, "database_unavailable", "the configuration store cannot be reached; retry later."
-        )
+        return _database_unavailable()
     if document.status != 200:
         return _vary(HttpResponse(document.body, status=document.status, content_type=_JSON))
-    if _matches(request.headers.get("If-None-Match", ""), document.etag):
+    _, answer = document.for_user(request.GET.get("user_id"))
+    if _matches(request.headers.get("If-None-Match", ""), answer.etag):
         response = HttpResponse(status=304)
     else:
-        response = HttpResponse(document.body, content_type=_JSON)
-    response["ETag"] = document.etag
+        response = HttpResponse(answer.body, content_type=_JSON)
+    response["ETag"] = answer.etag
     response["Cache-Control"] = f"private, max-age={settings.AGENTCONFIG_RUNTIME_MAX_AGE}"
     return _vary(response)
+
+
+@csrf_exempt
+def agent_outcomes(request: HttpRequest, slug: str) -> HttpResponse:
+    """POST /api/v1/agents/<slug>/outcomes: how each answer went, for canary analysis."""
+    if request.method != "POST":
+        response = _error(405, "method_not_allowed", "use POST.")
+        response["Allow"] = "POST"
+        return response
+    raw_key = _bearer_token(request)
+    if raw_key is None:
+        return _missing_key()
+    try:
+        payload = json.loads(request.body)
+    except RequestDataTooBig:
+        return _error(413, "too_large", "the body is too large; send at most 1,000 events.")
+    except (ValueError, UnicodeDecodeError) as exc:
+        return _error(400, "invalid_json", f"the body is not valid JSON: {exc}.")
+    try:
+        key, _ = runtime.lookup(raw_key, slug)
+        if key is None:
+            return _invalid_key()
+        agent = Agent.objects.filter(slug=slug).first()
+        if agent is None:
+            return _error(404, "agent_not_found", f"there is no agent {slug!r}.")
+        events = outcomes.parse_events(payload, now=timezone.now())
+        accepted, duplicates = outcomes.record_outcomes(
+            agent=agent, environment_id=key.environment_id, events=events
+        )
+    except outcomes.InvalidBatch as exc:
+        body = {
+            "error": {
+                "code": "invalid_events",
+                "message": "nothing of this batch was stored; fix these events and resend it.",
+                "details": [error.as_dict() for error in exc.errors],
+            }
+        }
+        return _vary(HttpResponse(runtime.serialize(body), status=400, content_type=_JSON))
+    except DatabaseError:
+        return _database_unavailable()
+    body = runtime.serialize({"accepted": accepted, "duplicates": duplicates})
+    return _vary(HttpResponse(body, status=202, content_type=_JSON))
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
@@ -85,6 +131,20 @@ def _error(status: int, code: str, message: str) -> HttpResponse:
     response = HttpResponse(runtime.error_body(code, message), status=status, content_type=_JSON)
     response["Cache-Control"] = "no-store"
     return _vary(response)
+
+
+def _missing_key() -> HttpResponse:
+    return _unauthorized("missing_api_key", "send the key as 'Authorization: Bearer <key>'.")
+
+
+def _invalid_key() -> HttpResponse:
+    return _unauthorized("invalid_api_key", "the API key is unknown or revoked.")
+
+
+def _database_unavailable() -> HttpResponse:
+    return _error(
+        503, "database_unavailable", "the configuration store cannot be reached; retry later."
+    )
 
 
 def _unauthorized(code: str, message: str) -> HttpResponse:

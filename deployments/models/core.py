@@ -5,12 +5,10 @@ Invariants:
   version always belongs to its agent (checked by deployments.services, the only writer).
 - ReleaseLogEntry is append-only: every pointer move writes one row, in the same
   transaction as the move, saying from which version to which, the kind, who and why.
-- An ApiKey is stored only as the SHA-256 of the full key; the plaintext is shown once.
 """
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
@@ -42,6 +40,14 @@ class Pointer(models.Model):
     agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="pointers")
     environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="pointers")
     stable_version = models.ForeignKey(AgentVersion, on_delete=models.PROTECT, related_name="+")
+    # The running canary, if any; its version and percentage live on the rollout.
+    canary = models.OneToOneField(
+        "deployments.CanaryRollout",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
     updated_at = models.DateTimeField(auto_now=True)
     updated_by_label = models.CharField(max_length=200)
 
@@ -56,6 +62,7 @@ class Pointer(models.Model):
         permissions = [
             ("deploy_version", "Can deploy a version to an environment"),
             ("rollback_version", "Can roll an environment back to an earlier version"),
+            ("manage_canary", "Can start, change, promote and abort canaries"),
         ]
 
     def __str__(self) -> str:
@@ -65,6 +72,16 @@ class Pointer(models.Model):
 class ReleaseKind(models.TextChoices):
     DEPLOY = "deploy", "Deploy"
     ROLLBACK = "rollback", "Rollback"
+    CANARY_START = "canary_start", "Canary started"
+    CANARY_CHANGE = "canary_change", "Canary percentage changed"
+    PROMOTE = "promote", "Canary promoted"
+    CANARY_ABORT = "canary_abort", "Canary aborted"
+    CANARY_ROLLBACK = "canary_rollback", "Canary rolled back"
+
+
+# Kinds after which to_version is the stable version: the versions that have been
+# "active" in an environment, and so the only rollback targets.
+STABLE_KINDS = (ReleaseKind.DEPLOY, ReleaseKind.ROLLBACK, ReleaseKind.PROMOTE)
 
 
 class ReleaseLogEntry(AppendOnlyModel):
@@ -82,6 +99,7 @@ class ReleaseLogEntry(AppendOnlyModel):
     )
     actor_label = models.CharField(max_length=200)
     reason = models.TextField()
+    details = models.JSONField(default=dict, blank=True, help_text="e.g. canary percentages")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -98,36 +116,3 @@ class ReleaseLogEntry(AppendOnlyModel):
             f"{self.agent.slug}@{self.environment.slug}: {self.kind} {start} -> "
             f"v{self.to_version.version_number}"
         )
-
-
-class ApiKey(models.Model):
-    """A runtime's credential for one environment. Format: acfg_<key_id>_<secret>."""
-
-    name = models.CharField(max_length=100)
-    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="api_keys")
-    key_id = models.CharField(max_length=32, unique=True, editable=False)
-    key_hash = models.CharField(max_length=64, editable=False)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
-    created_by_label = models.CharField(max_length=200, editable=False)
-    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
-    revoked_by_label = models.CharField(max_length=200, blank=True, editable=False)
-
-    history = HistoricalRecords()
-
-    class Meta:
-        verbose_name = "API key"
-        constraints = [
-            # Names identify keys on the command line; a revoked key's name may be reused.
-            models.UniqueConstraint(
-                fields=["name"],
-                condition=Q(revoked_at__isnull=True),
-                name="api_key_name_unique_active",
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.environment.slug})"
-
-    @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None

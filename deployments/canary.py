@@ -1,0 +1,393 @@
+"""Canary services: start, change, advance, promote, abort, and the analysis that decides.
+
+Invariants:
+- One running canary per (agent, environment) (partial unique index; checked first
+  for a clear message). The pointer holds it, so routing reads one row.
+- Every change is written under the agent-row lock (deployments.services.lock_pointer)
+  with its release-log row, and invalidates the runtime cache after commit.
+- The analysis acts through the same functions a person uses, as the system actor
+  "canary analysis", and stores every evaluation (inputs, verdict, explanation).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Sequence
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from agentconfig.actors import Actor
+from agentconfig.bucketing import BUCKETS
+from agentconfig.errors import Conflict, NotFound
+from agentconfig.models import Agent
+from deployments.canary_analysis import ArmCounts, Decision, Policy, StepState, Verdict, decide
+from deployments.models import (
+    CanaryDecision,
+    CanaryPolicy,
+    CanaryRollout,
+    CanaryStatus,
+    Environment,
+    OutcomeCount,
+    OutcomeEventId,
+    Pointer,
+    ReleaseKind,
+    ReleaseLogEntry,
+    Track,
+)
+from deployments.models.canary import OUTCOME_DEDUP_DAYS
+from deployments.services import end_canary, lock_pointer, validate_reason, write_release_log
+from versions.models import AgentVersion
+
+MANAGE_PERMISSION = "deployments.manage_canary"
+ANALYSIS_ACTOR = Actor.system("canary analysis")
+
+
+# --- percentages and steps -----------------------------------------------------------
+
+
+def parse_percent(value: str | float, field: str = "percent") -> int:
+    """A canary percentage (0 < p < 100, 0.01 % granularity) as basis points."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValidationError({field: f"{value!r} is not a number."}) from None
+    basis_points = round(number * 100)
+    if not (0 < number < 100) or not (1 <= basis_points < BUCKETS):
+        raise ValidationError(
+            {field: f"must be more than 0 and less than 100 (0.01 % steps); got {value}."}
+        )
+    if abs(number * 100 - basis_points) > 1e-6:
+        raise ValidationError({field: f"has more than two decimals: {value}."})
+    return basis_points
+
+
+def parse_steps(text: str | Sequence[str | float], field: str = "steps") -> list[int]:
+    """Comma-separated, strictly increasing percentages, e.g. '1,5,25,50', as basis points."""
+    parts = [p.strip() for p in text.split(",")] if isinstance(text, str) else list(text)
+    if not parts or any(p == "" for p in parts):
+        raise ValidationError({field: "give one or more percentages, e.g. 1,5,25,50."})
+    steps = [parse_percent(p, field) for p in parts]
+    if any(b <= a for a, b in itertools.pairwise(steps)):
+        raise ValidationError({field: f"must increase step by step; got {text}."})
+    return steps
+
+
+def get_policy(environment: Environment) -> CanaryPolicy:
+    """The environment's canary policy (the documented defaults if none was saved)."""
+    return CanaryPolicy.objects.filter(environment=environment).first() or CanaryPolicy(
+        environment=environment
+    )
+
+
+# --- services -----------------------------------------------------------------------------
+
+
+def start_canary(
+    *,
+    agent: Agent,
+    environment: Environment,
+    version: AgentVersion,
+    actor: Actor,
+    reason: str,
+    percent: str | float | None = None,
+    steps: str | Sequence[str | float] | None = None,
+    bake_minutes: int | None = None,
+) -> CanaryRollout:
+    """Route a share of users to `version`: a fixed percentage, or steps ending in promotion."""
+    actor.require(MANAGE_PERMISSION, "start canaries")
+    reason = validate_reason(reason)
+    if percent is not None and steps is not None:
+        raise ValidationError("give either a percentage or steps, not both.")
+    policy = get_policy(environment)
+    if percent is not None:
+        plan = [parse_percent(percent)]
+    else:
+        plan = parse_steps(steps if steps is not None else policy.default_steps)
+    bake_seconds = 60 * (policy.bake_minutes if bake_minutes is None else bake_minutes)
+    if bake_seconds < 0:
+        raise ValidationError({"bake_minutes": "must not be negative."})
+    if version.agent_id != agent.pk:
+        raise ValidationError({"version": f"{version} is not a version of {agent.slug}."})
+
+    with transaction.atomic():
+        pointer = lock_pointer(agent, environment)
+        if pointer is None:
+            raise Conflict(
+                f"{agent.slug} has no stable version in {environment.slug} yet; deploy one "
+                "first — a canary is measured against it."
+            )
+        if pointer.canary_id is not None:
+            running = pointer.canary
+            raise Conflict(
+                f"a canary of {running.canary_version.label} is already running in "
+                f"{environment.slug} (at {running.percent:g} %); change it with --percent, "
+                "--advance, --promote or --abort."
+            )
+        if pointer.stable_version_id == version.pk:
+            raise Conflict(f"{version.label} is already the stable version in {environment.slug}.")
+        now = timezone.now()
+        try:
+            with transaction.atomic():
+                rollout = CanaryRollout.objects.create(
+                    agent=agent,
+                    environment=environment,
+                    stable_version=pointer.stable_version,
+                    canary_version=version,
+                    steps=[[bp, bake_seconds] for bp in plan],
+                    basis_points=plan[0],
+                    started_at=now,
+                    step_started_at=now,
+                    started_by_label=actor.label,
+                )
+        except IntegrityError:
+            raise Conflict(
+                f"a canary of {agent.slug} is already running in {environment.slug}."
+            ) from None
+        pointer.canary = rollout
+        pointer.updated_by_label = actor.label
+        pointer.save()
+        write_release_log(
+            pointer,
+            ReleaseKind.CANARY_START,
+            pointer.stable_version,
+            version,
+            actor,
+            reason,
+            {
+                "rollout": str(rollout.pk),
+                "steps": [bp / 100 for bp in plan],
+                "bake_seconds": bake_seconds,
+            },
+        )
+    return rollout
+
+
+def set_canary_percent(
+    *, agent: Agent, environment: Environment, percent: str | float, actor: Actor, reason: str
+) -> CanaryRollout:
+    """Change the running canary's percentage; same salt, so users stay in as it grows."""
+    actor.require(MANAGE_PERMISSION, "change canaries")
+    reason = validate_reason(reason)
+    basis_points = parse_percent(percent)
+    with transaction.atomic():
+        pointer, rollout = _lock_running(agent, environment)
+        if basis_points == rollout.basis_points:
+            raise Conflict(f"the canary already runs at {rollout.percent:g} %.")
+        bake = rollout.steps[rollout.step_index][1]
+        later = [s for s in rollout.steps[rollout.step_index + 1 :] if s[0] > basis_points]
+        rollout.steps = [*rollout.steps[: rollout.step_index], [basis_points, bake], *later]
+        return _move_to(pointer, rollout, rollout.step_index, actor, reason)
+
+
+def advance_canary(
+    *, agent: Agent, environment: Environment, actor: Actor, reason: str
+) -> CanaryRollout:
+    """Move the running canary to its next step."""
+    actor.require(MANAGE_PERMISSION, "advance canaries")
+    reason = validate_reason(reason)
+    with transaction.atomic():
+        pointer, rollout = _lock_running(agent, environment)
+        return _advance(pointer, rollout, actor, reason)
+
+
+def promote_canary(
+    *, agent: Agent, environment: Environment, actor: Actor, reason: str
+) -> ReleaseLogEntry:
+    """Make the canary version the stable version now and end the canary."""
+    actor.require(MANAGE_PERMISSION, "promote canaries")
+    reason = validate_reason(reason)
+    with transaction.atomic():
+        pointer, rollout = _lock_running(agent, environment)
+        return _promote(pointer, rollout, actor, reason)
+
+
+def abort_canary(
+    *, agent: Agent, environment: Environment, actor: Actor, reason: str
+) -> ReleaseLogEntry:
+    """End the canary; every user gets the stable version again."""
+    actor.require(MANAGE_PERMISSION, "abort canaries")
+    reason = validate_reason(reason)
+    with transaction.atomic():
+        pointer, _ = _lock_running(agent, environment)
+        return end_canary(pointer, CanaryStatus.ABORTED, actor, reason)
+
+
+def evaluate_canary(
+    rollout: CanaryRollout, *, now: dt.datetime | None = None
+) -> CanaryDecision | None:
+    """Judge the rollout's current step and act on the verdict; None if it is not running."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        pointer = lock_pointer(rollout.agent, rollout.environment)
+        if pointer is None or pointer.canary_id != rollout.pk:
+            return None  # ended (or replaced) since it was listed
+        rollout = pointer.canary
+        decision = analyse(rollout, now=now)
+        record = CanaryDecision.objects.create(
+            rollout=rollout,
+            verdict=decision.verdict,
+            explanation=decision.explanation,
+            inputs=decision.inputs,
+            step_index=rollout.step_index,
+            basis_points=rollout.basis_points,
+            created_at=now,
+        )
+        if decision.verdict == Verdict.ROLLBACK:
+            end_canary(pointer, CanaryStatus.ROLLED_BACK, ANALYSIS_ACTOR, decision.explanation)
+        elif decision.verdict == Verdict.ADVANCE:
+            _advance(pointer, rollout, ANALYSIS_ACTOR, decision.explanation, now=now)
+        elif decision.verdict == Verdict.PROMOTE:
+            _promote(pointer, rollout, ANALYSIS_ACTOR, decision.explanation, now=now)
+    return record
+
+
+def evaluate_running_canaries(*, now: dt.datetime | None = None) -> list[CanaryDecision]:
+    """Evaluate every running canary once (what `canary_watch` does each interval)."""
+    decisions = []
+    running = CanaryRollout.objects.filter(status=CanaryStatus.RUNNING).select_related(
+        "agent", "environment"
+    )
+    for rollout in running:
+        decision = evaluate_canary(rollout, now=now)
+        if decision is not None:
+            decisions.append(decision)
+    return decisions
+
+
+def prune_outcome_event_ids(*, now: dt.datetime | None = None) -> int:
+    """Forget event ids older than the deduplication window; returns how many."""
+    cutoff = (now or timezone.now()) - dt.timedelta(days=OUTCOME_DEDUP_DAYS)
+    deleted, _ = OutcomeEventId.objects.filter(received_at__lt=cutoff).delete()
+    return deleted
+
+
+def analyse(rollout: CanaryRollout, *, now: dt.datetime) -> Decision:
+    """The verdict on the rollout's current step, from the outcomes reported in it."""
+    policy = get_policy(rollout.environment)
+    since = rollout.step_started_at.replace(second=0, microsecond=0)
+    bake_seconds = rollout.steps[rollout.step_index][1]
+    step = StepState(
+        index=rollout.step_index,
+        count=len(rollout.steps),
+        percent=rollout.percent,
+        baked_seconds=max((now - rollout.step_started_at).total_seconds(), 0.0),
+        bake_seconds=bake_seconds,
+    )
+    return decide(
+        _arm(rollout, rollout.stable_version_id, Track.STABLE, since),
+        _arm(rollout, rollout.canary_version_id, Track.CANARY, since),
+        Policy(
+            min_outcomes=policy.min_outcomes,
+            rollback_ratio=policy.rollback_ratio,
+            promote_ratio=policy.promote_ratio,
+            rollback_confidence=policy.rollback_confidence,
+            promote_confidence=policy.promote_confidence,
+            max_score_drop=policy.max_score_drop,
+            max_latency_ratio=policy.max_latency_ratio,
+        ),
+        step,
+    )
+
+
+# --- internals ----------------------------------------------------------------------------
+
+_ARM_FIELDS = (
+    "n",
+    "errors",
+    "latency_count",
+    "latency_sum",
+    "latency_sumsq",
+    "score_count",
+    "score_sum",
+    "score_sumsq",
+)
+
+
+def _arm(rollout: CanaryRollout, version_id: object, track: Track, since: dt.datetime) -> ArmCounts:
+    totals = OutcomeCount.objects.filter(
+        agent_id=rollout.agent_id,
+        environment_id=rollout.environment_id,
+        version_id=version_id,
+        track=track,
+        bucket_start__gte=since,
+    ).aggregate(**{name: Sum(name) for name in _ARM_FIELDS})
+    return ArmCounts(**{name: totals[name] or 0 for name in _ARM_FIELDS})
+
+
+def _lock_running(agent: Agent, environment: Environment) -> tuple[Pointer, CanaryRollout]:
+    pointer = lock_pointer(agent, environment)
+    if pointer is None or pointer.canary is None:
+        raise NotFound(f"no canary of {agent.slug} is running in {environment.slug}.")
+    return pointer, pointer.canary
+
+
+def _advance(
+    pointer: Pointer,
+    rollout: CanaryRollout,
+    actor: Actor,
+    reason: str,
+    now: dt.datetime | None = None,
+) -> CanaryRollout:
+    if rollout.step_index + 1 >= len(rollout.steps):
+        raise Conflict(
+            f"the canary is at its last step ({rollout.percent:g} %); promote it or abort it."
+        )
+    return _move_to(pointer, rollout, rollout.step_index + 1, actor, reason, now)
+
+
+def _move_to(
+    pointer: Pointer,
+    rollout: CanaryRollout,
+    index: int,
+    actor: Actor,
+    reason: str,
+    now: dt.datetime | None = None,
+) -> CanaryRollout:
+    before = rollout.percent
+    rollout.step_index = index
+    rollout.basis_points = rollout.steps[index][0]
+    # A new step is judged on its own outcomes: its window starts now.
+    rollout.step_started_at = now or timezone.now()
+    rollout.save()
+    write_release_log(
+        pointer,
+        ReleaseKind.CANARY_CHANGE,
+        pointer.stable_version,
+        rollout.canary_version,
+        actor,
+        reason,
+        {"rollout": str(rollout.pk), "from_percent": before, "to_percent": rollout.percent},
+    )
+    return rollout
+
+
+def _promote(
+    pointer: Pointer,
+    rollout: CanaryRollout,
+    actor: Actor,
+    reason: str,
+    now: dt.datetime | None = None,
+) -> ReleaseLogEntry:
+    previous = pointer.stable_version
+    rollout.status = CanaryStatus.PROMOTED
+    rollout.ended_at = now or timezone.now()
+    rollout.ended_by_label = actor.label
+    rollout.end_reason = reason
+    rollout.save()
+    pointer.stable_version = rollout.canary_version
+    pointer.canary = None
+    pointer.updated_by_label = actor.label
+    pointer.save()
+    return write_release_log(
+        pointer,
+        ReleaseKind.PROMOTE,
+        previous,
+        rollout.canary_version,
+        actor,
+        reason,
+        {"rollout": str(rollout.pk), "percent": rollout.percent},
+    )

@@ -1,0 +1,75 @@
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
+
+from agentconfig.actors import Actor
+from agentconfig.cli import ServiceCommand
+from deployments import canary
+from deployments.selectors import get_environment
+from versions.selectors import get_agent, get_version
+
+
+class Command(ServiceCommand):
+    help = (
+        "Start a canary (AGENT VERSION_NUMBER with --percent P or --steps 1,5,25,50), or change "
+        "the running one (AGENT with --percent P, --advance, --promote or --abort)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("agent", help="agent slug, e.g. support-bot")
+        parser.add_argument("version_number", type=int, nargs="?", help="version to start")
+        parser.add_argument("--environment", required=True, help="environment slug")
+        parser.add_argument("--reason", required=True, help="why (kept in the release log)")
+        parser.add_argument("--percent", help="share of users, 0.01-99.99")
+        parser.add_argument("--steps", help="percentages of the ramp, e.g. 1,5,25,50")
+        parser.add_argument("--bake-minutes", type=int, help="minimum minutes per step")
+        action = parser.add_mutually_exclusive_group()
+        action.add_argument("--advance", action="store_true", help="go to the next step")
+        action.add_argument("--promote", action="store_true", help="make it stable now")
+        action.add_argument("--abort", action="store_true", help="end it; stable for everyone")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        agent = get_agent(options["agent"])
+        environment = get_environment(options["environment"])
+        actor = Actor.cli("canary")
+        common = {"agent": agent, "environment": environment, "actor": actor}
+        reason = options["reason"]
+        if options["version_number"] is not None:
+            if options["advance"] or options["promote"] or options["abort"]:
+                raise CommandError("--advance, --promote and --abort take no VERSION_NUMBER.")
+            version = get_version(agent, options["version_number"])
+            rollout = canary.start_canary(
+                **common,
+                version=version,
+                reason=reason,
+                percent=options["percent"],
+                steps=options["steps"],
+                bake_minutes=options["bake_minutes"],
+            )
+            ramp = ", ".join(f"{bp / 100:g} %" for bp, _ in rollout.steps)
+            self.stdout.write(
+                f"Started canary of {agent.slug} {version.label} in {environment.slug} at "
+                f"{rollout.percent:g} % (steps: {ramp}; salt {rollout.salt})."
+            )
+            return
+        if options["steps"] or options["bake_minutes"] is not None:
+            raise CommandError("--steps and --bake-minutes only apply when starting a canary.")
+        if options["advance"]:
+            rollout = canary.advance_canary(**common, reason=reason)
+            self.stdout.write(f"Canary of {agent.slug} advanced to {rollout.percent:g} %.")
+        elif options["promote"]:
+            entry = canary.promote_canary(**common, reason=reason)
+            self.stdout.write(
+                f"Promoted {entry.to_version.label}: now stable in {environment.slug}."
+            )
+        elif options["abort"]:
+            canary.abort_canary(**common, reason=reason)
+            self.stdout.write(f"Aborted the canary of {agent.slug} in {environment.slug}.")
+        elif options["percent"] is not None:
+            rollout = canary.set_canary_percent(**common, percent=options["percent"], reason=reason)
+            self.stdout.write(f"Canary of {agent.slug} now at {rollout.percent:g} %.")
+        else:
+            raise CommandError(
+                "give VERSION_NUMBER to start a canary, or one of --percent, --advance, "
+                "--promote, --abort to change the running one."
+            )

@@ -1,0 +1,35 @@
+"""Models of the deployments app, split by concern."""
+
+from deployments.models.api_keys import ApiKey
+from deployments.models.canary import (
+    CanaryDecision,
+    CanaryPolicy,
+    CanaryRollout,
+    CanaryStatus,
+    OutcomeCount,
+    OutcomeEventId,
+    Track,
+)
+from deployments.models.core import (
+    STABLE_KINDS,
+    Environment,
+    Pointer,
+    ReleaseKind,
+    ReleaseLogEntry,
+)
+
+__all__ = [
+    "STABLE_KINDS",
+    "ApiKey",
+    "CanaryDecision",
+    "CanaryPolicy",
+    "CanaryRollout",
+    "CanaryStatus",
+    "Environment",
+    "OutcomeCount",
+    "OutcomeEventId",
+    "Pointer",
+    "ReleaseKind",
+    "ReleaseLogEntry",
+    "Track",
+]

@@ -1,0 +1,44 @@
+"""Runtime API keys: one environment each, stored only as the SHA-256 of the full key.
+
+The plaintext is shown once, at creation (docs/decisions/0005-api-key-hashing.md).
+"""
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from simple_history.models import HistoricalRecords
+
+from deployments.models.core import Environment
+
+
+class ApiKey(models.Model):
+    """A runtime's credential for one environment. Format: acfg_<key_id>_<secret>."""
+
+    name = models.CharField(max_length=100)
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="api_keys")
+    key_id = models.CharField(max_length=32, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_by_label = models.CharField(max_length=200, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_by_label = models.CharField(max_length=200, blank=True, editable=False)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = "API key"
+        constraints = [
+            # Names identify keys on the command line; a revoked key's name may be reused.
+            models.UniqueConstraint(
+                fields=["name"],
+                condition=Q(revoked_at__isnull=True),
+                name="api_key_name_unique_active",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.environment.slug})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -1,0 +1,266 @@
+"""Outcome reporting: runtimes say how each answer went; we keep counts, not events.
+
+Invariants:
+- A batch is validated whole before anything is stored; one bad event rejects the
+  batch, and the error names each bad event's index and field.
+- `event_id` makes a retried batch count once: ids are kept OUTCOME_DEDUP_DAYS, and
+  events older than that are refused (a retry after the ids are gone would count twice).
+- Counts are added per (agent, environment, version, track, minute) under the agent-row
+  lock, so concurrent batches cannot lose increments.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from agentconfig.models import Agent
+from deployments.models import OutcomeCount, OutcomeEventId, Pointer, Track
+from deployments.models.canary import OUTCOME_DEDUP_DAYS
+
+MAX_EVENTS = 1000
+MAX_ID_LENGTH = 200
+FUTURE_TOLERANCE = dt.timedelta(minutes=5)
+EVENT_FIELDS = {"event_id", "version_id", "user_id", "ok", "latency_ms", "score", "timestamp"}
+
+
+@dataclass(frozen=True)
+class OutcomeEvent:
+    event_id: str
+    version_id: uuid.UUID
+    user_id: str
+    ok: bool
+    latency_ms: float | None
+    score: float | None
+    timestamp: dt.datetime
+
+
+@dataclass(frozen=True)
+class EventError:
+    index: int | None
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "field": self.field, "message": self.message}
+
+
+class InvalidBatch(Exception):
+    def __init__(self, errors: list[EventError]) -> None:
+        super().__init__(f"{len(errors)} problem(s) in the batch")
+        self.errors = errors
+
+
+def parse_events(payload: Any, *, now: dt.datetime) -> list[OutcomeEvent]:
+    """Validate a request body; InvalidBatch lists every problem by event index and field."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
+        raise InvalidBatch([EventError(None, "events", 'the body must be {"events": [...]}.')])
+    unknown = set(payload) - {"events"}
+    if unknown:
+        raise InvalidBatch([EventError(None, sorted(unknown)[0], "unknown top-level field.")])
+    raw_events = payload["events"]
+    if not raw_events:
+        raise InvalidBatch([EventError(None, "events", "is empty; send 1 to 1,000 events.")])
+    if len(raw_events) > MAX_EVENTS:
+        raise InvalidBatch(
+            [EventError(None, "events", f"has {len(raw_events)} events; the maximum is 1,000.")]
+        )
+    errors: list[EventError] = []
+    events: list[OutcomeEvent] = []
+    for index, raw in enumerate(raw_events):
+        event = _parse_event(index, raw, now, errors)
+        if event is not None:
+            events.append(event)
+    if errors:
+        raise InvalidBatch(errors)
+    return events
+
+
+def _parse_event(
+    index: int, raw: Any, now: dt.datetime, errors: list[EventError]
+) -> OutcomeEvent | None:
+    def fail(field: str, message: str) -> None:
+        errors.append(EventError(index, field, message))
+
+    if not isinstance(raw, dict):
+        fail("", "each event must be a JSON object.")
+        return None
+    before = len(errors)
+    for field in sorted(set(raw) - EVENT_FIELDS):
+        fail(field, "unknown field.")
+    for field in ("event_id", "user_id"):
+        value = raw.get(field)
+        if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+            fail(field, f"is required: text of 1 to {MAX_ID_LENGTH} characters.")
+    version_id = None
+    try:
+        version_id = uuid.UUID(str(raw.get("version_id")))
+    except ValueError:
+        fail("version_id", "is required: the version.id from the config response.")
+    if not isinstance(raw.get("ok"), bool):
+        fail("ok", "is required: true or false.")
+    latency = _optional_number(raw, "latency_ms", fail, minimum=0)
+    score = _optional_number(raw, "score", fail)
+    timestamp = now
+    if raw.get("timestamp") is not None:
+        parsed = _parse_timestamp(raw["timestamp"])
+        if parsed is None:
+            fail("timestamp", "must be an ISO 8601 date-time with a time zone, or Unix seconds.")
+        elif parsed > now + FUTURE_TOLERANCE:
+            fail("timestamp", "is in the future.")
+        elif parsed < now - dt.timedelta(days=OUTCOME_DEDUP_DAYS):
+            fail("timestamp", f"is older than {OUTCOME_DEDUP_DAYS} days.")
+        else:
+            timestamp = parsed
+    if len(errors) > before:
+        return None
+    return OutcomeEvent(
+        raw["event_id"], version_id, raw["user_id"], raw["ok"], latency, score, timestamp
+    )
+
+
+def _optional_number(
+    raw: dict, field: str, fail: Any, minimum: float | None = None
+) -> float | None:
+    value = raw.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        fail(field, "must be a number.")
+        return None
+    if minimum is not None and value < minimum:
+        fail(field, f"must be at least {minimum}.")
+        return None
+    return float(value)
+
+
+def _parse_timestamp(value: Any) -> dt.datetime | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        try:
+            return dt.datetime.fromtimestamp(value, tz=dt.UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if isinstance(value, str):
+        try:
+            parsed = parse_datetime(value)
+        except ValueError:
+            return None
+        if parsed is not None and parsed.tzinfo is not None:
+            return parsed
+    return None
+
+
+def record_outcomes(
+    *, agent: Agent, environment_id: int, events: list[OutcomeEvent]
+) -> tuple[int, int]:
+    """Store a validated batch; returns (accepted, duplicates).
+
+    Raises InvalidBatch if an event names a version of another agent.
+    """
+    with transaction.atomic():
+        # Serialises batches of this agent: the duplicate check and the counter
+        # increments below must not interleave with another batch's.
+        Agent.objects.select_for_update().only("pk").get(pk=agent.pk)
+        known = set(
+            agent.versions.filter(pk__in={e.version_id for e in events}).values_list(
+                "pk", flat=True
+            )
+        )
+        bad = [
+            EventError(i, "version_id", f"is not a version of {agent.slug}.")
+            for i, e in enumerate(events)
+            if e.version_id not in known
+        ]
+        if bad:
+            raise InvalidBatch(bad)
+
+        seen = set(
+            OutcomeEventId.objects.filter(
+                agent=agent,
+                environment_id=environment_id,
+                event_id__in={e.event_id for e in events},
+            ).values_list("event_id", flat=True)
+        )
+        fresh: list[OutcomeEvent] = []
+        for event in events:
+            if event.event_id not in seen:
+                seen.add(event.event_id)  # also drops repeats inside the batch
+                fresh.append(event)
+        now = timezone.now()
+        OutcomeEventId.objects.bulk_create(
+            [
+                OutcomeEventId(
+                    agent=agent, environment_id=environment_id, event_id=e.event_id, received_at=now
+                )
+                for e in fresh
+            ]
+        )
+        _add_counts(agent, environment_id, fresh)
+    return len(fresh), len(events) - len(fresh)
+
+
+def _add_counts(agent: Agent, environment_id: int, events: list[OutcomeEvent]) -> None:
+    pointer = (
+        Pointer.objects.select_related("canary")
+        .filter(agent=agent, environment_id=environment_id)
+        .first()
+    )
+    canary_version_id = pointer.canary.canary_version_id if pointer and pointer.canary else None
+    sums: dict[tuple[uuid.UUID, str, dt.datetime], dict[str, float]] = defaultdict(
+        lambda: defaultdict(float)
+    )
+    for event in events:
+        track = Track.CANARY if event.version_id == canary_version_id else Track.STABLE
+        minute = event.timestamp.replace(second=0, microsecond=0)
+        row = sums[(event.version_id, track, minute)]
+        row["n"] += 1
+        row["errors"] += 0 if event.ok else 1
+        if event.latency_ms is not None:
+            row["latency_count"] += 1
+            row["latency_sum"] += event.latency_ms
+            row["latency_sumsq"] += event.latency_ms**2
+        if event.score is not None:
+            row["score_count"] += 1
+            row["score_sum"] += event.score
+            row["score_sumsq"] += event.score**2
+    if not sums:
+        return
+    existing = {
+        (row.version_id, row.track, row.bucket_start): row
+        for row in OutcomeCount.objects.filter(
+            agent=agent,
+            environment_id=environment_id,
+            version_id__in={key[0] for key in sums},
+            bucket_start__in={key[2] for key in sums},
+        )
+    }
+    to_update, to_create = [], []
+    for (version_id, track, minute), increments in sums.items():
+        row = existing.get((version_id, track, minute))
+        if row is None:
+            row = OutcomeCount(
+                agent=agent,
+                environment_id=environment_id,
+                version_id=version_id,
+                track=track,
+                bucket_start=minute,
+            )
+            to_create.append(row)
+        else:
+            to_update.append(row)
+        for name, value in increments.items():
+            setattr(row, name, getattr(row, name) + (int(value) if name in _INT_FIELDS else value))
+    OutcomeCount.objects.bulk_create(to_create)
+    OutcomeCount.objects.bulk_update(to_update, [*_INT_FIELDS, *_FLOAT_FIELDS])
+
+
+_INT_FIELDS = ("n", "errors", "latency_count", "score_count")
+_FLOAT_FIELDS = ("latency_sum", "latency_sumsq", "score_sum", "score_sumsq")

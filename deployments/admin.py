@@ -1,8 +1,11 @@
-"""Admin for environments, pointers, the release log and API keys.
+"""Admin for environments, pointers, the release log, canaries and API keys.
 
 Invariants:
 - Pointers and release-log rows are never written here: pointers move only through the
   Deploy… and Roll back… pages of an agent, which call deployments.services.
+- Canary rollouts and decisions are read-only here: they are created and changed only by
+  deployments.canary (the agent page's canary buttons, the CLI and canary_watch).
+- A canary policy is saved only when the analysis can use it (CanaryPolicyForm).
 - An API key is created by deployments.services.create_api_key; its plaintext is shown
   once, in the response to the POST that created it, and stored nowhere (not in the
   session, not in a message cookie). key_hash is never displayed.
@@ -11,6 +14,7 @@ Invariants:
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
@@ -32,12 +36,22 @@ from agentconfig.admin_views import (
     text_column,
 )
 from agentconfig.errors import Conflict, Forbidden
-from deployments.forms import ApiKeyAddForm
-from deployments.models import ApiKey, Environment, Pointer, ReleaseLogEntry
+from deployments.forms import ApiKeyAddForm, CanaryPolicyForm
+from deployments.models import (
+    ApiKey,
+    CanaryDecision,
+    CanaryPolicy,
+    CanaryRollout,
+    Environment,
+    Pointer,
+    ReleaseKind,
+    ReleaseLogEntry,
+)
 from deployments.services import create_api_key, revoke_api_key
 from versions.models import AgentVersion
 
 REVOKE_PERMISSION = "deployments.change_apikey"
+DECISIONS_INLINE = 50
 # Version rows carry whole prompts; lists of pointers and log entries need only their numbers.
 VERSION_TEXT_COLUMNS = ("system_prompt", "guardrails")
 
@@ -53,6 +67,43 @@ def _without_version_text(queryset: QuerySet[Any], *relations: str) -> QuerySet[
     return queryset.select_related(*relations).defer(
         *(f"{relation}__{column}" for relation in relations for column in VERSION_TEXT_COLUMNS)
     )
+
+
+def _json_block(value: Any) -> SafeString:
+    return format_html(
+        '<pre class="ac-text">{}</pre>',
+        json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False),
+    )
+
+
+def _percent(value: Any) -> str:
+    return f"{value:g} %" if isinstance(value, int | float) else "?"
+
+
+def describe_release_details(entry: ReleaseLogEntry) -> str:
+    """A release-log row's details in words: the canary's steps or percentage change."""
+    details = entry.details if isinstance(entry.details, dict) else {}
+    if not details:
+        return ""
+    if entry.kind == ReleaseKind.CANARY_START:
+        steps = details.get("steps")
+        ramp = ", ".join(_percent(s) for s in steps) if isinstance(steps, list) else "?"
+        bake = details.get("bake_seconds")
+        minutes = f" · at least {bake // 60} min per step" if isinstance(bake, int) else ""
+        return f"steps {ramp}{minutes}"
+    if entry.kind == ReleaseKind.CANARY_CHANGE:
+        return f"{_percent(details.get('from_percent'))} → {_percent(details.get('to_percent'))}"
+    if "percent" in details:
+        return f"canary was at {_percent(details.get('percent'))}"
+    return json.dumps(details, sort_keys=True, ensure_ascii=False)
+
+
+def _rollout_link(details: Any) -> SafeString | str:
+    rollout = details.get("rollout") if isinstance(details, dict) else None
+    if not isinstance(rollout, str):
+        return ""
+    url = reverse("admin:deployments_canaryrollout_change", args=[rollout])
+    return format_html('<a href="{}">rollout</a>', url)
 
 
 @admin.register(Environment)
@@ -110,6 +161,7 @@ class ReleaseLogEntryAdmin(admin.ModelAdmin):
         "to_link",
         "by",
         "reason_summary",
+        "details_summary",
     )
     list_filter = ("environment", "kind", "agent")
     search_fields = ("agent__slug", "reason", "actor_label")
@@ -124,6 +176,8 @@ class ReleaseLogEntryAdmin(admin.ModelAdmin):
         "actor",
         "by",
         "reason",
+        "details_summary",
+        "details_json",
     )
     readonly_fields = fields
     by = text_column("actor_label", "by")
@@ -160,6 +214,257 @@ class ReleaseLogEntryAdmin(admin.ModelAdmin):
     @admin.display(description="reason")
     def reason_summary(self, obj: ReleaseLogEntry) -> str:
         return obj.reason if len(obj.reason) <= 80 else f"{obj.reason[:79]}…"
+
+    @admin.display(description="details")
+    def details_summary(self, obj: ReleaseLogEntry) -> SafeString | str:
+        text = describe_release_details(obj)
+        link = _rollout_link(obj.details)
+        if text and link:
+            return format_html("{} · {}", text, link)
+        return text or link or "—"
+
+    @admin.display(description="details (as stored)")
+    def details_json(self, obj: ReleaseLogEntry) -> SafeString | str:
+        return _json_block(obj.details) if obj.details else "—"
+
+
+@admin.register(CanaryPolicy)
+class CanaryPolicyAdmin(HistoryAdmin):
+    form = CanaryPolicyForm
+    list_display = (
+        "environment",
+        "default_steps",
+        "bake_minutes",
+        "min_outcomes",
+        "rollback_ratio",
+        "promote_ratio",
+        "rollback_confidence",
+        "promote_confidence",
+    )
+    list_select_related = ("environment",)
+    fieldsets = (
+        (None, {"fields": ("environment", "default_steps", "bake_minutes", "min_outcomes")}),
+        (
+            "Error rate",
+            {
+                "fields": (
+                    "rollback_ratio",
+                    "rollback_confidence",
+                    "promote_ratio",
+                    "promote_confidence",
+                ),
+                "description": (
+                    "Roll back when the canary's error rate is clearly above rollback ratio x "
+                    "stable's; hold while it is probably above promote ratio x stable's; "
+                    "otherwise pass the step once it has baked. See "
+                    "docs/decisions/0008-canary-statistics.md."
+                ),
+            },
+        ),
+        ("Optional checks", {"fields": ("max_score_drop", "max_latency_ratio")}),
+    )
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: CanaryPolicy | None = None
+    ) -> tuple[str, ...]:
+        # A policy belongs to its environment; another environment gets its own policy.
+        return ("environment",) if obj is not None else ()
+
+
+class CanaryDecisionInline(admin.TabularInline):
+    model = CanaryDecision
+    fields = ("created_at", "step_number", "percent", "verdict", "explanation")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    ordering = ("-id",)
+
+    # Decisions are written by the analysis only.
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CanaryDecision]:
+        return super().get_queryset(request).defer("inputs")
+
+    @admin.display(description="step")
+    def step_number(self, obj: CanaryDecision) -> int:
+        return obj.step_index + 1
+
+    @admin.display(description="percent")
+    def percent(self, obj: CanaryDecision) -> str:
+        return _percent(obj.basis_points / 100)
+
+
+@admin.register(CanaryRollout)
+class CanaryRolloutAdmin(HistoryAdmin):
+    list_display = (
+        "agent",
+        "environment",
+        "canary_link",
+        "stable_link",
+        "percent_column",
+        "status",
+        "started_at",
+        "ended_at",
+    )
+    list_filter = ("status", "environment", "agent")
+    search_fields = ("agent__slug", "end_reason", "started_by_label", "ended_by_label")
+    date_hierarchy = "started_at"
+    fields = (
+        "id",
+        "agent",
+        "environment",
+        "canary_link",
+        "stable_link",
+        "status",
+        "percent_column",
+        "steps_display",
+        "started_at",
+        "started_by",
+        "step_started_at",
+        "ended_at",
+        "ended_by",
+        "end_reason",
+    )
+    readonly_fields = fields
+    inlines = [CanaryDecisionInline]
+    started_by = text_column("started_by_label", "started by")
+    ended_by = text_column("ended_by_label", "ended by")
+
+    # Rollouts are created and changed only by deployments.canary.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: CanaryRollout | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: CanaryRollout | None = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CanaryRollout]:
+        return _without_version_text(
+            super().get_queryset(request).select_related("agent", "environment"),
+            "canary_version",
+            "stable_version",
+        )
+
+    def get_formset_kwargs(
+        self, request: HttpRequest, obj: Any, inline: Any, prefix: str
+    ) -> dict[str, Any]:
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        if isinstance(inline, CanaryDecisionInline):
+            # canary_watch decides every minute: show the newest, link to the rest.
+            newest = CanaryDecision.objects.filter(rollout=obj).order_by("-id")
+            ids = list(newest.values_list("pk", flat=True)[:DECISIONS_INLINE])
+            kwargs["queryset"] = kwargs["queryset"].filter(pk__in=ids)
+        return kwargs
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        rollout = self.get_object(request, unquote(object_id))
+        if rollout is not None:
+            count = CanaryDecision.objects.filter(rollout=rollout).count()
+            if count > DECISIONS_INLINE:
+                url = reverse("admin:deployments_canarydecision_changelist")
+                messages.info(
+                    request,
+                    format_html(
+                        'Showing the newest {} of {} decisions. <a href="{}?rollout={}">All '
+                        "decisions of this canary</a>.",
+                        DECISIONS_INLINE,
+                        count,
+                        url,
+                        rollout.pk,
+                    ),
+                )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.display(description="canary version", ordering="canary_version__version_number")
+    def canary_link(self, obj: CanaryRollout) -> SafeString | str:
+        return _version_link(obj.canary_version)
+
+    @admin.display(description="stable version")
+    def stable_link(self, obj: CanaryRollout) -> SafeString | str:
+        return _version_link(obj.stable_version)
+
+    @admin.display(description="percent", ordering="basis_points")
+    def percent_column(self, obj: CanaryRollout) -> str:
+        step = f" (step {obj.step_index + 1} of {len(obj.steps)})" if obj.is_running else ""
+        return f"{_percent(obj.percent)}{step}"
+
+    @admin.display(description="steps")
+    def steps_display(self, obj: CanaryRollout) -> str:
+        return (
+            " → ".join(f"{_percent(bp / 100)} ≥ {bake // 60} min" for bp, bake in obj.steps)
+            + " → promote"
+        )
+
+
+@admin.register(CanaryDecision)
+class CanaryDecisionAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "rollout", "step_number", "percent", "verdict", "summary")
+    list_filter = ("verdict",)
+    search_fields = ("explanation", "rollout__agent__slug")
+    date_hierarchy = "created_at"
+    fields = (
+        "rollout",
+        "created_at",
+        "step_number",
+        "percent",
+        "verdict",
+        "explanation",
+        "inputs_json",
+    )
+    readonly_fields = fields
+
+    # The analysis' record: append-only.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(
+        self, request: HttpRequest, obj: CanaryDecision | None = None
+    ) -> bool:
+        return False
+
+    def has_delete_permission(
+        self, request: HttpRequest, obj: CanaryDecision | None = None
+    ) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CanaryDecision]:
+        return _without_version_text(
+            super().get_queryset(request).select_related("rollout__agent", "rollout__environment"),
+            "rollout__canary_version",
+        )
+
+    @admin.display(description="step")
+    def step_number(self, obj: CanaryDecision) -> int:
+        return obj.step_index + 1
+
+    @admin.display(description="percent", ordering="basis_points")
+    def percent(self, obj: CanaryDecision) -> str:
+        return _percent(obj.basis_points / 100)
+
+    @admin.display(description="explanation")
+    def summary(self, obj: CanaryDecision) -> str:
+        text = obj.explanation
+        return text if len(text) <= 120 else f"{text[:119]}…"
+
+    @admin.display(description="inputs")
+    def inputs_json(self, obj: CanaryDecision) -> SafeString:
+        return _json_block(obj.inputs)
 
 
 class ApiKeyStatusFilter(admin.SimpleListFilter):

@@ -96,8 +96,12 @@ def start_canary(
     percent: str | float | None = None,
     steps: str | Sequence[str | float] | None = None,
     bake_minutes: int | None = None,
+    now: dt.datetime | None = None,
 ) -> CanaryRollout:
-    """Route a share of users to `version`: a fixed percentage, or steps ending in promotion."""
+    """Route a share of users to `version`: a fixed percentage, or steps ending in promotion.
+
+    `now` is for replays and simulations; it defaults to the current time.
+    """
     actor.require(MANAGE_PERMISSION, "start canaries")
     reason = validate_reason(reason)
     if percent is not None and steps is not None:
@@ -129,7 +133,7 @@ def start_canary(
             )
         if pointer.stable_version_id == version.pk:
             raise Conflict(f"{version.label} is already the stable version in {environment.slug}.")
-        now = timezone.now()
+        now = now or timezone.now()
         try:
             with transaction.atomic():
                 rollout = CanaryRollout.objects.create(

@@ -1,4 +1,4 @@
-"""Forms for deploys, rollbacks and API keys in the admin.
+"""Forms for deploys, rollbacks, canaries, canary policies and API keys in the admin.
 
 They parse input and check the reason early (with the service's own rule) so the
 confirmation page is never shown for something the service would refuse for that
@@ -14,7 +14,8 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from agentconfig.models import Agent
-from deployments.models import Environment
+from deployments.canary import parse_percent, parse_steps
+from deployments.models import CanaryPolicy, CanaryRollout, Environment
 from deployments.services import validate_reason
 from versions.models import AgentVersion
 
@@ -99,6 +100,246 @@ class RollbackForm(_ReasonForm):
 
     def clean_to_version(self) -> AgentVersion:
         return self.targets[self.cleaned_data["to_version"]]
+
+
+def _field_error(exc: ValidationError, field: str) -> ValidationError:
+    """A service's {field: message} error, as the error of one form field."""
+    if hasattr(exc, "error_dict"):
+        return ValidationError(exc.message_dict.get(field, exc.messages))
+    return exc
+
+
+def format_steps(basis_points: Sequence[int]) -> str:
+    """Steps as people type them: 1,5,25,50."""
+    return ",".join(f"{bp / 100:g}" for bp in basis_points)
+
+
+class CanaryStartForm(_ReasonForm):
+    """Which version to canary in one environment, how to ramp it, and why.
+
+    deployments.canary.start_canary decides; this form parses the percentages with the
+    same functions so the confirmation page can show the plan.
+    """
+
+    MODE_STEPS = "steps"
+    MODE_PERCENT = "percent"
+
+    mode = forms.ChoiceField(
+        label="Ramp",
+        choices=[
+            (MODE_STEPS, "Steps: increase the share step by step, then promote"),
+            (MODE_PERCENT, "One percentage: a single step, then promote"),
+        ],
+        initial=MODE_STEPS,
+        widget=forms.RadioSelect,
+    )
+    steps = forms.CharField(
+        required=False,
+        label="Steps (%)",
+        help_text="Percentages of users, comma separated and increasing, e.g. 1,5,25,50.",
+    )
+    percent = forms.CharField(
+        required=False,
+        label="Percentage",
+        help_text="Share of users for a one-step canary, 0.01 to 99.99, e.g. 5.",
+    )
+    bake_minutes = forms.IntegerField(
+        required=False,
+        min_value=0,
+        label="Bake minutes",
+        help_text="Minimum minutes each step runs before the analysis may advance it.",
+    )
+    field_order = ["version", "mode", "steps", "percent", "bake_minutes", "reason"]
+
+    def __init__(
+        self,
+        *args: Any,
+        agent: Agent,
+        stable: AgentVersion,
+        policy: CanaryPolicy,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.stable = stable
+        self.policy = policy
+        # The stable version cannot be its own canary; prompts stay in the database.
+        versions = (
+            agent.versions.exclude(pk=stable.pk)
+            .order_by("-version_number")
+            .only("pk", "agent", "version_number", "change_description", "created_at")
+        )
+        self.fields["version"] = _VersionChoiceField(
+            queryset=versions, empty_label=None, label="Canary version"
+        )
+        self.fields["steps"].initial = policy.default_steps
+        self.fields[
+            "bake_minutes"
+        ].help_text += (
+            f" Empty: {policy.bake_minutes} min, from the {policy.environment.slug} canary policy."
+        )
+        self.order_fields(self.field_order)
+
+    def clean_version(self) -> AgentVersion:
+        # The confirmation page compares every configuration field: load the full row once.
+        return AgentVersion.objects.get(pk=self.cleaned_data["version"].pk)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        mode = cleaned.get("mode")
+        try:
+            if mode == self.MODE_STEPS:
+                cleaned["steps"] = (cleaned.get("steps") or "").strip()
+                cleaned["plan"] = parse_steps(cleaned["steps"])
+            elif mode == self.MODE_PERCENT:
+                text = (cleaned.get("percent") or "").strip()
+                if not text:
+                    raise ValidationError(
+                        {"percent": "is required for a one-step canary, e.g. 5 (per cent)."}
+                    )
+                cleaned["percent"] = text
+                cleaned["plan"] = [parse_percent(text)]
+        except ValidationError as exc:
+            self.add_error(None, exc)
+        return cleaned
+
+    @property
+    def bake_seconds(self) -> int:
+        minutes = self.cleaned_data.get("bake_minutes")
+        return 60 * (self.policy.bake_minutes if minutes is None else minutes)
+
+    def service_arguments(self) -> dict[str, Any]:
+        """The keyword arguments of start_canary this form stands for."""
+        data = self.cleaned_data
+        ramp = (
+            {"steps": data["steps"]}
+            if data["mode"] == self.MODE_STEPS
+            else {"percent": data["percent"]}
+        )
+        return {
+            "version": data["version"],
+            "reason": data["reason"],
+            "bake_minutes": data["bake_minutes"],
+            **ramp,
+        }
+
+
+class CanaryActionForm(_ReasonForm):
+    """A reason for advancing, promoting or aborting the running canary."""
+
+    # The canary as the confirmation page described it (id, step, share): if the
+    # analysis or a colleague moved it since, that page no longer describes the change.
+    expected_canary = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, rollout: CanaryRollout, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rollout = rollout
+
+
+class CanaryPercentForm(CanaryActionForm):
+    """A new share of users for the running canary, and why."""
+
+    percent = forms.CharField(
+        label="New percentage",
+        help_text="Share of users, 0.01 to 99.99. Users in the canary now stay in it as it grows.",
+    )
+    field_order = ["percent", "reason"]
+
+    def __init__(self, *args: Any, rollout: CanaryRollout, **kwargs: Any) -> None:
+        super().__init__(*args, rollout=rollout, **kwargs)
+        self.order_fields(self.field_order)
+
+    def clean_percent(self) -> int:
+        try:
+            basis_points = parse_percent(self.cleaned_data["percent"].strip())
+        except ValidationError as exc:
+            raise _field_error(exc, "percent") from None
+        if basis_points == self.rollout.basis_points:
+            raise ValidationError(f"the canary already runs at {self.rollout.percent:g} %.")
+        return basis_points
+
+
+class CanaryPolicyForm(forms.ModelForm):
+    """A canary policy, refused with a message when the analysis could not use it."""
+
+    class Meta:
+        model = CanaryPolicy
+        fields = [
+            "environment",
+            "default_steps",
+            "bake_minutes",
+            "min_outcomes",
+            "rollback_ratio",
+            "promote_ratio",
+            "rollback_confidence",
+            "promote_confidence",
+            "max_score_drop",
+            "max_latency_ratio",
+        ]
+
+    def clean_default_steps(self) -> str:
+        try:
+            steps = parse_steps(self.cleaned_data["default_steps"])
+        except ValidationError as exc:
+            raise _field_error(exc, "steps") from None
+        return format_steps(steps)
+
+    def clean_min_outcomes(self) -> int:
+        value = self.cleaned_data["min_outcomes"]
+        if value < 1:
+            # The statistical test divides by each arm's count.
+            raise ValidationError("must be at least 1; the documented default is 200.")
+        return value
+
+    def _ratio(self, field: str, note: str) -> float:
+        value = self.cleaned_data[field]
+        if value is not None and value < 1:
+            raise ValidationError(
+                f"must be at least 1 (a multiple of stable's); got {value:g}. {note}"
+            )
+        return value
+
+    def clean_rollback_ratio(self) -> float:
+        return self._ratio("rollback_ratio", "1.5 rolls back at 1.5x stable's error rate.")
+
+    def clean_promote_ratio(self) -> float:
+        return self._ratio("promote_ratio", "1.1 passes within 1.1x stable's error rate.")
+
+    def clean_max_latency_ratio(self) -> float | None:
+        return self._ratio("max_latency_ratio", "Leave empty to ignore latency.")
+
+    def _confidence(self, field: str) -> float:
+        value = self.cleaned_data[field]
+        if value is not None and not (0.5 < value < 1):
+            raise ValidationError(
+                f"must be more than 0.5 and less than 1, e.g. 0.95 for 95 %; got {value:g}."
+            )
+        return value
+
+    def clean_rollback_confidence(self) -> float:
+        return self._confidence("rollback_confidence")
+
+    def clean_promote_confidence(self) -> float:
+        return self._confidence("promote_confidence")
+
+    def clean_max_score_drop(self) -> float | None:
+        value = self.cleaned_data["max_score_drop"]
+        if value is not None and value < 0:
+            raise ValidationError(
+                f"must be 0 or more (how far the mean score may fall); got {value:g}. "
+                "Leave empty to ignore scores."
+            )
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        rollback, promote = cleaned.get("rollback_ratio"), cleaned.get("promote_ratio")
+        if rollback is not None and promote is not None and promote > rollback:
+            self.add_error(
+                "promote_ratio",
+                f"must not be above the rollback ratio ({rollback:g}): a canary that is "
+                "clearly worse must not pass.",
+            )
+        return cleaned
 
 
 class ApiKeyAddForm(forms.Form):

@@ -1,13 +1,47 @@
-"""Reads about environments and pointers that several entry points share."""
+"""Reads about environments, pointers and canaries that several entry points share."""
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+import datetime as dt
+import functools
+import operator
+import uuid
+from collections.abc import Sequence
+
+from django.db.models import F, Q, QuerySet, Sum, Window
+from django.db.models.functions import RowNumber, TruncDay, TruncHour
+from django.db.models.functions.datetime import TruncBase
 
 from agentconfig.errors import NotFound
 from agentconfig.models import Agent
-from deployments.models import STABLE_KINDS, Environment, Pointer, ReleaseLogEntry
+from deployments import canary_chart
+from deployments.canary_analysis import ArmCounts
+from deployments.models import (
+    STABLE_KINDS,
+    CanaryDecision,
+    CanaryPolicy,
+    CanaryRollout,
+    CanaryStatus,
+    Environment,
+    OutcomeCount,
+    Pointer,
+    ReleaseKind,
+    ReleaseLogEntry,
+    Track,
+)
 from versions.models import AgentVersion
+
+# The columns an outcome total sums; the same as deployments.canary's analysis reads.
+ARM_FIELDS = (
+    "n",
+    "errors",
+    "latency_count",
+    "latency_sum",
+    "latency_sumsq",
+    "score_count",
+    "score_sum",
+    "score_sumsq",
+)
 
 
 def get_environment(slug: str) -> Environment:
@@ -56,3 +90,143 @@ def list_rollback_targets(agent: Agent, environment: Environment) -> list[AgentV
             ordered.append(entry.to_version)
             seen.add(entry.to_version_id)
     return ordered
+
+
+# --- canaries: what the agent page's canary panels show ---------------------------------
+# Each function answers for every given rollout in one query (the series in at most one
+# query per time granularity), so a page with a canary in every environment costs the
+# same number of queries as a page with one.
+
+_TRUNCATIONS: dict[str, type[TruncBase]] = {"hour": TruncHour, "day": TruncDay}
+
+
+def _since_minute(moment: dt.datetime) -> dt.datetime:
+    # Outcome counts are per minute: the minute a window starts in belongs to it (as in
+    # deployments.canary.analyse).
+    return moment.replace(second=0, microsecond=0)
+
+
+def _arms_of(rollout: CanaryRollout, since: dt.datetime) -> Q:
+    return Q(environment_id=rollout.environment_id, bucket_start__gte=_since_minute(since)) & (
+        Q(version_id=rollout.stable_version_id, track=Track.STABLE)
+        | Q(version_id=rollout.canary_version_id, track=Track.CANARY)
+    )
+
+
+def _any_of(conditions: Sequence[Q]) -> Q:
+    return functools.reduce(operator.or_, conditions)
+
+
+def get_canary_step_totals(
+    rollouts: Sequence[CanaryRollout],
+) -> dict[tuple[uuid.UUID, str], ArmCounts]:
+    """Outcomes per (rollout, track) in each rollout's current step: what the analysis sees."""
+    if not rollouts:
+        return {}
+    by_environment = {r.environment_id: r for r in rollouts}
+    rows = (
+        OutcomeCount.objects.filter(agent_id=rollouts[0].agent_id)
+        .filter(_any_of([_arms_of(r, r.step_started_at) for r in rollouts]))
+        .values("environment_id", "track")
+        .annotate(**{name: Sum(name) for name in ARM_FIELDS})
+        .order_by()
+    )
+    return {
+        (by_environment[row["environment_id"]].pk, row["track"]): ArmCounts(
+            **{name: row[name] or 0 for name in ARM_FIELDS}
+        )
+        for row in rows
+    }
+
+
+def list_canary_outcome_series(
+    rollouts: Sequence[CanaryRollout], *, until: dt.datetime
+) -> dict[uuid.UUID, list[canary_chart.Sample]]:
+    """Outcome counts per rollout since it started, summed per minute, hour or day.
+
+    The granularity follows the bucket width canary_chart will use for the rollout's
+    length, so a week-long rollout reads a few hundred rows, not ten thousand.
+    """
+    series: dict[uuid.UUID, list[canary_chart.Sample]] = {r.pk: [] for r in rollouts}
+    groups: dict[str, list[CanaryRollout]] = {}
+    for rollout in rollouts:
+        minutes = canary_chart.choose_bucket_minutes(until - rollout.started_at)
+        granularity = "day" if minutes % 1440 == 0 else "hour" if minutes % 60 == 0 else "minute"
+        groups.setdefault(granularity, []).append(rollout)
+    for granularity, members in groups.items():
+        by_environment = {r.environment_id: r for r in members}
+        queryset = OutcomeCount.objects.filter(agent_id=members[0].agent_id).filter(
+            _any_of([_arms_of(r, r.started_at) for r in members])
+        )
+        truncation = _TRUNCATIONS.get(granularity)
+        period = truncation("bucket_start") if truncation else F("bucket_start")
+        rows = (
+            queryset.annotate(period=period)
+            .values("environment_id", "track", "period")
+            .annotate(n=Sum("n"), errors=Sum("errors"))
+            .order_by("period")
+        )
+        for row in rows:
+            rollout = by_environment[row["environment_id"]]
+            series[rollout.pk].append(
+                canary_chart.Sample(row["period"], row["track"], row["n"], row["errors"])
+            )
+    return series
+
+
+def list_canary_step_changes(
+    rollouts: Sequence[CanaryRollout],
+) -> dict[uuid.UUID, list[ReleaseLogEntry]]:
+    """Each rollout's percentage changes (release-log rows of kind canary_change), oldest first."""
+    if not rollouts:
+        return {}
+    changes: dict[uuid.UUID, list[ReleaseLogEntry]] = {r.pk: [] for r in rollouts}
+    entries = ReleaseLogEntry.objects.filter(
+        agent_id=rollouts[0].agent_id,
+        kind=ReleaseKind.CANARY_CHANGE,
+        details__rollout__in=[str(r.pk) for r in rollouts],
+    ).order_by("id")
+    for entry in entries.only("id", "created_at", "details"):
+        rollout_id = uuid.UUID(entry.details["rollout"])
+        changes[rollout_id].append(entry)
+    return changes
+
+
+def list_recent_canary_decisions(
+    rollouts: Sequence[CanaryRollout], *, limit: int
+) -> dict[uuid.UUID, list[CanaryDecision]]:
+    """The newest `limit` decisions of each rollout, newest first."""
+    decisions: dict[uuid.UUID, list[CanaryDecision]] = {r.pk: [] for r in rollouts}
+    if not rollouts:
+        return decisions
+    ranked = (
+        CanaryDecision.objects.filter(rollout__in=[r.pk for r in rollouts])
+        .annotate(rank=Window(RowNumber(), partition_by=[F("rollout_id")], order_by=F("id").desc()))
+        .filter(rank__lte=limit)
+        .defer("inputs")
+        .order_by("-id")
+    )
+    for decision in ranked:
+        decisions[decision.rollout_id].append(decision)
+    return decisions
+
+
+def list_finished_canaries(agent: Agent, *, limit: int) -> list[CanaryRollout]:
+    """The agent's most recently started canaries that have ended, in any environment."""
+    return list(
+        CanaryRollout.objects.filter(agent=agent)
+        .exclude(status=CanaryStatus.RUNNING)
+        .select_related("environment", "canary_version", "stable_version")
+        .defer(*_version_text("canary_version", "stable_version"))
+        .order_by("-started_at")[:limit]
+    )
+
+
+def get_canary_policies(environments: Sequence[Environment]) -> dict[int, CanaryPolicy]:
+    """The saved canary policy of each environment; the defaults where none was saved."""
+    saved = {p.environment_id: p for p in CanaryPolicy.objects.filter(environment__in=environments)}
+    return {e.pk: saved.get(e.pk) or CanaryPolicy(environment=e) for e in environments}
+
+
+def _version_text(*relations: str) -> list[str]:
+    return [f"{r}__{column}" for r in relations for column in ("system_prompt", "guardrails")]

@@ -22,10 +22,11 @@ class Command(ServiceCommand):
             self._round()
             if options["once"]:
                 return
+            # Between rounds, drop a connection the database may have closed meanwhile.
+            close_old_connections()
             time.sleep(options["interval"])
 
     def _round(self) -> None:
-        close_old_connections()
         try:
             decisions = evaluate_running_canaries()
             prune_outcome_event_ids()

@@ -1,0 +1,686 @@
+"""Canaries from the browser: start one; advance, promote, abort or re-size the running one.
+
+Each flow has the three steps of deployments.admin_views (Django's delete confirmation):
+1. GET  …/canary/<environment>/<action>/        a form (a reason, and what the action needs);
+2. POST …/canary/<environment>/<action>/        validates it and shows what will happen;
+3. POST …/canary/<environment>/<action>/apply/  calls deployments.canary, then redirects to
+   the agent with a message.
+
+Invariants:
+- Only step 3 writes, only on POST, only through deployments.canary, which checks the
+  permission (deployments.manage_canary) again; every page checks it first (403).
+- A refusal (ValidationError, Conflict, NotFound) is shown on the form, never a 500 and
+  never a success message; Forbidden renders the 403 page.
+- The confirmation carries the state it described (stable version, or the canary's id,
+  step and share). If the analysis or a colleague changed it before the apply, nothing
+  is applied and the confirmation is shown again for the new state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.safestring import SafeString, mark_safe
+
+from agentconfig.actors import Actor
+from agentconfig.admin_views import (
+    apply_service_error,
+    get_agent_for_page,
+    page_context,
+    refusals_as_pages,
+)
+from agentconfig.errors import Forbidden, NotFound, ServiceError
+from agentconfig.models import Agent
+from deployments import canary, canary_chart
+from deployments.admin_views import compare_configs
+from deployments.canary_analysis import ArmCounts
+from deployments.forms import CanaryActionForm, CanaryPercentForm, CanaryStartForm
+from deployments.models import (
+    CanaryDecision,
+    CanaryPolicy,
+    CanaryRollout,
+    Environment,
+    Pointer,
+    ReleaseLogEntry,
+    Track,
+)
+from deployments.selectors import (
+    get_canary_policies,
+    get_canary_step_totals,
+    get_environment,
+    get_pointer,
+    list_canary_outcome_series,
+    list_canary_step_changes,
+    list_recent_canary_decisions,
+)
+from versions.models import AgentVersion
+
+MANAGE_PERMISSION = canary.MANAGE_PERMISSION
+ACTIONS = ("advance", "promote", "abort", "percent")
+ACTION_TITLES = {
+    "advance": "Advance the canary",
+    "promote": "Promote the canary now",
+    "abort": "Abort the canary",
+    "percent": "Change the canary's percentage",
+}
+ACTION_VERBS = {
+    "start": "start canaries",
+    "advance": "advance canaries",
+    "promote": "promote canaries",
+    "abort": "abort canaries",
+    "percent": "change canaries",
+}
+
+
+@dataclass(frozen=True)
+class StepRow:
+    number: int
+    percent: float
+    bake_seconds: int
+    current: bool = False
+    done: bool = False
+
+    @property
+    def bake_minutes(self) -> int:
+        return self.bake_seconds // 60
+
+
+def step_rows(rollout: CanaryRollout) -> list[StepRow]:
+    """The rollout's steps for display, marking the current one."""
+    return [
+        StepRow(
+            number=index + 1,
+            percent=bp / 100,
+            bake_seconds=bake,
+            current=index == rollout.step_index,
+            done=index < rollout.step_index,
+        )
+        for index, (bp, bake) in enumerate(rollout.steps)
+    ]
+
+
+@dataclass(frozen=True)
+class CanaryTarget:
+    """The (agent, environment) a canary page acts on, its pointer and running canary."""
+
+    agent: Agent
+    environment: Environment
+    pointer: Pointer | None
+
+    @property
+    def stable(self) -> AgentVersion | None:
+        return self.pointer.stable_version if self.pointer else None
+
+    @property
+    def rollout(self) -> CanaryRollout | None:
+        return self.pointer.canary if self.pointer else None
+
+    @property
+    def stable_pk(self) -> str:
+        return str(self.stable.pk) if self.stable else ""
+
+    @property
+    def canary_state(self) -> str:
+        """What the confirmation described: the rollout, its step and its share."""
+        rollout = self.rollout
+        if rollout is None:
+            return ""
+        return f"{rollout.pk}:{rollout.step_index}:{rollout.basis_points}"
+
+
+def _load_target(
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    object_id: str,
+    environment: str,
+    action: str,
+) -> CanaryTarget:
+    agent = get_agent_for_page(model_admin, request, object_id)
+    Actor.of(request.user).require(MANAGE_PERMISSION, ACTION_VERBS[action])
+    try:
+        env = get_environment(environment)
+    except NotFound as exc:
+        raise Http404(exc.message) from None
+    return CanaryTarget(agent, env, get_pointer(agent, env))
+
+
+def _url(model_admin: admin.ModelAdmin, name: str, target: CanaryTarget) -> str:
+    return reverse(
+        f"{model_admin.admin_site.name}:agentconfig_agent_{name}",
+        args=[target.agent.pk, target.environment.slug],
+    )
+
+
+def _render(
+    request: HttpRequest,
+    model_admin: admin.ModelAdmin,
+    template: str,
+    target: CanaryTarget,
+    title: str,
+    status: int = 200,
+    **extra: Any,
+) -> TemplateResponse:
+    context = page_context(
+        request,
+        model_admin,
+        title,
+        agent=target.agent,
+        environment=target.environment,
+        stable=target.stable,
+        rollout=target.rollout,
+        **extra,
+    )
+    return TemplateResponse(
+        request, f"admin/agentconfig/agent/{template}.html", context, status=status
+    )
+
+
+def _done(request: HttpRequest, target: CanaryTarget, message: str) -> HttpResponse:
+    messages.success(request, message)
+    url = reverse("admin:agentconfig_agent_change", args=[target.agent.pk])
+    return redirect(f"{url}#canary-{target.environment.slug}")
+
+
+# --- start ---------------------------------------------------------------------------
+
+
+def _start_form(request: HttpRequest, target: CanaryTarget) -> CanaryStartForm | None:
+    if target.stable is None or target.rollout is not None:
+        return None
+    data = request.POST if request.method == "POST" else None
+    return CanaryStartForm(
+        data,
+        agent=target.agent,
+        stable=target.stable,
+        policy=canary.get_policy(target.environment),
+    )
+
+
+def _start_form_page(
+    request: HttpRequest,
+    model_admin: admin.ModelAdmin,
+    target: CanaryTarget,
+    form: CanaryStartForm | None,
+    status: int = 200,
+) -> TemplateResponse:
+    if form is None and request.method == "POST":
+        status = 409  # nothing to start against, or one is already running
+    return _render(
+        request,
+        model_admin,
+        "canary_start",
+        target,
+        f"Start a canary of {target.agent.slug} in {target.environment.name}",
+        status,
+        form=form,
+        has_versions=form is not None and form.fields["version"].queryset.exists(),
+    )
+
+
+def _start_confirmation_page(
+    request: HttpRequest,
+    model_admin: admin.ModelAdmin,
+    target: CanaryTarget,
+    form: CanaryStartForm,
+) -> TemplateResponse:
+    version: AgentVersion = form.cleaned_data["version"]
+    plan = [
+        StepRow(number=index + 1, percent=bp / 100, bake_seconds=form.bake_seconds)
+        for index, bp in enumerate(form.cleaned_data["plan"])
+    ]
+    return _render(
+        request,
+        model_admin,
+        "canary_start_confirmation",
+        target,
+        f"Start a canary of {target.agent.slug} {version.label} in {target.environment.name}?",
+        form=form,
+        version=version,
+        # The comparison include calls the two sides "active" and "version".
+        active=form.stable,
+        plan=plan,
+        rows=compare_configs(form.stable.config, version.config),
+        apply_url=_url(model_admin, "canary_start_apply", target),
+    )
+
+
+def _stale_start(request: HttpRequest, target: CanaryTarget, expected_stable: str) -> bool:
+    """Warn and return True if the stable version moved since the confirmation page."""
+    if expected_stable == target.stable_pk:
+        return False
+    now = target.stable.label if target.stable else "nothing"
+    messages.warning(
+        request,
+        f"The stable version of {target.agent.slug} in {target.environment.slug} changed to "
+        f"{now} while you were reviewing. Check the comparison below again.",
+    )
+    return True
+
+
+@refusals_as_pages
+def canary_start_view(
+    model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str, environment: str
+) -> HttpResponse:
+    """Steps 1 and 2 of starting a canary: the form, then the plan and the comparison."""
+    target = _load_target(model_admin, request, object_id, environment, "start")
+    form = _start_form(request, target)
+    if form is not None and form.is_bound and form.is_valid():
+        return _start_confirmation_page(request, model_admin, target, form)
+    return _start_form_page(request, model_admin, target, form)
+
+
+@refusals_as_pages
+def canary_start_apply_view(
+    model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str, environment: str
+) -> HttpResponse:
+    """Step 3: start the canary through deployments.canary.start_canary."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    target = _load_target(model_admin, request, object_id, environment, "start")
+    form = _start_form(request, target)
+    if form is None or not form.is_valid():
+        return _start_form_page(request, model_admin, target, form)
+    if _stale_start(request, target, form.cleaned_data["expected_active"]):
+        return _start_confirmation_page(request, model_admin, target, form)
+    try:
+        rollout = canary.start_canary(
+            agent=target.agent,
+            environment=target.environment,
+            actor=Actor.of(request.user),
+            **form.service_arguments(),
+        )
+    except ValidationError as exc:
+        apply_service_error(form, exc)
+        return _start_form_page(request, model_admin, target, form)
+    except Forbidden:
+        raise
+    except ServiceError as exc:
+        form.add_error(None, exc.message)
+        return _start_form_page(request, model_admin, target, form, exc.http_status)
+    ramp = ", ".join(f"{bp / 100:g} %" for bp, _ in rollout.steps)
+    return _done(
+        request,
+        target,
+        f"Started a canary of {target.agent.slug} {rollout.canary_version.label} in "
+        f"{target.environment.slug} at {rollout.percent:g} % (steps: {ramp}).",
+    )
+
+
+# --- advance, promote, abort, change percentage ---------------------------------------
+
+
+def _action_form(
+    request: HttpRequest, target: CanaryTarget, action: str
+) -> CanaryActionForm | None:
+    if target.rollout is None:
+        return None
+    data = request.POST if request.method == "POST" else None
+    form_class = CanaryPercentForm if action == "percent" else CanaryActionForm
+    return form_class(data, rollout=target.rollout)
+
+
+def _action_form_page(
+    request: HttpRequest,
+    model_admin: admin.ModelAdmin,
+    target: CanaryTarget,
+    action: str,
+    form: CanaryActionForm | None,
+    status: int = 200,
+) -> TemplateResponse:
+    if form is None:
+        status = 404  # no canary runs here (any more)
+    return _render(
+        request,
+        model_admin,
+        "canary_action",
+        target,
+        f"{ACTION_TITLES[action]} of {target.agent.slug} in {target.environment.name}",
+        status,
+        action=action,
+        form=form,
+        steps=step_rows(target.rollout) if target.rollout else [],
+        at_last_step=_at_last_step(target.rollout),
+        submit_url=_url(model_admin, f"canary_{action}", target),
+    )
+
+
+def _at_last_step(rollout: CanaryRollout | None) -> bool:
+    return rollout is not None and rollout.step_index + 1 >= len(rollout.steps)
+
+
+def _check_action(target: CanaryTarget, action: str, form: CanaryActionForm) -> bool:
+    """Refuse on the form, before the confirmation, what the service would refuse for the state."""
+    rollout = target.rollout
+    if action == "advance" and rollout is not None and _at_last_step(rollout):
+        form.add_error(
+            None,
+            f"the canary is at its last step ({rollout.percent:g} %); promote it or abort it.",
+        )
+        return False
+    return True
+
+
+def _percent_plan(rollout: CanaryRollout, basis_points: int) -> list[StepRow]:
+    """The steps after a percentage change, as deployments.canary.set_canary_percent makes them."""
+    index = rollout.step_index
+    bake = rollout.steps[index][1]
+    later = [s for s in rollout.steps[index + 1 :] if s[0] > basis_points]
+    steps = [*rollout.steps[:index], [basis_points, bake], *later]
+    return [
+        StepRow(
+            number=i + 1,
+            percent=bp / 100,
+            bake_seconds=seconds,
+            current=i == index,
+            done=i < index,
+        )
+        for i, (bp, seconds) in enumerate(steps)
+    ]
+
+
+def _action_confirmation_page(
+    request: HttpRequest,
+    model_admin: admin.ModelAdmin,
+    target: CanaryTarget,
+    action: str,
+    form: CanaryActionForm,
+) -> TemplateResponse:
+    rollout = form.rollout
+    extra: dict[str, Any] = {}
+    if action == "advance":
+        extra["next_step"] = step_rows(rollout)[rollout.step_index + 1]
+    elif action == "percent":
+        extra["new_percent"] = form.cleaned_data["percent"] / 100
+        extra["new_steps"] = _percent_plan(rollout, form.cleaned_data["percent"])
+    elif action == "promote":
+        extra.update(
+            active=rollout.stable_version,
+            version=rollout.canary_version,
+            rows=compare_configs(rollout.stable_version.config, rollout.canary_version.config),
+        )
+    return _render(
+        request,
+        model_admin,
+        "canary_action_confirmation",
+        target,
+        f"{ACTION_TITLES[action]} of {target.agent.slug} in {target.environment.name}?",
+        action=action,
+        form=form,
+        steps=step_rows(rollout),
+        canary_state=target.canary_state,
+        apply_url=_url(model_admin, f"canary_{action}_apply", target),
+        back_url=_url(model_admin, f"canary_{action}", target),
+        **extra,
+    )
+
+
+@refusals_as_pages
+def canary_action_view(
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    object_id: str,
+    environment: str,
+    action: str,
+) -> HttpResponse:
+    """Steps 1 and 2 of advance / promote / abort / percent: the form, then the confirmation."""
+    target = _load_target(model_admin, request, object_id, environment, action)
+    form = _action_form(request, target, action)
+    if (
+        form is not None
+        and form.is_bound
+        and form.is_valid()
+        and _check_action(target, action, form)
+    ):
+        return _action_confirmation_page(request, model_admin, target, action, form)
+    return _action_form_page(request, model_admin, target, action, form)
+
+
+def _apply_action(target: CanaryTarget, action: str, form: CanaryActionForm, actor: Actor) -> str:
+    """Call the service for `action`; the success message."""
+    common = {
+        "agent": target.agent,
+        "environment": target.environment,
+        "actor": actor,
+        "reason": form.cleaned_data["reason"],
+    }
+    rollout = form.rollout
+    name = f"{target.agent.slug} {rollout.canary_version.label} in {target.environment.slug}"
+    if action == "advance":
+        moved = canary.advance_canary(**common)
+        return (
+            f"The canary of {name} advanced to {moved.percent:g} % "
+            f"(step {moved.step_index + 1} of {len(moved.steps)})."
+        )
+    if action == "promote":
+        entry = canary.promote_canary(**common)
+        was = entry.from_version.label if entry.from_version else "nothing"
+        return f"Promoted {name}: it is the stable version now (was {was})."
+    if action == "abort":
+        entry = canary.abort_canary(**common)
+        return f"Aborted the canary of {name}: everyone gets {entry.to_version.label} again."
+    changed = canary.set_canary_percent(**common, percent=form.cleaned_data["percent"] / 100)
+    return f"The canary of {name} now runs at {changed.percent:g} %."
+
+
+@refusals_as_pages
+def canary_action_apply_view(
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    object_id: str,
+    environment: str,
+    action: str,
+) -> HttpResponse:
+    """Step 3 of advance / promote / abort / percent: call deployments.canary."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    target = _load_target(model_admin, request, object_id, environment, action)
+    form = _action_form(request, target, action)
+    if form is None or not form.is_valid():
+        return _action_form_page(request, model_admin, target, action, form)
+    if not _check_action(target, action, form):
+        return _action_form_page(request, model_admin, target, action, form, 409)
+    if form.cleaned_data["expected_canary"] != target.canary_state:
+        messages.warning(
+            request,
+            f"The canary of {target.agent.slug} in {target.environment.slug} changed while you "
+            "were reviewing (the analysis or a colleague moved it). Check the page below again.",
+        )
+        return _action_confirmation_page(request, model_admin, target, action, form)
+    try:
+        message = _apply_action(target, action, form, Actor.of(request.user))
+    except ValidationError as exc:
+        apply_service_error(form, exc)
+        return _action_form_page(request, model_admin, target, action, form)
+    except Forbidden:
+        raise
+    except ServiceError as exc:
+        form.add_error(None, exc.message)
+        return _action_form_page(request, model_admin, target, action, form, exc.http_status)
+    return _done(request, target, message)
+
+
+# --- the canary panels of the agent page -----------------------------------------------
+
+DECISIONS_SHOWN = 10
+FINISHED_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class ArmRow:
+    """One arm's outcomes in the current step and since the canary started."""
+
+    label: str
+    version: AgentVersion
+    step: ArmCounts
+    total: ArmCounts
+
+    @property
+    def step_rate(self) -> str:
+        return _rate_text(self.step)
+
+    @property
+    def total_rate(self) -> str:
+        return _rate_text(self.total)
+
+
+def _rate_text(counts: ArmCounts) -> str:
+    return canary_chart.format_percent(counts.error_rate) if counts.n else "—"
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    decision: CanaryDecision
+
+    @property
+    def step_number(self) -> int:
+        return self.decision.step_index + 1
+
+    @property
+    def percent(self) -> float:
+        return self.decision.basis_points / 100
+
+
+@dataclass(frozen=True)
+class CanaryPanel:
+    """What the agent page shows about the running canary in one environment."""
+
+    rollout: CanaryRollout
+    stable: AgentVersion
+    steps: list[StepRow]
+    policy: CanaryPolicy
+    arms: list[ArmRow]
+    decisions: list[DecisionRow]
+    chart: SafeString
+    baked_seconds: float
+
+    @property
+    def step_number(self) -> int:
+        return self.rollout.step_index + 1
+
+    @property
+    def bake_seconds(self) -> int:
+        return self.rollout.steps[self.rollout.step_index][1]
+
+    @property
+    def baked_minutes(self) -> int:
+        return int(self.baked_seconds // 60)
+
+    @property
+    def bake_minutes(self) -> int:
+        return self.bake_seconds // 60
+
+    @property
+    def bake_done(self) -> bool:
+        return self.baked_seconds >= self.bake_seconds
+
+    @property
+    def at_last_step(self) -> bool:
+        return _at_last_step(self.rollout)
+
+    @property
+    def has_step_data(self) -> bool:
+        return any(arm.step.n for arm in self.arms)
+
+    @property
+    def has_data(self) -> bool:
+        return any(arm.total.n for arm in self.arms)
+
+    @property
+    def more_decisions(self) -> bool:
+        return len(self.decisions) >= DECISIONS_SHOWN
+
+
+def build_canary_panels(pointers: Sequence[Pointer], *, now: dt.datetime) -> dict[int, CanaryPanel]:
+    """The panel of each pointer with a running canary, by environment id, in a fixed number
+    of queries whatever the number of environments and decisions.
+
+    Each pointer must come with its environment, stable version and canary (with the
+    canary's version) loaded.
+    """
+    running = [(p, p.canary) for p in pointers if p.canary is not None]
+    if not running:
+        return {}
+    rollouts = [rollout for _, rollout in running]
+    step_totals = get_canary_step_totals(rollouts)
+    series = list_canary_outcome_series(rollouts, until=now)
+    changes = list_canary_step_changes(rollouts)
+    decisions = list_recent_canary_decisions(rollouts, limit=DECISIONS_SHOWN)
+    policies = get_canary_policies([p.environment for p, _ in running])
+    panels = {}
+    for pointer, rollout in running:
+        # The rollout's stable version is the pointer's while it runs (deploys are refused).
+        stable = pointer.stable_version
+        samples = series[rollout.pk]
+        arms = [
+            ArmRow(
+                label=label,
+                version=version,
+                step=step_totals.get((rollout.pk, track), ArmCounts()),
+                total=ArmCounts(
+                    n=sum(s.n for s in samples if s.track == track),
+                    errors=sum(s.errors for s in samples if s.track == track),
+                ),
+            )
+            for label, version, track in (
+                ("Stable", stable, Track.STABLE),
+                ("Canary", rollout.canary_version, Track.CANARY),
+            )
+        ]
+        panels[pointer.environment_id] = CanaryPanel(
+            rollout=rollout,
+            stable=stable,
+            steps=step_rows(rollout),
+            policy=policies[pointer.environment_id],
+            arms=arms,
+            decisions=[DecisionRow(d) for d in decisions[rollout.pk]],
+            chart=_chart(pointer, rollout, stable, samples, changes[rollout.pk], now),
+            baked_seconds=max((now - rollout.step_started_at).total_seconds(), 0.0),
+        )
+    return panels
+
+
+def _chart(
+    pointer: Pointer,
+    rollout: CanaryRollout,
+    stable: AgentVersion,
+    samples: list[canary_chart.Sample],
+    changes: list[ReleaseLogEntry],
+    now: dt.datetime,
+) -> SafeString:
+    minutes = canary_chart.choose_bucket_minutes(now - rollout.started_at)
+    local = [
+        canary_chart.Sample(timezone.localtime(s.start), s.track, s.n, s.errors) for s in samples
+    ]
+    markers = [
+        canary_chart.Marker(timezone.localtime(entry.created_at), f"{percent:g} %")
+        for entry in changes
+        if isinstance(percent := entry.details.get("to_percent"), int | float)
+    ]
+    svg = canary_chart.error_rate_svg(
+        canary_chart.bucket_samples(local, minutes=minutes),
+        start=timezone.localtime(rollout.started_at),
+        end=timezone.localtime(now),
+        title=(
+            f"Error rate of {pointer.agent.slug} in {pointer.environment.name}: canary "
+            f"{rollout.canary_version.label} and stable {stable.label}"
+        ),
+        description=(
+            "Share of failed outcomes per arm since the canary started; dashed lines mark "
+            "changes of the canary's percentage."
+        ),
+        chart_id=f"canary-chart-{pointer.environment.slug}",
+        markers=markers,
+        time_zone=timezone.get_current_timezone_name(),
+    )
+    # canary_chart escapes every text it writes (tested with markup in names).
+    return mark_safe(svg)  # noqa: S308

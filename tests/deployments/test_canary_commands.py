@@ -1,0 +1,74 @@
+"""`manage.py canary` and `manage.py canary_watch`."""
+
+import io
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from deployments.models import CanaryDecision, CanaryRollout, CanaryStatus, Pointer
+from tests import factories
+
+
+def run(*args: str) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+@pytest.fixture
+def deployed(agent, production):
+    v1, v2 = factories.create_version(agent), factories.create_version(agent)
+    factories.deploy(v1, production)
+    return v1, v2
+
+
+BASE = ("--environment", "production", "--reason", "ops")
+
+
+def test_canary__start_change_advance_promote(deployed):
+    _, v2 = deployed
+
+    assert "at 1 %" in run("canary", "support-bot", "2", *BASE, "--steps", "1,5,25")
+    assert "now at 3 %" in run("canary", "support-bot", *BASE, "--percent", "3")
+    assert "advanced to 5 %" in run("canary", "support-bot", *BASE, "--advance")
+    assert "Promoted v2" in run("canary", "support-bot", *BASE, "--promote")
+    assert Pointer.objects.get().stable_version == v2
+
+
+def test_canary__abort(deployed):
+    run("canary", "support-bot", "2", *BASE, "--percent", "10")
+
+    run("canary", "support-bot", *BASE, "--abort")
+
+    assert CanaryRollout.objects.get().status == CanaryStatus.ABORTED
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("2", *BASE, "--percent", "150"), "must be more than 0 and less than 100"),
+        (("2", *BASE, "--percent", "5", "--steps", "1,5"), "either a percentage or steps"),
+        (("9", *BASE, "--percent", "5"), "no version v9"),
+        ((*BASE, "--advance"), "no canary of support-bot is running"),
+        ((*BASE,), "give VERSION_NUMBER to start a canary"),
+        (("2", *BASE, "--abort"), "take no VERSION_NUMBER"),
+    ],
+)
+def test_canary__wrong_input__one_clear_error(deployed, args, message):
+    with pytest.raises(CommandError, match=message):
+        run("canary", "support-bot", *args)
+    assert not CanaryRollout.objects.filter(status=CanaryStatus.RUNNING).exists()
+
+
+def test_canary_watch__once__evaluates_and_reports(deployed):
+    run("canary", "support-bot", "2", *BASE, "--percent", "10")
+
+    output = run("canary_watch", "--once")
+
+    assert "support-bot@production: hold" in output
+    assert CanaryDecision.objects.count() == 1
+
+
+def test_canary_watch__nothing_running__says_so(db):
+    assert "no running canaries" in run("canary_watch", "--once")

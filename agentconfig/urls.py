@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
 
 from deployments import views as runtime_views
@@ -15,5 +15,6 @@ urlpatterns = [
     path(
         "api/v1/agents/<slug:slug>/outcomes", runtime_views.agent_outcomes, name="runtime-outcomes"
     ),
+    path("", include("flags.urls")),
     path("healthz", runtime_views.healthz, name="healthz"),
 ]

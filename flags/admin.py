@@ -1,0 +1,319 @@
+"""Admin for flags and tool gates.
+
+Invariants:
+- Nothing here writes a flag, a state or a gate directly: the add page, the change form,
+  delete, and the pages under a flag (rules, turn on, kill switch) call flags.services,
+  which checks permissions, validates, records history and invalidates the runtime cache.
+- A refusal is shown, never a success message for something that was not saved.
+- Per-environment state is shown for every environment, including ones added after the
+  flag (no state row yet: off).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import ValidationError
+from django.db.models import Prefetch, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from agentconfig.actors import Actor
+from agentconfig.admin_views import (
+    AdminPageView,
+    HistoryAdmin,
+    ServiceAddAdmin,
+    render_forbidden,
+    text_column,
+)
+from agentconfig.errors import Forbidden, ServiceError
+from deployments.models import Environment
+from flags import admin_views as flag_pages
+from flags.forms import FlagAddForm, FlagChangeForm, FlagVariantsChangeForm, ToolGateAddForm
+from flags.models import Flag, FlagEnvironment, FlagKind, ToolGate
+from flags.selectors import list_flag_changes
+from flags.services import (
+    CHANGE_PERMISSION,
+    KILL_SWITCH_PERMISSION,
+    create_flag,
+    create_tool_gate,
+    delete_flag,
+    delete_tool_gate,
+    update_flag,
+)
+
+CHANGES_SHOWN = 50
+
+
+@dataclass(frozen=True)
+class EnvironmentRow:
+    environment: Environment
+    state: FlagEnvironment | None
+    default_variant: str
+    off_variant: str
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.state and self.state.enabled)
+
+    @property
+    def rule_count(self) -> int:
+        return len(self.state.rules) if self.state else 0
+
+
+class _RefusedChange(Exception):
+    """A service refused the change form's save; raised out of the form's transaction."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@admin.register(Flag)
+class FlagAdmin(ServiceAddAdmin, HistoryAdmin):
+    add_form = FlagAddForm
+    list_display = ("key", "kind", "scope", "environments", "owner", "updated_at")
+    list_filter = ("kind", ("agent", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("key", "description", "owner")
+    view_on_site = False  # get_absolute_url is this very page
+    created_by = text_column("created_by_label", "created by")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Flag]:
+        # One query for every listed flag's states, whatever the page size.
+        states = FlagEnvironment.objects.select_related("environment").order_by(
+            "environment__position", "environment__slug"
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("agent")
+            .prefetch_related(Prefetch("states", queryset=states))
+        )
+
+    def get_form(
+        self, request: HttpRequest, obj: Flag | None = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm]:
+        has_variants = obj is not None and obj.kind != FlagKind.BOOLEAN
+        kwargs["form"] = FlagVariantsChangeForm if has_variants else FlagChangeForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Flag | None = None) -> list[str]:
+        variants = (
+            "variants" if obj is not None and obj.kind != FlagKind.BOOLEAN else "variant_list"
+        )
+        return [
+            "key",
+            "kind",
+            "scope",
+            "description",
+            "owner",
+            variants,
+            "created_at",
+            "created_by",
+            "updated_at",
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Flag | None = None) -> tuple[str, ...]:
+        # Key, kind and scope are fixed once created (rules and gates were checked against them).
+        return ("key", "kind", "scope", "variant_list", "created_at", "created_by", "updated_at")
+
+    @admin.display(description="scope", ordering="agent__slug")
+    def scope(self, obj: Flag) -> str:
+        return obj.scope_label
+
+    @admin.display(description="variants")
+    def variant_list(self, obj: Flag) -> SafeString:
+        return format_html_join(
+            ", ",
+            "<code>{}</code> = <code>{}</code>",
+            ((v["name"], json.dumps(v["value"], ensure_ascii=False)) for v in obj.variants),
+        )
+
+    @admin.display(description="environments")
+    def environments(self, obj: Flag) -> SafeString | str:
+        states = obj.states.all()
+        if not states:
+            return "off everywhere"
+        return format_html_join(
+            " ",
+            "<span class='ac-flag-state ac-flag-{}'>{}: {}</span>",
+            (
+                ("on" if s.enabled else "off", s.environment.slug, "on" if s.enabled else "off")
+                for s in states
+            ),
+        )
+
+    # --- writes through the services ---------------------------------------------------
+
+    def create_via_service(self, request: HttpRequest, form: forms.BaseForm) -> HttpResponse:
+        data = form.cleaned_data
+        flag = create_flag(
+            key=data["key"],
+            kind=data["kind"],
+            agent=data["agent"],
+            description=data["description"],
+            owner=data["owner"],
+            variants=data["variants"],
+            actor=Actor.of(request.user),
+        )
+        self.log_addition(request, flag, [{"added": {}}])
+        messages.success(
+            request,
+            f"Created {flag.key}; it is off in every environment. Set its rules and turn it on "
+            "per environment below.",
+        )
+        return HttpResponseRedirect(reverse("admin:flags_flag_change", args=[flag.pk]))
+
+    def save_model(
+        self, request: HttpRequest, obj: Flag, form: forms.BaseForm, change: bool
+    ) -> None:
+        data = form.cleaned_data
+        try:
+            update_flag(
+                flag=Flag.objects.get(pk=obj.pk),
+                actor=Actor.of(request.user),
+                description=data["description"],
+                owner=data["owner"],
+                variants=data.get("variants"),
+            )
+        except ValidationError as exc:
+            # Only after a race with another editor: the form checked the same rules.
+            raise _RefusedChange(" ".join(exc.messages)) from None
+        except ServiceError as exc:
+            raise _RefusedChange(exc.message) from None
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except _RefusedChange as exc:
+            # The form's transaction was rolled back: nothing was saved.
+            messages.error(request, f"Nothing was saved: {exc.message}")
+            return HttpResponseRedirect(request.path)
+
+    def delete_model(self, request: HttpRequest, obj: Flag) -> None:
+        delete_flag(flag=obj, actor=Actor.of(request.user))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Flag]) -> None:
+        for flag in queryset:
+            delete_flag(flag=flag, actor=Actor.of(request.user))
+
+    # --- the flag page -------------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        def page(view: AdminPageView) -> Callable[..., HttpResponse]:
+            def bound(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+                return view(self, request, *args, **kwargs)
+
+            return self.admin_site.admin_view(bound)
+
+        environment = "<path:object_id>/environments/<slug:environment>"
+        urls = [
+            path(f"{environment}/rules/", page(flag_pages.rules_view), name="flags_flag_rules"),
+            path(f"{environment}/enable/", page(flag_pages.enable_view), name="flags_flag_enable"),
+            path(f"{environment}/kill/", page(flag_pages.kill_view), name="flags_flag_kill"),
+            path(
+                "<path:object_id>/evaluate/",
+                page(flag_pages.evaluate_view),
+                name="flags_flag_evaluate",
+            ),
+        ]
+        return urls + super().get_urls()
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        flag = self.get_object(request, unquote(object_id))
+        if flag is not None and self.has_view_permission(request, flag):
+            extra_context = {**(extra_context or {}), **self._overview(request, flag)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _overview(self, request: HttpRequest, flag: Flag) -> dict[str, Any]:
+        """Each environment's state, the gated tools and the latest changes, for the flag page."""
+        states = {s.environment_id: s for s in flag.states.all()}
+        default_variant, off_variant = flag.initial_variants
+        environments = [
+            EnvironmentRow(
+                environment=env,
+                state=states.get(env.pk),
+                default_variant=states[env.pk].default_variant
+                if env.pk in states
+                else default_variant,
+                off_variant=states[env.pk].off_variant if env.pk in states else off_variant,
+            )
+            for env in Environment.objects.all()
+        ]
+        user = request.user
+        return {
+            "show_overview": True,
+            "environment_rows": environments,
+            "tool_gates": list(flag.tool_gates.select_related("agent")),
+            "changes": list_flag_changes(flag, limit=CHANGES_SHOWN),
+            "changes_shown": CHANGES_SHOWN,
+            "can_change_rules": user.has_perm(CHANGE_PERMISSION),
+            "can_kill": user.has_perm(KILL_SWITCH_PERMISSION),
+            "can_add_gate": user.has_perm("flags.add_toolgate"),
+        }
+
+
+@admin.register(ToolGate)
+class ToolGateAdmin(ServiceAddAdmin, HistoryAdmin):
+    add_form = ToolGateAddForm
+    list_display = ("agent", "tool_name", "flag_link", "created_at", "created_by")
+    list_filter = (("agent", admin.RelatedOnlyFieldListFilter),)
+    search_fields = ("tool_name", "agent__slug", "flag__key")
+    list_select_related = ("agent", "flag")
+    fields = ("agent", "tool_name", "flag_link", "created_at", "created_by")
+    readonly_fields = fields
+    created_by = text_column("created_by_label", "created by")
+
+    # A gate is created and removed, never edited: remove it and add another.
+    def has_change_permission(self, request: HttpRequest, obj: ToolGate | None = None) -> bool:
+        return False
+
+    @admin.display(description="flag", ordering="flag__key")
+    def flag_link(self, obj: ToolGate) -> SafeString:
+        url = reverse("admin:flags_flag_change", args=[obj.flag_id])
+        return format_html('<a href="{}">{}</a>', url, obj.flag.key)
+
+    def create_via_service(self, request: HttpRequest, form: forms.BaseForm) -> HttpResponse:
+        gate = create_tool_gate(actor=Actor.of(request.user), **form.cleaned_data)
+        self.log_addition(request, gate, [{"added": {}}])
+        messages.success(
+            request,
+            f"{gate.agent.slug} now serves {gate.tool_name} only to users for whom "
+            f"{gate.flag.key} is on.",
+        )
+        return HttpResponseRedirect(reverse("admin:flags_toolgate_changelist"))
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except Forbidden as exc:
+            return render_forbidden(request, self, exc.message)
+
+    def delete_model(self, request: HttpRequest, obj: ToolGate) -> None:
+        delete_tool_gate(gate=obj, actor=Actor.of(request.user))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ToolGate]) -> None:
+        for gate in queryset:
+            delete_tool_gate(gate=gate, actor=Actor.of(request.user))

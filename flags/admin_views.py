@@ -1,0 +1,296 @@
+"""The pages under one flag: edit rules, turn on, kill switch, evaluate for a user.
+
+Each state change is POST-only behind a page that says what will change, like Django's
+delete confirmation: GET shows the page, POST applies it through flags.services (which
+checks the permission again) and redirects to the flag with a message. Any other method
+is refused with 405 and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import ValidationError
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
+from django.template.response import TemplateResponse
+from django.urls import reverse
+
+from agentconfig.actors import Actor
+from agentconfig.admin_views import apply_service_error, page_context, refusals_as_pages
+from agentconfig.errors import Conflict, Forbidden, NotFound
+from deployments.models import Environment
+from deployments.selectors import get_environment
+from flags import evaluation
+from flags import rules as schema
+from flags.forms import EvaluateForm, FlagRulesForm, ReasonForm, pretty_json
+from flags.models import Flag, FlagEnvironment
+from flags.selectors import get_flag_state
+from flags.services import (
+    CHANGE_PERMISSION,
+    KILL_SWITCH_PERMISSION,
+    kill_flag,
+    set_flag_enabled,
+    set_flag_rules,
+)
+
+ALLOWED = ("GET", "HEAD", "POST")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The flag and environment a page acts on, with the flag's state there (None: no row)."""
+
+    flag: Flag
+    environment: Environment
+    state: FlagEnvironment | None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.state and self.state.enabled)
+
+    @property
+    def off_variant(self) -> str:
+        return self.state.off_variant if self.state else self.flag.initial_variants[1]
+
+    @property
+    def off_value(self) -> str:
+        return json.dumps(self.flag.variant_value(self.off_variant), ensure_ascii=False)
+
+
+def get_flag_for_page(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str) -> Flag:
+    """The flag a page is about; Http404 if missing, Forbidden if the user may not see it."""
+    flag = model_admin.get_object(request, unquote(object_id))
+    if flag is None:
+        raise Http404(f"There is no flag with id {object_id!r}.")
+    if not model_admin.has_view_permission(request, flag):
+        raise Forbidden(
+            f"{request.user.get_username()} may not view flags: this needs the permission "
+            "'flags.view_flag'. Ask an administrator to grant it."
+        )
+    return flag
+
+
+def _load(
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    object_id: str,
+    environment: str,
+    permission: str,
+    action: str,
+) -> Target:
+    flag = get_flag_for_page(model_admin, request, object_id)
+    Actor.of(request.user).require(permission, action)
+    try:
+        env = get_environment(environment)
+    except NotFound as exc:
+        raise Http404(exc.message) from None
+    state = FlagEnvironment.objects.filter(flag=flag, environment=env).first()
+    return Target(flag, env, state)
+
+
+def _flag_url(model_admin: admin.ModelAdmin, flag: Flag) -> str:
+    return reverse(f"{model_admin.admin_site.name}:flags_flag_change", args=[flag.pk])
+
+
+def _render(
+    request: HttpRequest,
+    model_admin: admin.ModelAdmin,
+    template: str,
+    title: str,
+    target: Target,
+    **extra: Any,
+) -> TemplateResponse:
+    context = page_context(
+        request,
+        model_admin,
+        title,
+        flag=target.flag,
+        environment=target.environment,
+        state=target.state,
+        target=target,
+        **extra,
+    )
+    return TemplateResponse(request, f"admin/flags/flag/{template}.html", context)
+
+
+# --- rules ------------------------------------------------------------------------------
+
+
+@refusals_as_pages
+def rules_view(
+    model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str, environment: str
+) -> HttpResponse:
+    """Edit a flag's rules and default/off variants in one environment."""
+    if request.method not in ALLOWED:
+        return HttpResponseNotAllowed(ALLOWED)
+    target = _load(
+        model_admin, request, object_id, environment, CHANGE_PERMISSION, "change flag rules"
+    )
+    flag, state = target.flag, target.state
+    initial = {
+        "default_variant": state.default_variant if state else flag.initial_variants[0],
+        "off_variant": target.off_variant,
+        "rules": pretty_json(state.rules if state else []),
+        "revision": state.revision if state else 0,
+    }
+    form = FlagRulesForm(
+        request.POST if request.method == "POST" else None, flag=flag, initial=initial
+    )
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        try:
+            set_flag_rules(
+                flag=flag,
+                environment=target.environment,
+                actor=Actor.of(request.user),
+                rules=data["rules"],
+                default_variant=data["default_variant"],
+                off_variant=data["off_variant"],
+                expected_revision=data["revision"],
+                reason=data["reason"],
+            )
+        except ValidationError as exc:
+            apply_service_error(form, exc)
+        except Conflict as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(
+                request,
+                f"Saved the rules of {flag.key} in {target.environment.slug}; runtimes use them "
+                "from their next request.",
+            )
+            return HttpResponseRedirect(_flag_url(model_admin, flag))
+    return _render(
+        request,
+        model_admin,
+        "rules",
+        f"Rules of {flag.key} in {target.environment.name}",
+        target,
+        form=form,
+        variants=[(v["name"], json.dumps(v["value"], ensure_ascii=False)) for v in flag.variants],
+        operators=schema.OPERATORS,
+    )
+
+
+# --- on / off ---------------------------------------------------------------------------
+
+
+@refusals_as_pages
+def enable_view(
+    model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str, environment: str
+) -> HttpResponse:
+    """Confirm on GET, turn the flag on in the environment on POST."""
+    if request.method not in ALLOWED:
+        return HttpResponseNotAllowed(ALLOWED)
+    target = _load(model_admin, request, object_id, environment, CHANGE_PERMISSION, "turn flags on")
+    form = ReasonForm(request.POST if request.method == "POST" else None, required=False)
+    if form.is_bound and form.is_valid():
+        try:
+            set_flag_enabled(
+                flag=target.flag,
+                environment=target.environment,
+                enabled=True,
+                actor=Actor.of(request.user),
+                reason=form.cleaned_data["reason"],
+            )
+        except ValidationError as exc:
+            apply_service_error(form, exc)
+        except Conflict as exc:
+            messages.warning(request, exc.message)
+            return HttpResponseRedirect(_flag_url(model_admin, target.flag))
+        else:
+            messages.success(request, f"Turned {target.flag.key} on in {target.environment.slug}.")
+            return HttpResponseRedirect(_flag_url(model_admin, target.flag))
+    return _render(
+        request,
+        model_admin,
+        "enable_confirmation",
+        f"Turn {target.flag.key} on in {target.environment.name}?",
+        target,
+        form=form,
+        rule_count=len(target.state.rules) if target.state else 0,
+    )
+
+
+@refusals_as_pages
+def kill_view(
+    model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str, environment: str
+) -> HttpResponse:
+    """The kill switch: confirm with a reason on GET, turn the flag off on POST."""
+    if request.method not in ALLOWED:
+        return HttpResponseNotAllowed(ALLOWED)
+    target = _load(
+        model_admin, request, object_id, environment, KILL_SWITCH_PERMISSION, "use the kill switch"
+    )
+    form = ReasonForm(request.POST if request.method == "POST" else None, required=True)
+    if form.is_bound and form.is_valid():
+        try:
+            kill_flag(
+                flag=target.flag,
+                environment=target.environment,
+                actor=Actor.of(request.user),
+                reason=form.cleaned_data["reason"],
+            )
+        except ValidationError as exc:
+            apply_service_error(form, exc)
+        except Conflict as exc:
+            messages.warning(request, exc.message)
+            return HttpResponseRedirect(_flag_url(model_admin, target.flag))
+        else:
+            messages.success(
+                request,
+                f"Kill switch: {target.flag.key} is off in {target.environment.slug}; everyone "
+                f"gets {target.off_variant} from their next request.",
+            )
+            return HttpResponseRedirect(_flag_url(model_admin, target.flag))
+    return _render(
+        request,
+        model_admin,
+        "kill_confirmation",
+        f"Kill switch: turn {target.flag.key} off in {target.environment.name}?",
+        target,
+        form=form,
+    )
+
+
+# --- evaluate for a user ----------------------------------------------------------------
+
+
+@refusals_as_pages
+def evaluate_view(
+    model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str
+) -> HttpResponse:
+    """What a user gets from the flag in an environment, and which rule decided it."""
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD"])
+    flag = get_flag_for_page(model_admin, request, object_id)
+    form = EvaluateForm(request.GET if "environment" in request.GET else None)
+    resolution = None
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        state = get_flag_state(flag, data["environment"].pk)
+        resolution = evaluation.evaluate(state, data["targeting_key"] or None, data["context"])
+    context = page_context(
+        request,
+        model_admin,
+        f"Evaluate {flag.key} for a user",
+        flag=flag,
+        form=form,
+        resolution=resolution,
+        value_text=(
+            json.dumps(resolution.value, ensure_ascii=False)
+            if resolution and not resolution.is_error
+            else ""
+        ),
+    )
+    return TemplateResponse(request, "admin/flags/flag/evaluate.html", context)

@@ -1,0 +1,253 @@
+"""OpenFeature Remote Evaluation Protocol (OFREP 0.3.0) endpoints.
+
+    POST /ofrep/v1/evaluate/flags/{key}   one flag   (server-side providers)
+    POST /ofrep/v1/evaluate/flags         every flag (client-side providers), ETag / 304
+
+Bodies, reasons, error codes and status codes follow the protocol's OpenAPI document
+(docs/decisions/0009-flag-evaluation-and-ofrep.md maps our evaluation onto it).
+
+Invariants:
+- Authentication is an environment API key, as `Authorization: Bearer <key>` or
+  `X-API-Key: <key>` (the protocol's two security schemes); the key's environment
+  decides which state of each flag is served. Missing, unknown or revoked: 401.
+- Every flag of the environment is served, global and agent-scoped alike: keys are
+  unique across agents, so a key names one flag.
+- Bad input is answered with the protocol's JSON error bodies (400/404), never a 500;
+  the database being unreachable is the only 500, with a generalErrorResponse body.
+- A warm request makes no database query: the key entry and the flags generation come
+  in one cache round trip (deployments.runtime.lookup), the snapshot from the
+  process's copy or the cache (flags.selectors.get_ofrep_snapshot).
+- The bulk ETag is the hash of the body, so it changes exactly when the answer changes
+  (flags or context); If-None-Match is honoured only after the key is authenticated.
+- No sessions and no cookies: the views are CSRF-exempt (bearer auth, nothing changes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.csrf import csrf_exempt
+
+from deployments import runtime
+from flags import evaluation
+from flags.evaluation import FlagSnapshot, Resolution
+from flags.selectors import get_ofrep_snapshot
+
+# runtime.lookup takes an agent slug for the agent's generation; OFREP concerns no agent.
+NO_AGENT = ""
+_JSON = "application/json"
+
+# OFREP 0.3.0's success reasons are STATIC, TARGETING_MATCH, SPLIT, DISABLED and UNKNOWN.
+# OpenFeature's DEFAULT (rules exist, none matched) is not among them; STATIC would tell
+# caching providers that the value does not depend on the context, which is false, so
+# it is sent as UNKNOWN (the config endpoint and the admin say DEFAULT).
+_WIRE_REASONS = {evaluation.DEFAULT: "UNKNOWN"}
+
+
+class _BadRequest(Exception):
+    def __init__(self, code: str, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
+
+@csrf_exempt
+def evaluate_flag(request: HttpRequest, key: str) -> HttpResponse:
+    """POST /ofrep/v1/evaluate/flags/{key}: one flag for the context in the body."""
+    refusal = _refuse_method(request)
+    if refusal is not None:
+        return refusal
+    authenticated = _authenticate(request)
+    if isinstance(authenticated, HttpResponse):
+        return authenticated
+    environment_id, flags_generation = authenticated
+    try:
+        targeting_key, context = _read_context(request)
+    except _BadRequest as exc:
+        return _json(400, {"key": key, "errorCode": exc.code, "errorDetails": exc.details})
+    snapshot = _snapshot(environment_id, flags_generation)
+    if isinstance(snapshot, HttpResponse):
+        return snapshot
+    flag = snapshot.flags.get(key)
+    if flag is None:
+        return _json(
+            404,
+            {
+                "key": key,
+                "errorCode": "FLAG_NOT_FOUND",
+                "errorDetails": f"Flag {key!r} was not found in this environment.",
+            },
+        )
+    resolution = evaluation.evaluate(flag, targeting_key, context)
+    if resolution.is_error:
+        return _json(400, _failure(resolution))
+    return _json(200, _success(resolution))
+
+
+@csrf_exempt
+def evaluate_flags(request: HttpRequest) -> HttpResponse:
+    """POST /ofrep/v1/evaluate/flags: every flag of the environment, with an ETag."""
+    refusal = _refuse_method(request)
+    if refusal is not None:
+        return refusal
+    authenticated = _authenticate(request)
+    if isinstance(authenticated, HttpResponse):
+        return authenticated
+    environment_id, flags_generation = authenticated
+    try:
+        targeting_key, context = _read_context(request)
+    except _BadRequest as exc:
+        return _json(400, {"errorCode": exc.code, "errorDetails": exc.details})
+    snapshot = _snapshot(environment_id, flags_generation)
+    if isinstance(snapshot, HttpResponse):
+        return snapshot
+    resolutions = evaluation.evaluate_all(snapshot, targeting_key, context)
+    body = runtime.serialize(
+        {
+            "flags": [
+                _failure(r) if r.is_error else _success(r) for _, r in sorted(resolutions.items())
+            ]
+        }
+    )
+    etag = f'"{hashlib.sha256(body).hexdigest()[:40]}"'
+    if _etag_matches(request.headers.get("If-None-Match", ""), etag):
+        response = HttpResponse(status=304)
+    else:
+        response = HttpResponse(body, content_type=_JSON)
+    response["ETag"] = etag
+    # Clients revalidate every time; the 304 makes that cheap.
+    response["Cache-Control"] = "private, no-cache"
+    return _vary(response)
+
+
+# --- request handling -------------------------------------------------------------------
+
+
+def _refuse_method(request: HttpRequest) -> HttpResponse | None:
+    if request.method == "POST":
+        return None
+    response = _json(405, {"errorDetails": 'Use POST with a JSON body {"context": {…}}.'})
+    response["Allow"] = "POST"
+    return response
+
+
+def _authenticate(request: HttpRequest) -> tuple[int, int] | HttpResponse:
+    """(environment id, flags generation) of the presented key, or the 401/500 response."""
+    raw_key = _presented_key(request)
+    if raw_key is None:
+        return _unauthorized(
+            "Send an environment API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'."
+        )
+    try:
+        entry, generations = runtime.lookup(raw_key, NO_AGENT)
+    except DatabaseError:
+        return _unavailable()
+    if entry is None:
+        return _unauthorized("The API key is unknown or revoked.")
+    _, flags_generation = generations
+    return entry.environment_id, flags_generation
+
+
+def _presented_key(request: HttpRequest) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    api_key = request.headers.get("X-API-Key", "").strip()
+    return api_key or None
+
+
+def _read_context(request: HttpRequest) -> tuple[str | None, dict[str, Any]]:
+    """The targeting key and the other context attributes of the request body."""
+    try:
+        body = json.loads(request.body, parse_constant=_refuse_constant)
+    except RequestDataTooBig:
+        raise _BadRequest("PARSE_ERROR", "The request body is too large.") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _BadRequest("PARSE_ERROR", f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(body, dict):
+        raise _BadRequest(
+            "PARSE_ERROR", 'The request body must be a JSON object: {"context": {…}}.'
+        )
+    context = body.get("context")
+    if not isinstance(context, dict):
+        raise _BadRequest(
+            "INVALID_CONTEXT",
+            'The request body needs a "context" object, e.g. {"context": {"targetingKey": '
+            '"user-123", "country": "DE"}}.',
+        )
+    targeting_key = context.get(evaluation.TARGETING_KEY_ATTRIBUTE)
+    if targeting_key is not None and not isinstance(targeting_key, str):
+        raise _BadRequest("INVALID_CONTEXT", "context.targetingKey must be a string.")
+    attributes = {k: v for k, v in context.items() if k != evaluation.TARGETING_KEY_ATTRIBUTE}
+    return targeting_key or None, attributes
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _snapshot(environment_id: int, flags_generation: int) -> FlagSnapshot | HttpResponse:
+    try:
+        return get_ofrep_snapshot(environment_id, flags_generation)
+    except DatabaseError:
+        return _unavailable()
+
+
+# --- response bodies ----------------------------------------------------------------------
+
+
+def _success(resolution: Resolution) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "key": resolution.key,
+        "value": resolution.value,
+        "reason": _WIRE_REASONS.get(resolution.reason, resolution.reason),
+        "variant": resolution.variant,
+    }
+    if resolution.rule_number is not None:
+        # Flag metadata (string/number/boolean values): which rule served the value.
+        body["metadata"] = {"rule": resolution.rule_number}
+    return body
+
+
+def _failure(resolution: Resolution) -> dict[str, Any]:
+    return {
+        "key": resolution.key,
+        "errorCode": resolution.error_code or evaluation.GENERAL,
+        "errorDetails": resolution.error_details or "The flag could not be evaluated.",
+    }
+
+
+def _json(status: int, body: dict[str, Any]) -> HttpResponse:
+    response = HttpResponse(runtime.serialize(body), status=status, content_type=_JSON)
+    response["Cache-Control"] = "no-store"
+    return _vary(response)
+
+
+def _unauthorized(details: str) -> HttpResponse:
+    response = _json(401, {"errorDetails": details})
+    response["WWW-Authenticate"] = 'Bearer realm="agentconfig"'
+    return response
+
+
+def _unavailable() -> HttpResponse:
+    return _json(
+        500, {"errorDetails": "The flag store cannot be reached; retry later (nothing is cached)."}
+    )
+
+
+def _etag_matches(if_none_match: str, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    candidates = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in candidates or etag in candidates
+
+
+def _vary(response: HttpResponse) -> HttpResponse:
+    patch_vary_headers(response, ("Authorization", "X-API-Key"))
+    return response

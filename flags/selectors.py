@@ -1,0 +1,313 @@
+"""Reads of flags: evaluation snapshots for the runtime endpoint and OFREP, and admin views.
+
+Invariants:
+- A snapshot is built with one query for the flags (each with its state in the
+  environment, through a filtered LEFT JOIN) and, for an agent, one for its tool gates.
+- A snapshot holds only plain data (flags.evaluation), so it can be pickled into the cache.
+- A flag without a state row in the environment is off and serves its initial off variant.
+- Stored rules that no longer compile (edited outside the services) make that one flag
+  resolve to an ERROR; they never break the snapshot.
+- OFREP snapshots are cached under the flags generation (deployments.runtime), which
+  every flag write bumps after commit: a reader never sees a snapshot older than the
+  generation it read, so a change is served on the next request in every process.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import FilteredRelation, Q
+
+from flags import rules as schema
+from flags.evaluation import FlagSnapshot, FlagState
+from flags.models import Flag, FlagEnvironment, ToolGate
+
+logger = logging.getLogger(__name__)
+
+SNAPSHOT_CACHE_PREFIX = "agentconfig:flags:1:ofrep"
+_STATE_COLUMNS = ("enabled", "off_variant", "default_variant", "rules")
+
+
+def build_flag_snapshot(environment_id: int, agent_id: int | None) -> FlagSnapshot:
+    """Every flag in scope for the agent in the environment (global + the agent's), with
+    the agent's tool gates. Two queries with an agent, one without."""
+    scope = (
+        Q(agent__isnull=True) if agent_id is None else Q(agent__isnull=True) | Q(agent_id=agent_id)
+    )
+    flags = _flag_states(environment_id, Flag.objects.filter(scope))
+    gates: dict[str, str] = {}
+    if agent_id is not None:
+        gates = dict(
+            ToolGate.objects.filter(agent_id=agent_id).values_list("tool_name", "flag__key")
+        )
+    return FlagSnapshot(environment_id, agent_id, flags, gates)
+
+
+def build_environment_snapshot(environment_id: int) -> FlagSnapshot:
+    """Every flag of the environment, global and agent-scoped (what OFREP serves). One query.
+
+    Keys are unique across agents, so an agent-scoped flag is addressed by its key alone.
+    """
+    return FlagSnapshot(environment_id, None, _flag_states(environment_id, Flag.objects.all()))
+
+
+def get_ofrep_snapshot(environment_id: int, flags_generation: int) -> FlagSnapshot:
+    """The environment's snapshot for this flags generation: process copy, cache, or built."""
+    key = f"{SNAPSHOT_CACHE_PREFIX}:{environment_id}:{flags_generation}"
+    snapshot = local_snapshots.get(key)
+    if snapshot is not None:
+        return snapshot
+    snapshot = _cache_get(key)
+    if snapshot is None:
+        snapshot = build_environment_snapshot(environment_id)
+        _cache_add(key, snapshot)
+    local_snapshots.put(key, snapshot, settings.AGENTCONFIG_RUNTIME_CACHE_TTL)
+    return snapshot
+
+
+def _flag_states(environment_id: int, flags: Any) -> dict[str, FlagState]:
+    rows = (
+        flags.annotate(
+            state=FilteredRelation("states", condition=Q(states__environment_id=environment_id))
+        )
+        .order_by("key")
+        .values_list("key", "kind", "variants", *(f"state__{c}" for c in _STATE_COLUMNS))
+    )
+    return {row[0]: _compile(*row) for row in rows}
+
+
+def _compile(
+    key: str,
+    kind: str,
+    variants: list[dict[str, Any]],
+    enabled: bool | None,
+    off_variant: str | None,
+    default_variant: str | None,
+    rules: list[dict[str, Any]] | None,
+) -> FlagState:
+    values = {v["name"]: v["value"] for v in variants or []}
+    if enabled is None:  # no state row in this environment: off
+        default_variant, off_variant = schema.initial_variants(kind, list(values))
+        enabled, rules = False, []
+    state = FlagState(
+        key=key,
+        kind=kind,
+        variants=values,
+        enabled=bool(enabled),
+        off_variant=off_variant or "",
+        default_variant=default_variant or "",
+        rules=(),
+    )
+    try:
+        names = list(values)
+        problems = [
+            *schema.check_variant(off_variant, names, "off variant"),
+            *schema.check_variant(default_variant, names, "default variant"),
+        ]
+        if problems:
+            raise schema.RulesError(problems)
+        compiled = schema.compile_rules(schema.validate_rules(rules or [], names))
+    except (schema.RulesError, KeyError, TypeError, AttributeError) as exc:
+        logger.error("flag %s has a stored configuration that does not compile: %s", key, exc)
+        return FlagState(
+            key=key,
+            kind=kind,
+            variants=values,
+            enabled=False,
+            off_variant="",
+            default_variant="",
+            problem=f"the stored configuration of flag {key!r} is invalid; fix it in the admin.",
+        )
+    return FlagState(**{**state.__dict__, "rules": compiled})
+
+
+# --- a per-process copy of OFREP snapshots ---------------------------------------------
+
+
+class _LocalSnapshots:
+    """This process's snapshots by cache key (which includes the generation, read on every
+    request), so a copy is never stale; bounded, and kept no longer than the cache TTL."""
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self._entries: OrderedDict[str, tuple[float, FlagSnapshot]] = OrderedDict()
+        self._max_entries = max_entries
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> FlagSnapshot | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] < time.monotonic():
+                self._entries.pop(key, None)
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def put(self, key: str, snapshot: FlagSnapshot, ttl: float) -> None:
+        with self._lock:
+            self._entries[key] = (time.monotonic() + ttl, snapshot)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max_entries:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+local_snapshots = _LocalSnapshots()
+
+
+def _cache_get(key: str) -> FlagSnapshot | None:
+    try:
+        return cache.get(key)
+    except Exception:
+        logger.warning("flag snapshot cache read failed; using the database", exc_info=True)
+        return None
+
+
+def _cache_add(key: str, snapshot: FlagSnapshot) -> None:
+    try:
+        cache.add(key, snapshot, settings.AGENTCONFIG_RUNTIME_CACHE_TTL)
+    except Exception:
+        logger.warning("flag snapshot cache write failed", exc_info=True)
+
+
+# --- the admin's views of a flag ----------------------------------------------------------
+
+
+def get_flag_state(flag: Flag, environment_id: int) -> FlagState:
+    """One flag's compiled state in one environment (for "evaluate for a user")."""
+    return _flag_states(environment_id, Flag.objects.filter(pk=flag.pk))[flag.key]
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    field: str
+    old: str
+    new: str
+    # For long values (rules, variants): [(op, line)] with op in " ", "+", "-".
+    lines: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class FlagChange:
+    """One history row of a flag, its state in an environment or one of its tool gates."""
+
+    when: datetime
+    who: str
+    what: str  # "flag", "production", "tool gate support-bot: web_search"
+    action: str  # "created", "changed", "deleted"
+    reason: str
+    changes: tuple[FieldChange, ...]
+
+
+HISTORY_FIELDS = {
+    "flag": ("description", "owner", "variants"),
+    "state": ("enabled", "default_variant", "off_variant", "rules"),
+}
+
+
+def list_flag_changes(flag: Flag, limit: int = 50) -> list[FlagChange]:
+    """The latest changes of a flag, its environment states and tool gates, newest first."""
+    flag_rows = list(
+        Flag.history.filter(id=flag.pk)
+        .select_related("history_user")
+        .order_by("-history_id")[: limit + 1]
+    )
+    state_rows = list(
+        FlagEnvironment.history.filter(flag_id=flag.pk)
+        .select_related("history_user", "environment")
+        .order_by("-history_id")[: limit * 4]
+    )
+    gate_rows = list(
+        ToolGate.history.filter(flag_id=flag.pk)
+        .select_related("history_user", "agent")
+        .order_by("-history_id")[:limit]
+    )
+    changes = [
+        *_changes(flag_rows, HISTORY_FIELDS["flag"], lambda row: "flag", _by_id),
+        *_changes(
+            state_rows,
+            HISTORY_FIELDS["state"],
+            lambda row: row.environment.slug if row.environment else "environment",
+            lambda row: row.id,
+        ),
+        *_changes(
+            gate_rows,
+            (),
+            lambda row: f"tool gate {row.agent.slug}: {row.tool_name}",
+            lambda row: row.id,
+        ),
+    ]
+    changes.sort(key=lambda c: c.when, reverse=True)
+    return changes[:limit]
+
+
+def _by_id(row: Any) -> Any:
+    return row.id
+
+
+def _changes(
+    rows: list[Any],
+    fields: tuple[str, ...],
+    label: Callable[[Any], str],
+    identity: Callable[[Any], Any],
+) -> Iterable[FlagChange]:
+    # Rows are newest first; a row's previous state is the next older row of the same
+    # object (a state can be deleted and created again, hence `identity`).
+    for index, row in enumerate(rows):
+        previous = next((old for old in rows[index + 1 :] if identity(old) == identity(row)), None)
+        field_changes: list[FieldChange] = []
+        if row.history_type == "~" and previous is not None:
+            field_changes = [
+                _field_change(field, getattr(previous, field), getattr(row, field))
+                for field in fields
+                if getattr(previous, field) != getattr(row, field)
+            ]
+            if not field_changes:
+                continue  # a save that changed nothing shown here
+        user = row.history_user
+        yield FlagChange(
+            when=row.history_date,
+            who=user.get_username() if user is not None else row.updated_by_label,
+            what=label(row),
+            action=_ACTIONS.get(row.history_type, row.history_type),
+            # The state keeps the whole reason; history_change_reason is cut at 100 characters.
+            reason=getattr(row, "change_reason", "") or row.history_change_reason or "",
+            changes=tuple(field_changes),
+        )
+
+
+_ACTIONS = {"+": "created", "~": "changed", "-": "deleted"}
+
+
+def _field_change(field: str, old: Any, new: Any) -> FieldChange:
+    if field in ("rules", "variants"):
+        old_text = json.dumps(old, indent=2, sort_keys=True, ensure_ascii=False)
+        new_text = json.dumps(new, indent=2, sort_keys=True, ensure_ascii=False)
+        lines = tuple(
+            (line[0], line[2:])
+            for line in difflib.ndiff(old_text.splitlines(), new_text.splitlines())
+            if line[:1] in (" ", "+", "-")
+        )
+        return FieldChange(field, _summary(old), _summary(new), lines)
+    if field == "enabled":
+        return FieldChange(field, "on" if old else "off", "on" if new else "off")
+    return FieldChange(field, str(old), str(new))
+
+
+def _summary(value: Any) -> str:
+    if isinstance(value, list):
+        return f"{len(value)} entr{'y' if len(value) == 1 else 'ies'}"
+    return str(value)

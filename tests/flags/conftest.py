@@ -1,0 +1,25 @@
+"""Fixtures of the flag tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from django.test import Client
+
+from flags import selectors
+from tests.flags.helpers import client_for
+
+
+@pytest.fixture(autouse=True)
+def _clear_local_snapshots():
+    # The root conftest clears the shared cache; OFREP also keeps a per-process copy.
+    selectors.local_snapshots.clear()
+    yield
+    selectors.local_snapshots.clear()
+
+
+@pytest.fixture
+def client_with_permissions(db) -> Callable[..., Client]:
+    """Log in a new staff user holding exactly the given permissions ('app.codename')."""
+    return client_for

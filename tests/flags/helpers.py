@@ -1,0 +1,52 @@
+"""Flag test data built through the real services, and clients holding chosen permissions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import Permission
+from django.test import Client
+
+from agentconfig.actors import Actor
+from flags import services
+from flags.models import Flag
+from tests import factories
+
+ACTOR = Actor.system("tests")
+
+
+def make_flag(key: str = "web-search", kind: str = "boolean", **fields: Any) -> Flag:
+    """A flag created by the service (off everywhere)."""
+    return services.create_flag(key=key, kind=kind, actor=ACTOR, **fields)
+
+
+def set_rules(flag: Flag, environment, rules: list[dict[str, Any]], **fields: Any):
+    default_variant, off_variant = flag.initial_variants
+    return services.set_flag_rules(
+        flag=flag,
+        environment=environment,
+        actor=fields.pop("actor", ACTOR),
+        rules=rules,
+        default_variant=fields.pop("default_variant", default_variant),
+        off_variant=fields.pop("off_variant", off_variant),
+        **fields,
+    )
+
+
+def turn_on(flag: Flag, environment, reason: str = "") -> None:
+    services.set_flag_enabled(
+        flag=flag, environment=environment, enabled=True, actor=ACTOR, reason=reason
+    )
+
+
+def client_for(*permissions: str) -> Client:
+    user = factories.UserFactory(is_staff=True)
+    user.save()  # the factory sets the password after its save; the session hash needs it
+    for permission in permissions:
+        app_label, codename = permission.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    client = Client()
+    client.force_login(user)
+    return client

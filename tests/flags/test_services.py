@@ -1,0 +1,394 @@
+"""flags.services: permissions, validation before writing, history (who, why), invalidation."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from agentconfig.actors import Actor
+from agentconfig.errors import Conflict, Forbidden
+from deployments import runtime
+from flags import services
+from flags.models import Flag, FlagEnvironment, ToolGate
+from tests import factories
+from tests.flags.helpers import ACTOR, make_flag, set_rules, turn_on
+
+ROLLOUT_10 = [{"split": [{"variant": "on", "weight": 1000}, {"variant": "off", "weight": 9000}]}]
+
+
+@pytest.fixture
+def user_with(db):
+    def make(*permissions: str):
+        from django.contrib.auth.models import Permission
+
+        user = factories.UserFactory()
+        for permission in permissions:
+            app_label, codename = permission.split(".")
+            user.user_permissions.add(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
+        return type(user).objects.get(pk=user.pk)  # fresh permission cache
+
+    return make
+
+
+def flags_generation() -> int | None:
+    from django.core.cache import cache
+
+    return cache.get(runtime._generation_key(runtime.FLAGS_SCOPE))
+
+
+# --- create / update ------------------------------------------------------------------------
+
+
+def test_create_flag__boolean__off_in_every_environment_with_history(
+    production, staging, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        flag = make_flag("web-search", description="Lets the agent search the web", owner="search")
+
+    assert flag.variants == [{"name": "on", "value": True}, {"name": "off", "value": False}]
+    states = {s.environment.slug: s for s in flag.states.select_related("environment")}
+    assert set(states) == {"production", "staging"}
+    assert all(
+        (s.enabled, s.default_variant, s.off_variant, s.rules) == (False, "on", "off", [])
+        for s in states.values()
+    )
+    assert flag.history.get().history_type == "+"
+    assert flag.history.get().updated_by_label == "tests"
+    assert len(callbacks) == 1
+
+
+def test_create_flag__string_flag__first_variant_is_default_and_off(production):
+    flag = make_flag(
+        "banner-copy",
+        kind="string",
+        variants=[{"name": "short", "value": "Hi"}, {"name": "long", "value": "Hello there"}],
+    )
+
+    state = flag.states.get(environment=production)
+    assert (state.default_variant, state.off_variant) == ("short", "short")
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"key": "Web Search"}, "key", "Use 1-100 lowercase letters"),
+        ({"key": "agent.support-bot"}, "key", "reserved for agent configurations"),
+        ({"key": "x", "kind": "string", "variants": []}, "variants", "must be a non-empty list"),
+        (
+            {"key": "x", "kind": "json", "variants": [{"name": "a", "value": "b"}]},
+            "variants",
+            "objects",
+        ),
+        ({"key": "x", "kind": "number"}, "kind", "unknown kind 'number'"),
+    ],
+)
+def test_create_flag__invalid__validation_error_on_field_and_nothing_written(
+    production, fields, field, message
+):
+    fields = {"kind": "boolean", **fields}
+
+    with pytest.raises(ValidationError) as caught:
+        services.create_flag(actor=ACTOR, **fields)
+
+    assert any(message in m for m in caught.value.message_dict[field])
+    assert not Flag.objects.exists()
+    assert not FlagEnvironment.objects.exists()
+
+
+def test_create_flag__duplicate_key__refused(production):
+    make_flag("web-search")
+
+    with pytest.raises(ValidationError) as caught:
+        make_flag("web-search")
+
+    assert "key" in caught.value.message_dict
+
+
+def test_create_flag__user_without_permission__forbidden(production, user_with):
+    with pytest.raises(Forbidden, match=r"flags\.add_flag"):
+        services.create_flag(key="x", kind="boolean", actor=Actor.of(user_with()))
+
+
+def test_update_flag__description__history_row_names_user(production, user_with):
+    flag = make_flag("web-search")
+    editor = user_with("flags.change_flag")
+
+    changed = services.update_flag(
+        flag=flag, actor=Actor.of(editor), description="Search", owner="team-search"
+    )
+
+    assert changed == ("description", "owner")
+    latest = flag.history.first()
+    assert (latest.history_type, latest.history_user, latest.description) == ("~", editor, "Search")
+
+
+def test_update_flag__removing_a_variant_still_served__refused_with_the_environment(production):
+    flag = make_flag(
+        "banner-copy",
+        kind="string",
+        variants=[{"name": "short", "value": "Hi"}, {"name": "long", "value": "Hello"}],
+    )
+    set_rules(flag, production, [{"users": ["ana"], "variant": "long"}])
+
+    with pytest.raises(ValidationError) as caught:
+        services.update_flag(
+            flag=flag,
+            actor=ACTOR,
+            description="",
+            owner="",
+            variants=[{"name": "short", "value": "Hi"}],
+        )
+
+    assert caught.value.message_dict["variants"] == [
+        "production: rule 1: 'long' is not a variant of this flag; use one of 'short'."
+    ]
+    flag.refresh_from_db()
+    assert len(flag.variants) == 2
+
+
+def test_update_flag__nothing_changed__no_history_row(production):
+    flag = make_flag("web-search")
+
+    assert services.update_flag(flag=flag, actor=ACTOR, description="", owner="") == ()
+    assert flag.history.count() == 1
+
+
+# --- rules ----------------------------------------------------------------------------------
+
+
+def test_set_flag_rules__valid__stored_canonical_with_revision_and_reason(
+    production, user_with, django_capture_on_commit_callbacks
+):
+    flag = make_flag("web-search")
+    editor = user_with("flags.change_flag")
+    before = flags_generation()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        state = set_rules(
+            flag,
+            production,
+            [{"users": ["b", "a"], "variant": "on"}, *ROLLOUT_10],
+            actor=Actor.of(editor),
+            reason="beta for staff, then 10 %",
+        )
+
+    state.refresh_from_db()
+    assert state.rules[0] == {"users": ["a", "b"], "variant": "on"}
+    assert (state.revision, state.updated_by_label, state.change_reason) == (
+        1,
+        editor.username,
+        "beta for staff, then 10 %",
+    )
+    row = state.history.first()
+    assert (row.history_user, row.history_change_reason) == (editor, "beta for staff, then 10 %")
+    assert flags_generation() != before
+
+
+def test_set_flag_rules__invalid__every_message_on_rules_and_nothing_written(production):
+    flag = make_flag("web-search")
+
+    with pytest.raises(ValidationError) as caught:
+        set_rules(
+            flag,
+            production,
+            [
+                {
+                    "conditions": [{"attribute": "a", "operator": "like", "value": "x"}],
+                    "variant": "on",
+                },
+                {"split": [{"variant": "on", "weight": 100}]},
+            ],
+            default_variant="maybe",
+        )
+
+    errors = caught.value.message_dict
+    assert errors["default_variant"] == [
+        "the variant: 'maybe' is not a variant of this flag; use one of 'on', 'off'."
+    ]
+    assert [m.split(":")[0] for m in errors["rules"]] == ["rule 1, condition 1 (a)", "rule 2"]
+    state = flag.states.get(environment=production)
+    assert (state.rules, state.revision) == ([], 0)
+    assert state.history.count() == 1
+
+
+def test_set_flag_rules__stale_revision__conflict(production):
+    flag = make_flag("web-search")
+    set_rules(flag, production, ROLLOUT_10)
+
+    with pytest.raises(Conflict, match="while you were editing"):
+        set_rules(flag, production, [], expected_revision=0)
+
+
+def test_set_flag_rules__nothing_changed__no_history_row_and_same_revision(production):
+    flag = make_flag("web-search")
+    set_rules(flag, production, ROLLOUT_10)
+
+    state = set_rules(flag, production, ROLLOUT_10, reason="again")
+
+    assert state.revision == 1
+    assert FlagEnvironment.history.filter(flag_id=flag.pk, environment=production).count() == 2
+
+
+def test_set_flag_rules__environment_added_after_the_flag__state_created(production):
+    flag = make_flag("web-search")
+    later = factories.environment("eu-west")
+
+    state = set_rules(flag, later, ROLLOUT_10)
+
+    assert FlagEnvironment.objects.get(flag=flag, environment=later).pk == state.pk
+
+
+def test_set_flag_rules__without_permission__forbidden(production, user_with):
+    flag = make_flag("web-search")
+
+    with pytest.raises(Forbidden, match=r"flags\.change_flag"):
+        set_rules(flag, production, [], actor=Actor.of(user_with("flags.kill_switch")))
+
+
+# --- on / off and the kill switch ------------------------------------------------------------
+
+
+def test_set_flag_enabled__on_then_on_again__conflict(production):
+    flag = make_flag("web-search")
+
+    state = services.set_flag_enabled(flag=flag, environment=production, enabled=True, actor=ACTOR)
+
+    assert state.enabled and state.revision == 1
+    with pytest.raises(Conflict, match="already on in production"):
+        turn_on(flag, production)
+
+
+def test_kill_flag__on__off_with_reason_in_history(
+    production, user_with, django_capture_on_commit_callbacks
+):
+    flag = make_flag("web-search")
+    turn_on(flag, production)
+    on_call = user_with("flags.kill_switch")
+    before = flags_generation()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        state = services.kill_flag(
+            flag=flag, environment=production, actor=Actor.of(on_call), reason="search loops"
+        )
+
+    state.refresh_from_db()
+    assert not state.enabled
+    assert state.change_reason == "Kill switch: search loops"
+    row = state.history.first()
+    assert (row.enabled, row.history_user, row.history_change_reason) == (
+        False,
+        on_call,
+        "Kill switch: search loops",
+    )
+    assert flags_generation() != before
+
+
+def test_kill_flag__reason_missing__refused_and_still_on(production):
+    flag = make_flag("web-search")
+    turn_on(flag, production)
+
+    with pytest.raises(ValidationError) as caught:
+        services.kill_flag(flag=flag, environment=production, actor=ACTOR, reason="  ")
+
+    assert "reason" in caught.value.message_dict
+    assert flag.states.get(environment=production).enabled
+
+
+def test_kill_flag__without_kill_switch_permission__forbidden_even_with_change(
+    production, user_with
+):
+    flag = make_flag("web-search")
+    turn_on(flag, production)
+
+    with pytest.raises(Forbidden, match=r"flags\.kill_switch"):
+        services.kill_flag(
+            flag=flag,
+            environment=production,
+            actor=Actor.of(user_with("flags.change_flag")),
+            reason="x",
+        )
+    assert flag.states.get(environment=production).enabled
+
+
+def test_kill_flag__already_off__conflict(production):
+    flag = make_flag("web-search")
+
+    with pytest.raises(Conflict, match="already off"):
+        services.kill_flag(flag=flag, environment=production, actor=ACTOR, reason="x")
+
+
+def test_kill_flag__long_reason__kept_whole_on_the_state(production):
+    flag = make_flag("web-search")
+    turn_on(flag, production)
+    reason = "r" * 500
+
+    services.kill_flag(flag=flag, environment=production, actor=ACTOR, reason=reason)
+
+    row = flag.states.get(environment=production).history.first()
+    assert row.change_reason == f"Kill switch: {reason}"
+    assert len(row.history_change_reason) == 100
+
+
+# --- tool gates and deletion ----------------------------------------------------------------
+
+
+def test_create_tool_gate__global_boolean_flag__created(agent, production):
+    flag = make_flag("web-search")
+
+    gate = services.create_tool_gate(agent=agent, tool_name="web_search", flag=flag, actor=ACTOR)
+
+    assert (gate.agent, gate.tool_name, gate.flag) == (agent, "web_search", flag)
+    assert gate.history.get().history_type == "+"
+
+
+@pytest.mark.parametrize(
+    ("case", "field", "message"),
+    [
+        ("string flag", "flag", "a tool is gated by a boolean flag"),
+        ("other agent's flag", "flag", "is scoped to the agent other-bot"),
+        ("bad tool name", "tool_name", "letters, digits"),
+        ("duplicate", "tool_name", "is already gated by a flag"),
+    ],
+)
+def test_create_tool_gate__invalid__refused(agent, production, case, field, message):
+    other = factories.create_agent("other-bot")
+    flag = {
+        "string flag": lambda: make_flag(
+            "copy", kind="string", variants=[{"name": "a", "value": "a"}]
+        ),
+        "other agent's flag": lambda: make_flag("other-flag", agent=other),
+    }.get(case, lambda: make_flag("web-search"))()
+    tool = "web search" if case == "bad tool name" else "web_search"
+    if case == "duplicate":
+        services.create_tool_gate(agent=agent, tool_name=tool, flag=flag, actor=ACTOR)
+
+    with pytest.raises(ValidationError) as caught:
+        services.create_tool_gate(agent=agent, tool_name=tool, flag=flag, actor=ACTOR)
+
+    assert any(message in m for m in caught.value.message_dict[field])
+
+
+def test_delete_flag__gates_a_tool__conflict_and_kept(agent, production):
+    flag = make_flag("web-search")
+    services.create_tool_gate(agent=agent, tool_name="web_search", flag=flag, actor=ACTOR)
+
+    with pytest.raises(Conflict, match="gates the tools support-bot: web_search"):
+        services.delete_flag(flag=flag, actor=ACTOR)
+
+    assert Flag.objects.filter(pk=flag.pk).exists()
+
+
+def test_delete_flag__after_removing_gate__deleted_with_history(agent, production, user_with):
+    flag = make_flag("web-search")
+    gate = services.create_tool_gate(agent=agent, tool_name="web_search", flag=flag, actor=ACTOR)
+    admin_user = user_with("flags.delete_toolgate", "flags.delete_flag")
+
+    services.delete_tool_gate(gate=gate, actor=Actor.of(admin_user))
+    services.delete_flag(flag=flag, actor=Actor.of(admin_user))
+
+    assert not Flag.objects.exists() and not ToolGate.objects.exists()
+    assert Flag.history.filter(history_type="-").get().history_user == admin_user
+    assert ToolGate.history.filter(history_type="-").get().updated_by_label == admin_user.username
+    assert FlagEnvironment.history.filter(history_type="-").count() == 2  # both environments

@@ -26,6 +26,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,8 @@ from django.core.cache import cache
 from agentconfig.bucketing import bucket
 from agentconfig.models import Agent
 from deployments.models import ApiKey, Pointer
+from flags.evaluation import FlagSnapshot, evaluate_all, filter_tools
+from flags.selectors import build_flag_snapshot
 from versions.models import AgentVersion
 
 logger = logging.getLogger(__name__)
@@ -54,10 +57,21 @@ class KeyEntry:
 
 @dataclass(frozen=True)
 class Variant:
-    """One ready-to-send answer: the serialised body and its ETag."""
+    """One track's answer before flags: the body as data, serialised, and its ETag."""
 
+    payload: dict[str, Any]
     body: bytes
     etag: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one request gets: its track, body and ETag."""
+
+    track: str
+    body: bytes
+    etag: str
+    payload: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -77,15 +91,35 @@ class Document:
 
     status: int
     body: bytes
-    etag: str = ""
+    stable: Variant | None = None
     canary: CanaryRoute | None = None
+    flags: FlagSnapshot | None = None
 
     def for_user(self, user_id: str | None) -> tuple[str, Variant]:
-        """The track and answer for this user: sticky canary routing by bucket."""
+        """The track and its answer for this user: sticky canary routing by bucket."""
         canary = self.canary
         if canary is not None and user_id and bucket(canary.salt, user_id) < canary.basis_points:
             return "canary", canary.variant
-        return "stable", Variant(self.body, self.etag)
+        if self.stable is None:
+            raise ValueError("an error document has no answer")
+        return "stable", self.stable
+
+    def answer(self, user_id: str | None, context: Mapping[str, Any]) -> Answer:
+        """The full answer for this user and context: routing, then flags and gated tools."""
+        track, variant = self.for_user(user_id)
+        snapshot = self.flags
+        if snapshot is None or not (snapshot.flags or snapshot.tool_gates):
+            return Answer(track, variant.body, variant.etag, variant.payload)
+        resolutions = evaluate_all(snapshot, user_id, context)
+        config = dict(variant.payload["config"])
+        config["tools"] = filter_tools(snapshot, config["tools"], resolutions)
+        payload = {
+            **variant.payload,
+            "config": config,
+            "flags": {key: r.as_dict() for key, r in sorted(resolutions.items())},
+        }
+        body = serialize(payload)
+        return Answer(track, body, _etag(body), payload)
 
 
 def hash_key(raw_key: str) -> str:
@@ -277,7 +311,8 @@ def build_document(key: KeyEntry, agent_slug: str) -> Document:
             basis_points=rollout.basis_points,
             variant=_variant(agent_slug, key.environment_slug, "canary", rollout.canary_version),
         )
-    return Document(200, stable.body, stable.etag, canary)
+    flags = build_flag_snapshot(key.environment_id, pointer.agent_id)
+    return Document(200, b"", stable, canary, flags)
 
 
 def _variant(agent_slug: str, environment_slug: str, track: str, version: AgentVersion) -> Variant:
@@ -295,7 +330,11 @@ def _variant(agent_slug: str, environment_slug: str, track: str, version: AgentV
         "flags": {},
     }
     payload = serialize(body)
-    return Variant(payload, f'"{hashlib.sha256(payload).hexdigest()[:40]}"')
+    return Variant(body, payload, _etag(payload))
+
+
+def _etag(body: bytes) -> str:
+    return f'"{hashlib.sha256(body).hexdigest()[:40]}"'
 
 
 def serialize(body: Any) -> bytes:

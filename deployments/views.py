@@ -18,6 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from agentconfig.models import Agent
 from deployments import outcomes, runtime
+from flags.context import CONTEXT_HEADER, ContextError, parse_context
 
 ALLOWED_METHODS = ("GET", "HEAD")
 
@@ -41,7 +42,11 @@ def agent_config(request: HttpRequest, slug: str) -> HttpResponse:
         return _database_unavailable()
     if document.status != 200:
         return _vary(HttpResponse(document.body, status=document.status, content_type=_JSON))
-    _, answer = document.for_user(request.GET.get("user_id"))
+    try:
+        context = parse_context(request.GET, request.headers.get(CONTEXT_HEADER))
+    except ContextError as exc:
+        return _error(400, "invalid_context", exc.message)
+    answer = document.answer(request.GET.get("user_id") or None, context)
     if _matches(request.headers.get("If-None-Match", ""), answer.etag):
         response = HttpResponse(status=304)
     else:
@@ -154,5 +159,7 @@ def _unauthorized(code: str, message: str) -> HttpResponse:
 
 
 def _vary(response: HttpResponse) -> HttpResponse:
-    patch_vary_headers(response, ("Authorization",))
+    # The answer depends on the key and on the flag context header (query parameters
+    # are part of the URL, which caches key on anyway).
+    patch_vary_headers(response, ("Authorization", CONTEXT_HEADER))
     return response

@@ -41,6 +41,8 @@ from flags.selectors import get_ofrep_snapshot
 
 # runtime.lookup takes an agent slug for the agent's generation; OFREP concerns no agent.
 NO_AGENT = ""
+# `agent.<slug>` is reserved for agent configurations served as object flags.
+AGENT_FLAG_PREFIX = "agent."
 _JSON = "application/json"
 
 # OFREP 0.3.0's success reasons are STATIC, TARGETING_MATCH, SPLIT, DISABLED and UNKNOWN.
@@ -71,6 +73,8 @@ def evaluate_flag(request: HttpRequest, key: str) -> HttpResponse:
         targeting_key, context = _read_context(request)
     except _BadRequest as exc:
         return _json(400, {"key": key, "errorCode": exc.code, "errorDetails": exc.details})
+    if key.startswith(AGENT_FLAG_PREFIX):
+        return _agent_config(request, key, targeting_key, context)
     snapshot = _snapshot(environment_id, flags_generation)
     if isinstance(snapshot, HttpResponse):
         return snapshot
@@ -127,6 +131,45 @@ def evaluate_flags(request: HttpRequest) -> HttpResponse:
 
 
 # --- request handling -------------------------------------------------------------------
+
+
+def _agent_config(
+    request: HttpRequest, key: str, targeting_key: str | None, context: dict[str, Any]
+) -> HttpResponse:
+    """`agent.<slug>`: the agent's resolved config as an object flag.
+
+    The value is exactly the body the config endpoint serves this user (canary routing,
+    flags and gated tools included), so a runtime in any language with an OpenFeature
+    SDK can read its configuration without a custom client.
+    """
+    slug = key.removeprefix(AGENT_FLAG_PREFIX)
+    raw_key = _presented_key(request) or ""
+    try:
+        entry, generations = runtime.lookup(raw_key, slug)
+        document = runtime.get_document(entry, slug, generations) if entry else None
+    except DatabaseError:
+        return _unavailable()
+    if document is None or document.status != 200:
+        return _json(
+            404,
+            {
+                "key": key,
+                "errorCode": "FLAG_NOT_FOUND",
+                "errorDetails": f"Agent {slug!r} is unknown or not deployed in this environment.",
+            },
+        )
+    answer = document.answer(targeting_key, context)
+    version = answer.payload["version"]
+    # A canary deals users by hash (SPLIT); otherwise flags may still depend on the context.
+    reason = "SPLIT" if document.canary is not None else "TARGETING_MATCH"
+    body = {
+        "key": key,
+        "value": answer.payload,
+        "reason": reason,
+        "variant": f"{answer.track}:v{version['number']}",
+        "metadata": {"configHash": version["config_hash"], "track": answer.track},
+    }
+    return _json(200, body)
 
 
 def _refuse_method(request: HttpRequest) -> HttpResponse | None:

@@ -24,18 +24,21 @@ from agentconfig.actors import Actor
 from agentconfig.bucketing import BUCKETS
 from agentconfig.errors import Conflict, NotFound
 from agentconfig.models import Agent
+from deployments.approvals import clear_release
 from deployments.canary_analysis import ArmCounts, Decision, Policy, StepState, Verdict, decide
 from deployments.models import (
     CanaryDecision,
     CanaryPolicy,
     CanaryRollout,
     CanaryStatus,
+    DeploymentRequest,
     Environment,
     OutcomeCount,
     OutcomeEventId,
     Pointer,
     ReleaseKind,
     ReleaseLogEntry,
+    RequestKind,
     Track,
 )
 from deployments.models.canary import OUTCOME_DEDUP_DAYS
@@ -97,6 +100,8 @@ def start_canary(
     steps: str | Sequence[str | float] | None = None,
     bake_minutes: int | None = None,
     now: dt.datetime | None = None,
+    request: DeploymentRequest | None = None,
+    break_glass: str = "",
 ) -> CanaryRollout:
     """Route a share of users to `version`: a fixed percentage, or steps ending in promotion.
 
@@ -133,6 +138,15 @@ def start_canary(
             )
         if pointer.stable_version_id == version.pk:
             raise Conflict(f"{version.label} is already the stable version in {environment.slug}.")
+        clearance = clear_release(
+            environment=environment,
+            version=version,
+            kind=RequestKind.CANARY,
+            actor=actor,
+            active_version_id=pointer.stable_version_id,
+            request=request,
+            break_glass=break_glass,
+        )
         now = now or timezone.now()
         try:
             with transaction.atomic():
@@ -165,6 +179,7 @@ def start_canary(
                 "rollout": str(rollout.pk),
                 "steps": [bp / 100 for bp in plan],
                 "bake_seconds": bake_seconds,
+                **clearance,
             },
         )
     return rollout

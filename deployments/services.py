@@ -22,14 +22,17 @@ from agentconfig.actors import Actor
 from agentconfig.errors import Conflict, NotFound, ServiceError
 from agentconfig.models import Agent
 from deployments import runtime
+from deployments.approvals import clear_release
 from deployments.models import (
     STABLE_KINDS,
     ApiKey,
     CanaryStatus,
+    DeploymentRequest,
     Environment,
     Pointer,
     ReleaseKind,
     ReleaseLogEntry,
+    RequestKind,
 )
 from deployments.selectors import get_pointer
 from versions.models import AgentVersion
@@ -54,8 +57,14 @@ def deploy_version(
     version: AgentVersion,
     actor: Actor,
     reason: str,
+    request: DeploymentRequest | None = None,
+    break_glass: str = "",
 ) -> ReleaseLogEntry:
-    """Make `version` the active version of `agent` in `environment`."""
+    """Make `version` the active version of `agent` in `environment`.
+
+    Where the environment requires approval, only with an approved `request` for exactly
+    this change, or with `break_glass` (a reason; needs its own permission).
+    """
     actor.require("deployments.deploy_version", "deploy versions")
     reason = validate_reason(reason)
     if version.agent_id != agent.pk:
@@ -69,8 +78,17 @@ def deploy_version(
             )
         if pointer is not None and pointer.stable_version_id == version.pk:
             raise Conflict(f"{version.label} is already active in {environment.slug}.")
+        details = clear_release(
+            environment=environment,
+            version=version,
+            kind=RequestKind.STABLE,
+            actor=actor,
+            active_version_id=pointer.stable_version_id if pointer else None,
+            request=request,
+            break_glass=break_glass,
+        )
         return _move_pointer(
-            agent, environment, pointer, version, ReleaseKind.DEPLOY, actor, reason
+            agent, environment, pointer, version, ReleaseKind.DEPLOY, actor, reason, details
         )
 
 
@@ -205,6 +223,7 @@ def _move_pointer(
     kind: ReleaseKind,
     actor: Actor,
     reason: str,
+    details: dict[str, Any] | None = None,
 ) -> ReleaseLogEntry:
     previous = pointer.stable_version if pointer else None
     try:
@@ -214,7 +233,7 @@ def _move_pointer(
             pointer.stable_version = version
             pointer.updated_by_label = actor.label
             pointer.save()
-            return write_release_log(pointer, kind, previous, version, actor, reason)
+            return write_release_log(pointer, kind, previous, version, actor, reason, details)
     except IntegrityError:
         # Reached only if another writer created the pointer without taking the agent lock.
         raise Conflict(

@@ -7,6 +7,7 @@ from typing import Any
 
 import factory
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 
 from agentconfig.actors import Actor
 from agentconfig.models import Agent
@@ -16,6 +17,8 @@ from versions import services as version_services
 from versions.models import AgentVersion
 
 ACTOR = Actor.system("tests")
+# Tests that are not about approvals set up releases with break glass.
+SETUP_BREAK_GLASS = "test setup"
 _counter = itertools.count(1)
 
 
@@ -27,6 +30,17 @@ class UserFactory(factory.django.DjangoModelFactory):
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
     password = factory.PostGenerationMethodCall("set_password", "correct horse battery")
+
+
+def user_with(*permissions: str, **fields: Any) -> Any:
+    """A user holding exactly these permissions ("app_label.codename")."""
+    user = UserFactory(**fields)
+    for name in permissions:
+        app_label, codename = name.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    return type(user).objects.get(pk=user.pk)  # fresh, so the permission cache is empty
 
 
 def config(**overrides: Any) -> dict[str, Any]:
@@ -45,7 +59,11 @@ def config(**overrides: Any) -> dict[str, Any]:
 
 def environment(slug: str) -> Environment:
     """A seeded environment; recreated if a transactional test flushed the migration's rows."""
-    return Environment.objects.get_or_create(slug=slug, defaults={"name": slug.title()})[0]
+    seeded = {"staging": 0, "production": 1}
+    return Environment.objects.get_or_create(
+        slug=slug,
+        defaults={"name": slug.title(), "required_approvals": seeded.get(slug, 1)},
+    )[0]
 
 
 def create_agent(slug: str | None = None, **fields: Any) -> Agent:
@@ -70,8 +88,14 @@ def create_version(agent: Agent, actor: Actor = ACTOR, **overrides: Any) -> Agen
 def deploy(
     version: AgentVersion, environment: Environment, reason: str = "test deploy"
 ) -> ReleaseLogEntry:
+    """Release directly; tests about approvals go through deployments.requests instead."""
     return deployment_services.deploy_version(
-        agent=version.agent, environment=environment, version=version, actor=ACTOR, reason=reason
+        agent=version.agent,
+        environment=environment,
+        version=version,
+        actor=ACTOR,
+        reason=reason,
+        break_glass=SETUP_BREAK_GLASS if environment.required_approvals else "",
     )
 
 

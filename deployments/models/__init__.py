@@ -17,6 +17,13 @@ from deployments.models.core import (
     ReleaseKind,
     ReleaseLogEntry,
 )
+from deployments.models.requests import (
+    DeploymentRequest,
+    RequestKind,
+    RequestReview,
+    RequestStatus,
+    ReviewDecision,
+)
 
 __all__ = [
     "STABLE_KINDS",
@@ -25,11 +32,16 @@ __all__ = [
     "CanaryPolicy",
     "CanaryRollout",
     "CanaryStatus",
+    "DeploymentRequest",
     "Environment",
     "OutcomeCount",
     "OutcomeEventId",
     "Pointer",
     "ReleaseKind",
     "ReleaseLogEntry",
+    "RequestKind",
+    "RequestReview",
+    "RequestStatus",
+    "ReviewDecision",
     "Track",
 ]

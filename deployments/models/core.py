@@ -23,6 +23,11 @@ class Environment(models.Model):
     position = models.PositiveSmallIntegerField(
         default=100, help_text="Environments are listed in this order (lowest first)."
     )
+    required_approvals = models.PositiveSmallIntegerField(
+        default=1,
+        help_text="Approvals by reviewers (other than the requester) a deploy or canary here "
+        "needs. 0: deployers deploy directly. Rollbacks never need approval.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     history = HistoricalRecords()

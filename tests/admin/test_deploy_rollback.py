@@ -34,7 +34,10 @@ def test_deploy_page__get__preselects_newest_inactive_version(
 def test_deploy__form_then_confirmation_then_apply__moves_pointer_and_logs_user(
     admin_client, released_agent, production
 ):
-    # Given production runs v2 and v3 differs in its model
+    # Given production runs v2 and v3 differs in its model (and, this test being about
+    # the deploy pages, production takes deploys without approval)
+    production.required_approvals = 0
+    production.save()
     v3 = released_agent.versions.get(version_number=3)
     data = {"version": str(v3.pk), "reason": "Ship the new model."}
 

@@ -19,6 +19,8 @@ _event_ids = itertools.count(1)
 
 def start(version: AgentVersion, environment: Environment, **options: object) -> CanaryRollout:
     options.setdefault("reason", "try it on a few users")
+    if environment.required_approvals:
+        options.setdefault("break_glass", "test setup")
     return start_canary(
         agent=version.agent, environment=environment, version=version, actor=OPS, **options
     )

@@ -6,6 +6,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from agentconfig.actors import Actor
+from deployments import requests
 from deployments.models import CanaryDecision, CanaryRollout, CanaryStatus, Pointer
 from tests import factories
 
@@ -17,13 +19,14 @@ def run(*args: str) -> str:
 
 
 @pytest.fixture
-def deployed(agent, production):
+def deployed(agent, staging):
     v1, v2 = factories.create_version(agent), factories.create_version(agent)
-    factories.deploy(v1, production)
+    factories.deploy(v1, staging)
     return v1, v2
 
 
-BASE = ("--environment", "production", "--reason", "ops")
+# staging takes releases without approval; production's rule is tested below
+BASE = ("--environment", "staging", "--reason", "ops")
 
 
 def test_canary__start_change_advance_promote(deployed):
@@ -66,9 +69,35 @@ def test_canary_watch__once__evaluates_and_reports(deployed):
 
     output = run("canary_watch", "--once")
 
-    assert "support-bot@production: hold" in output
+    assert "support-bot@staging: hold" in output
     assert CanaryDecision.objects.count() == 1
 
 
 def test_canary_watch__nothing_running__says_so(db):
     assert "no running canaries" in run("canary_watch", "--once")
+
+
+def test_canary__production_without_approval__refused_then_applied_from_request(agent, production):
+    v1, v2 = factories.create_version(agent), factories.create_version(agent)
+    factories.deploy(v1, production)
+    prod = ("--environment", "production", "--reason", "ops")
+    with pytest.raises(CommandError, match="requires 1 approval"):
+        run("canary", "support-bot", "2", *prod, "--percent", "5")
+
+    editor = factories.user_with("deployments.add_deploymentrequest")
+    reviewer = factories.user_with("deployments.review_deploymentrequest")
+    request = requests.create_request(
+        agent=agent,
+        environment=production,
+        version=v2,
+        actor=Actor.of(editor),
+        reason="try it",
+        kind="canary",
+        canary_plan="5",
+    )
+    requests.approve_request(request=request, actor=Actor.of(reviewer), comment="ok")
+
+    output = run("canary", "support-bot", "2", *prod, "--request", str(request.pk))
+
+    assert "at 5 %" in output
+    assert CanaryRollout.objects.get().basis_points == 500

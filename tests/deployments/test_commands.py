@@ -9,6 +9,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from agentconfig.actors import Actor
+from deployments import requests
 from deployments.models import ApiKey, Pointer, ReleaseLogEntry
 from deployments.runtime import hash_key
 from tests import factories
@@ -22,18 +24,93 @@ def run(*args: str) -> str:
     return out.getvalue()
 
 
+def approved_stable_request(version, environment):
+    editor = factories.user_with("deployments.add_deploymentrequest")
+    reviewer = factories.user_with("deployments.review_deploymentrequest")
+    request = requests.create_request(
+        agent=version.agent,
+        environment=environment,
+        version=version,
+        actor=Actor.of(editor),
+        reason="ship it",
+    )
+    requests.approve_request(request=request, actor=Actor.of(reviewer), comment="diff read")
+    return request
+
+
 @pytest.fixture
 def two_versions(agent):
     return factories.create_version(agent), factories.create_version(agent)
 
 
-def test_deploy__valid__moves_pointer_and_logs_reason_and_cli_actor(two_versions, production):
-    output = run("deploy", "support-bot", "2", "--environment", "production", "--reason", "go")
+def test_deploy__valid__moves_pointer_and_logs_reason_and_cli_actor(two_versions, staging):
+    output = run("deploy", "support-bot", "2", "--environment", "staging", "--reason", "go")
 
-    assert "Deployed support-bot v2 to production (was nothing)" in output
+    assert "Deployed support-bot v2 to staging (was nothing)" in output
     entry = ReleaseLogEntry.objects.get()
     assert entry.reason == "go" and entry.actor_label.startswith("deploy (cli")
     assert Pointer.objects.get().stable_version.version_number == 2
+
+
+def test_deploy__environment_requires_approval__refused_without_request(two_versions, production):
+    with pytest.raises(CommandError, match="production requires 1 approval"):
+        run("deploy", "support-bot", "2", "--environment", "production", "--reason", "go")
+    assert not ReleaseLogEntry.objects.exists()
+
+
+def test_deploy__break_glass__deploys_and_records_it(two_versions, production):
+    run(
+        "deploy",
+        "support-bot",
+        "2",
+        "--environment",
+        "production",
+        "--reason",
+        "incident",
+        "--break-glass",
+        "pager 4711: billing down",
+    )
+
+    entry = ReleaseLogEntry.objects.get()
+    assert entry.details == {"break_glass": "pager 4711: billing down"}
+
+
+def test_deploy__approved_request__applied(two_versions, production):
+    request = approved_stable_request(two_versions[1], production)
+
+    output = run(
+        "deploy",
+        "support-bot",
+        "2",
+        "--environment",
+        "production",
+        "--reason",
+        "go",
+        "--request",
+        str(request.pk),
+    )
+
+    assert "Deployed support-bot v2" in output
+    assert ReleaseLogEntry.objects.get().details == {"request": request.pk}
+    request.refresh_from_db()
+    assert request.status == "applied"
+
+
+def test_deploy__request_for_another_version__refused(two_versions, production):
+    request = approved_stable_request(two_versions[1], production)
+
+    with pytest.raises(CommandError, match="not for this release"):
+        run(
+            "deploy",
+            "support-bot",
+            "1",
+            "--environment",
+            "production",
+            "--reason",
+            "go",
+            "--request",
+            str(request.pk),
+        )
 
 
 @pytest.mark.parametrize(

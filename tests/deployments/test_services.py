@@ -15,18 +15,18 @@ from deployments.services import deploy_version, rollback
 from tests import factories
 
 
-def test_deploy_version__first_deploy__creates_pointer_and_log_row(agent, production):
+def test_deploy_version__first_deploy__creates_pointer_and_log_row(agent, staging):
     version = factories.create_version(agent)
 
     entry = deploy_version(
         agent=agent,
-        environment=production,
+        environment=staging,
         version=version,
         actor=Actor.system("ops"),
         reason="launch",
     )
 
-    pointer = Pointer.objects.get(agent=agent, environment=production)
+    pointer = Pointer.objects.get(agent=agent, environment=staging)
     assert pointer.stable_version == version
     assert (entry.kind, entry.from_version, entry.to_version) == (ReleaseKind.DEPLOY, None, version)
     assert (entry.actor_label, entry.reason) == ("ops", "launch")

@@ -53,7 +53,13 @@ def test_agent_flag__same_config_as_the_endpoint_with_gated_tools(setup):
 def test_agent_flag__canary_running__routed_like_the_endpoint(setup):
     openfeature, agent, production, _, v2 = setup
     start_canary(
-        agent=agent, environment=production, version=v2, actor=ACTOR, reason="r", percent="50"
+        agent=agent,
+        environment=production,
+        version=v2,
+        actor=ACTOR,
+        reason="r",
+        percent="50",
+        break_glass="test setup",
     )
 
     tracks = {

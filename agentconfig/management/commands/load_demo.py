@@ -4,6 +4,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 
@@ -11,6 +12,7 @@ from agentconfig.actors import Actor
 from agentconfig.cli import ServiceCommand
 from agentconfig.models import Agent
 from deployments.models import ApiKey
+from deployments.requests import apply_request, approve_request, create_request
 from deployments.selectors import get_environment
 from deployments.services import create_api_key, deploy_version, revoke_api_key
 from versions.models import Source
@@ -19,6 +21,8 @@ from versions.services import create_agent, create_version
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "agentconfig-demo"  # noqa: S105  (printed to the developer; DEBUG only)
 DEMO_KEY_NAME = "demo-runtime"
+# One person per role, so the review workflow can be tried with real separation.
+DEMO_ROLES = {"pm": "Editors", "reviewer": "Reviewers", "operator": "Deployers"}
 
 GREETING = """You are Ada, the support assistant of Acme Cloud.
 
@@ -72,6 +76,7 @@ class Command(ServiceCommand):
             "\nDemo data loaded: support-bot v2 (billing paragraph lost) is active in production;"
             " v1 is there to roll back to.\n"
             f"  Admin:    {base}/admin/   user {DEMO_USERNAME!r}, password {DEMO_PASSWORD!r}\n"
+            f"  Roles:    users pm (editor), reviewer, operator (deployer); same password\n"
             f"  Rollback: {base}/admin/agentconfig/agent/ -> support-bot -> production -> "
             "Roll back\n"
             f"  Runtime:  curl -H 'Authorization: Bearer {key}' "
@@ -82,41 +87,52 @@ class Command(ServiceCommand):
         user_model = get_user_model()
         if not user_model.objects.filter(username=DEMO_USERNAME).exists():
             user_model.objects.create_superuser(DEMO_USERNAME, "demo@example.com", DEMO_PASSWORD)
+        for username, group in DEMO_ROLES.items():
+            user, created = user_model.objects.get_or_create(
+                username=username, defaults={"is_staff": True, "email": f"{username}@example.com"}
+            )
+            if created:
+                user.set_password(DEMO_PASSWORD)
+                user.save()
+                user.groups.add(Group.objects.get(name=group))
 
     def _support_bot(self, actor: Actor) -> None:
+        users = {
+            u.username: Actor.of(u)
+            for u in get_user_model().objects.filter(username__in=DEMO_ROLES)
+        }
+        pm, reviewer, operator = users["pm"], users["reviewer"], users["operator"]
         agent = create_agent(
             slug="support-bot",
             name="Support bot",
             description="Answers customer questions on the Acme Cloud website.",
-            actor=actor,
-        )
-        v1 = create_version(
-            agent=agent,
-            actor=actor,
-            config={**BASE, "system_prompt": V1_PROMPT},
-            change_description="First version: greeting, billing and hand-over rules.",
-            source=Source.DEMO,
-        )
-        v2 = create_version(
-            agent=agent,
-            actor=actor,
-            config={**BASE, "system_prompt": V2_PROMPT},
-            change_description="Tighten the tone: shorter answers.",
-            source=Source.DEMO,
+            actor=pm,
         )
         staging, production = get_environment("staging"), get_environment("production")
-        for environment in (staging, production):
-            deploy_version(
-                agent=agent, environment=environment, version=v1, actor=actor, reason="Launch."
-            )
-        for environment in (staging, production):
-            deploy_version(
+        releases = [
+            (V1_PROMPT, "First version: greeting, billing and hand-over rules.", "Launch."),
+            (
+                V2_PROMPT,
+                "Tighten the tone: shorter answers.",
+                "Shorter answers tested well in staging.",
+            ),
+        ]
+        for prompt, description, reason in releases:
+            version = create_version(
                 agent=agent,
-                environment=environment,
-                version=v2,
-                actor=actor,
-                reason="Shorter answers tested well in staging.",
+                actor=pm,
+                config={**BASE, "system_prompt": prompt},
+                change_description=description,
+                source=Source.DEMO,
             )
+            deploy_version(
+                agent=agent, environment=staging, version=version, actor=operator, reason=reason
+            )
+            request = create_request(
+                agent=agent, environment=production, version=version, actor=pm, reason=reason
+            )
+            approve_request(request=request, actor=reviewer, comment="Read the diff; fine.")
+            apply_request(request=request, actor=operator)
 
     def _fresh_demo_key(self, actor: Actor) -> str:
         # A key is shown only once, so each run replaces the demo key with a new one.

@@ -5,6 +5,9 @@ from django.core.management.base import CommandError, CommandParser
 from agentconfig.actors import Actor
 from agentconfig.cli import ServiceCommand
 from deployments import canary
+from deployments.cli import add_release_options, approved_request
+from deployments.models import RequestKind
+from deployments.requests import apply_request
 from deployments.selectors import get_environment
 from versions.selectors import get_agent, get_version
 
@@ -23,6 +26,7 @@ class Command(ServiceCommand):
         parser.add_argument("--percent", help="share of users, 0.01-99.99")
         parser.add_argument("--steps", help="percentages of the ramp, e.g. 1,5,25,50")
         parser.add_argument("--bake-minutes", type=int, help="minimum minutes per step")
+        add_release_options(parser)
         action = parser.add_mutually_exclusive_group()
         action.add_argument("--advance", action="store_true", help="go to the next step")
         action.add_argument("--promote", action="store_true", help="make it stable now")
@@ -38,20 +42,32 @@ class Command(ServiceCommand):
             if options["advance"] or options["promote"] or options["abort"]:
                 raise CommandError("--advance, --promote and --abort take no VERSION_NUMBER.")
             version = get_version(agent, options["version_number"])
-            rollout = canary.start_canary(
-                **common,
-                version=version,
-                reason=reason,
-                percent=options["percent"],
-                steps=options["steps"],
-                bake_minutes=options["bake_minutes"],
-            )
+            request = approved_request(options, agent, environment, version, RequestKind.CANARY)
+            if request is not None:
+                if options["percent"] or options["steps"]:
+                    raise CommandError(
+                        f"request #{request.pk} fixes the plan ({request.canary_plan}); "
+                        "leave out --percent and --steps."
+                    )
+                rollout = apply_request(request=request, actor=actor, reason=reason)
+            else:
+                rollout = canary.start_canary(
+                    **common,
+                    version=version,
+                    reason=reason,
+                    percent=options["percent"],
+                    steps=options["steps"],
+                    bake_minutes=options["bake_minutes"],
+                    break_glass=options["break_glass"] or "",
+                )
             ramp = ", ".join(f"{bp / 100:g} %" for bp, _ in rollout.steps)
             self.stdout.write(
                 f"Started canary of {agent.slug} {version.label} in {environment.slug} at "
                 f"{rollout.percent:g} % (steps: {ramp}; salt {rollout.salt})."
             )
             return
+        if options["request"] is not None or options["break_glass"]:
+            raise CommandError("--request and --break-glass only apply when starting a canary.")
         if options["steps"] or options["bake_minutes"] is not None:
             raise CommandError("--steps and --bake-minutes only apply when starting a canary.")
         if options["advance"]:

@@ -4,6 +4,9 @@ from django.core.management.base import CommandParser
 
 from agentconfig.actors import Actor
 from agentconfig.cli import ServiceCommand
+from deployments.cli import add_release_options, approved_request
+from deployments.models import RequestKind
+from deployments.requests import apply_request
 from deployments.selectors import get_environment
 from deployments.services import deploy_version
 from versions.selectors import get_agent, get_version
@@ -17,18 +20,25 @@ class Command(ServiceCommand):
         parser.add_argument("version_number", type=int, help="version number, e.g. 3")
         parser.add_argument("--environment", required=True, help="environment slug")
         parser.add_argument("--reason", required=True, help="why (kept in the release log)")
+        add_release_options(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         agent = get_agent(options["agent"])
         environment = get_environment(options["environment"])
         version = get_version(agent, options["version_number"])
-        entry = deploy_version(
-            agent=agent,
-            environment=environment,
-            version=version,
-            actor=Actor.cli("deploy"),
-            reason=options["reason"],
-        )
+        actor = Actor.cli("deploy")
+        request = approved_request(options, agent, environment, version, RequestKind.STABLE)
+        if request is not None:
+            entry = apply_request(request=request, actor=actor, reason=options["reason"])
+        else:
+            entry = deploy_version(
+                agent=agent,
+                environment=environment,
+                version=version,
+                actor=actor,
+                reason=options["reason"],
+                break_glass=options["break_glass"] or "",
+            )
         before = entry.from_version.label if entry.from_version else "nothing"
         self.stdout.write(
             f"Deployed {agent.slug} {version.label} to {environment.slug} (was {before})."

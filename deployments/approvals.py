@@ -1,0 +1,106 @@
+"""Whether a release to an environment may go ahead: approvals, or breaking the glass.
+
+Invariants:
+- An environment with `required_approvals > 0` takes a deploy or a canary only with a
+  request approved for exactly that change, or with break glass (its own permission
+  and a reason, recorded in the release log and shown prominently in the audit).
+- An approval counts only if it was given while the version now active in the target
+  environment was active (otherwise the reviewer saw a diff that is no longer the real
+  one), by a reviewer other than the requester, and the request has no rejection.
+- Rollbacks never pass through here: they only return to what already served there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentconfig.actors import Actor
+from agentconfig.errors import Conflict, Forbidden, ServiceError
+from deployments.models import (
+    DeploymentRequest,
+    Environment,
+    RequestKind,
+    RequestStatus,
+    ReviewDecision,
+)
+from versions.models import AgentVersion
+
+BREAK_GLASS_PERMISSION = "deployments.break_glass"
+
+
+def valid_approvals(request: DeploymentRequest, active_version_id: object) -> list[Any]:
+    """The approvals that still count: reviewers other than the requester, same base."""
+    reviewers = []
+    for review in request.reviews.all():
+        if review.decision != ReviewDecision.APPROVE:
+            continue
+        if request.requested_by_id is not None and review.reviewer_id == request.requested_by_id:
+            continue
+        if review.active_version_id != active_version_id:
+            continue
+        if review.reviewer_id not in reviewers:
+            reviewers.append(review.reviewer_id)
+    return reviewers
+
+
+def clear_release(
+    *,
+    environment: Environment,
+    version: AgentVersion,
+    kind: RequestKind,
+    actor: Actor,
+    active_version_id: object,
+    request: DeploymentRequest | None = None,
+    break_glass: str = "",
+) -> dict[str, Any]:
+    """Refuse unless this release may go ahead; the release-log details that say why it may."""
+    if request is not None:
+        _check_request(request, environment, version, kind, active_version_id)
+        return {"request": request.pk}
+    if break_glass.strip():
+        actor.require(BREAK_GLASS_PERMISSION, "break the glass")
+        return {"break_glass": break_glass.strip()}
+    needed = environment.required_approvals
+    if needed == 0:
+        return {}
+    approvals = "1 approval" if needed == 1 else f"{needed} approvals"
+    raise Forbidden(
+        f"{environment.slug} requires {approvals}: open a deployment request (admin: Request "
+        "deployment…; CLI: sync_agents --request), have it approved, then apply it with "
+        "--request ID. In an emergency: --break-glass REASON (recorded in the audit)."
+    )
+
+
+def _check_request(
+    request: DeploymentRequest,
+    environment: Environment,
+    version: AgentVersion,
+    kind: RequestKind,
+    active_version_id: object,
+) -> None:
+    if (request.environment_id, request.version_id, request.kind) != (
+        environment.pk,
+        version.pk,
+        kind,
+    ):
+        raise ServiceError(
+            f"request #{request.pk} is for {request} — not for this change; apply it as it is."
+        )
+    if request.status != RequestStatus.OPEN:
+        raise Conflict(f"request #{request.pk} is {request.get_status_display().lower()}.")
+    if any(r.decision == ReviewDecision.REJECT for r in request.reviews.all()):
+        raise Conflict(f"request #{request.pk} was rejected.")
+    have = len(valid_approvals(request, active_version_id))
+    needed = environment.required_approvals
+    if have < needed:
+        stale = sum(r.decision == ReviewDecision.APPROVE for r in request.reviews.all()) - have
+        note = (
+            f" ({stale} approval(s) no longer count: the active version in "
+            f"{environment.slug} changed after they were given, so they approved another diff)"
+            if stale
+            else ""
+        )
+        raise Forbidden(
+            f"request #{request.pk} has {have} of the {needed} approval(s) "
+            f"{environment.slug} requires{note}."
+        )

@@ -296,26 +296,29 @@ def build_document(key: KeyEntry, agent_slug: str) -> Document:
     )
     if pointer is None:
         if Agent.objects.filter(slug=agent_slug).exists():
-            return _error_document(
+            return error_document(
                 404,
                 "not_deployed",
                 f"agent {agent_slug!r} has no version deployed in {key.environment_slug!r}.",
             )
-        return _error_document(404, "agent_not_found", f"there is no agent {agent_slug!r}.")
-    stable = _variant(agent_slug, key.environment_slug, "stable", pointer.stable_version)
+        return error_document(404, "agent_not_found", f"there is no agent {agent_slug!r}.")
+    stable = variant_for(agent_slug, key.environment_slug, "stable", pointer.stable_version)
     canary = None
     if pointer.canary is not None:
         rollout = pointer.canary
         canary = CanaryRoute(
             salt=rollout.salt,
             basis_points=rollout.basis_points,
-            variant=_variant(agent_slug, key.environment_slug, "canary", rollout.canary_version),
+            variant=variant_for(agent_slug, key.environment_slug, "canary", rollout.canary_version),
         )
     flags = build_flag_snapshot(key.environment_id, pointer.agent_id)
     return Document(200, b"", stable, canary, flags)
 
 
-def _variant(agent_slug: str, environment_slug: str, track: str, version: AgentVersion) -> Variant:
+def variant_for(
+    agent_slug: str, environment_slug: str, track: str, version: AgentVersion
+) -> Variant:
+    """One track's body for `version`, serialised with its ETag (flags are added per user)."""
     body = {
         "agent": agent_slug,
         "environment": environment_slug,
@@ -346,7 +349,7 @@ def error_body(code: str, message: str) -> bytes:
     return serialize({"error": {"code": code, "message": message}})
 
 
-def _error_document(status: int, code: str, message: str) -> Document:
+def error_document(status: int, code: str, message: str) -> Document:
     return Document(status, error_body(code, message))
 
 

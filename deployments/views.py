@@ -14,13 +14,16 @@ from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 
 from agentconfig.models import Agent
-from deployments import outcomes, runtime
+from deployments import history, outcomes, runtime
+from deployments.models import Environment
 from flags.context import CONTEXT_HEADER, ContextError, parse_context
 
 ALLOWED_METHODS = ("GET", "HEAD")
+HISTORY_PERMISSION = "deployments.view_releaselogentry"
 
 
 @csrf_exempt
@@ -30,6 +33,8 @@ def agent_config(request: HttpRequest, slug: str) -> HttpResponse:
         response = _error(405, "method_not_allowed", f"use {' or '.join(ALLOWED_METHODS)}.")
         response["Allow"] = ", ".join(ALLOWED_METHODS)
         return response
+    if "at" in request.GET:
+        return _config_at(request, slug)
     raw_key = _bearer_token(request)
     if raw_key is None:
         return _missing_key()
@@ -40,6 +45,54 @@ def agent_config(request: HttpRequest, slug: str) -> HttpResponse:
         document = runtime.get_document(key, slug, generation)
     except DatabaseError:
         return _database_unavailable()
+    return _answer(request, document)
+
+
+def _config_at(request: HttpRequest, slug: str) -> HttpResponse:
+    """`?at=<ISO 8601>`: what the endpoint answered this user at that moment (audits).
+
+    For a key of the environment, or a signed-in user allowed to read the release log
+    (who names the environment with `?environment=`).
+    """
+    try:
+        at = parse_datetime(request.GET["at"])
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None:
+        return _error(
+            400,
+            "invalid_at",
+            "at must be an ISO 8601 date-time with a time zone, e.g. 2026-09-03T14:02:00Z.",
+        )
+    if at > timezone.now():
+        return _error(400, "invalid_at", "at is in the future; leave it out for the present.")
+    try:
+        key = _history_reader(request)
+        if isinstance(key, HttpResponse):
+            return key
+        document = history.build_document_at(key, slug, at)
+    except DatabaseError:
+        return _database_unavailable()
+    return _answer(request, document)
+
+
+def _history_reader(request: HttpRequest) -> runtime.KeyEntry | HttpResponse:
+    raw_key = _bearer_token(request)
+    if raw_key is not None:
+        key, _ = runtime.lookup(raw_key, "")
+        return key if key is not None else _invalid_key()
+    user = request.user
+    if not user.is_authenticated:
+        return _missing_key()
+    if not user.has_perm(HISTORY_PERMISSION):
+        return _error(403, "forbidden", f"reading past configs needs {HISTORY_PERMISSION!r}.")
+    environment = Environment.objects.filter(slug=request.GET.get("environment", "")).first()
+    if environment is None:
+        return _error(400, "invalid_environment", "name the environment: ?environment=<slug>.")
+    return runtime.KeyEntry(environment.pk, environment.slug)
+
+
+def _answer(request: HttpRequest, document: runtime.Document) -> HttpResponse:
     if document.status != 200:
         return _vary(HttpResponse(document.body, status=document.status, content_type=_JSON))
     try:

@@ -54,6 +54,35 @@ def build_flag_snapshot(environment_id: int, agent_id: int | None) -> FlagSnapsh
     return FlagSnapshot(environment_id, agent_id, flags, gates)
 
 
+def build_flag_snapshot_at(environment_id: int, agent_id: int | None, at: datetime) -> FlagSnapshot:
+    """The snapshot as it was at `at`, rebuilt from the flags' history (for audits)."""
+    flags = [
+        flag
+        for flag in Flag.history.as_of(at)
+        if flag.agent_id is None or flag.agent_id == agent_id
+    ]
+    states = {
+        state.flag_id: state
+        for state in FlagEnvironment.history.as_of(at).filter(environment_id=environment_id)
+    }
+    compiled = {}
+    for flag in sorted(flags, key=lambda f: f.key):
+        state = states.get(flag.pk)
+        columns = [getattr(state, c) for c in _STATE_COLUMNS] if state else [None] * 4
+        compiled[flag.key] = _compile(flag.key, flag.kind, flag.variants, *columns)
+    keys = {flag.pk: flag.key for flag in flags}
+    gates = (
+        {
+            gate.tool_name: keys[gate.flag_id]
+            for gate in ToolGate.history.as_of(at).filter(agent_id=agent_id)
+            if gate.flag_id in keys
+        }
+        if agent_id is not None
+        else {}
+    )
+    return FlagSnapshot(environment_id, agent_id, compiled, gates)
+
+
 def build_environment_snapshot(environment_id: int) -> FlagSnapshot:
     """Every flag of the environment, global and agent-scoped (what OFREP serves). One query.
 

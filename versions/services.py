@@ -6,6 +6,7 @@ Invariants:
   database write lock (SQLite, transaction_mode=IMMEDIATE), so concurrent creators
   get consecutive numbers and never an error.
 - A version identical to the agent's latest (same config_hash) is refused.
+- A version has a commit if and only if its source is "git".
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from agentconfig.actors import Actor
 from agentconfig.errors import Conflict
 from agentconfig.models import Agent
 from versions.config import ConfigError, config_hash, normalize_config
+from versions.git_source import Commit
 from versions.models import AgentVersion, Source
 from versions.secrets import scan_config
 
@@ -68,6 +70,18 @@ def validate_change_description(text: str | None) -> str:
     return text
 
 
+def commit_fields(commit: Commit | None) -> dict[str, Any]:
+    """The provenance columns (versions.models.GitProvenance) for `commit`, or empty ones."""
+    if commit is None:
+        return {}
+    return {
+        "source_commit": commit.sha,
+        "source_commit_author": commit.author[:500],
+        "source_commit_time": commit.time,
+        "source_commit_message": commit.message.replace("\x00", ""),
+    }
+
+
 def create_agent(*, slug: str, name: str, description: str = "", actor: Actor) -> Agent:
     """Create an agent (no versions yet)."""
     actor.require("agentconfig.add_agent", "create agents")
@@ -114,13 +128,22 @@ def create_version(
     source: Source | str,
     derived_from: AgentVersion | None = None,
     source_path: str = "",
+    commit: Commit | None = None,
 ) -> AgentVersion:
-    """Create the agent's next version; refuse it if nothing changed since the latest."""
+    """Create the agent's next version; refuse it if nothing changed since the latest.
+
+    `commit` is required for source "git" (and refused for any other): the version
+    records its SHA, author, author date and message.
+    """
     actor.require("versions.add_agentversion", "create versions")
     normalized = validate_config(config)
     description = validate_change_description(change_description)
     if source not in Source.values:
         raise ValidationError({"source": f"unknown source {source!r}."})
+    if (source == Source.GIT) != (commit is not None):
+        raise ValidationError(
+            {"source": "a version from git needs its commit, and only a version from git has one."}
+        )
     if derived_from is not None and derived_from.agent_id != agent.pk:
         raise ValidationError(
             {"derived_from": f"{derived_from} belongs to another agent than {agent.slug}."}
@@ -145,6 +168,7 @@ def create_version(
                 derived_from=derived_from or latest,
                 created_by=actor.user,
                 created_by_label=actor.label,
+                **commit_fields(commit),
                 **normalized,
             )
     except IntegrityError as exc:

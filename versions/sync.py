@@ -1,6 +1,8 @@
 """Sync a folder of agent files into the database: `sync_agents(path=..., actor=...)`.
 
 The folder holds one agent per file, `<slug>.yaml` (format: versions.file_format).
+The same validation and report serve the sync from a git repository
+(versions.git_sync), which reads the files from a commit instead of a folder.
 
 Decisions:
 - Subfolders are read too, so agents can be grouped (`support/support-bot.yaml`); the
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from django.core.exceptions import ValidationError
@@ -55,7 +57,14 @@ from versions.services import (
 
 MAX_FILE_BYTES = 2_000_000  # the prompt (200,000 characters) and guardrails fit many times over
 MISNAMED_SUFFIXES = (".yml",)
-Action = Literal["valid", "created", "new_version", "unchanged"]
+Action = Literal[
+    "valid",  # --check: the file is valid; nothing was compared or written
+    "created",  # a new agent and its v1
+    "new_version",  # the file's config differs: a new version
+    "unchanged",  # the file's config is the latest version's
+    "kept",  # git: a newer version made outside git was left alone (see versions.git_sync)
+    "missing",  # git: the agent was synced from git before; no file at this commit
+]
 
 
 class SyncError(ServiceError):
@@ -75,61 +84,124 @@ class AgentResult:
     action: Action
     version_number: int | None = None  # the version created, or the latest if unchanged
     updated_fields: tuple[str, ...] = ()
+    note: str = ""  # why, when the rule that applied is not obvious (git sync)
 
     def describe(self) -> str:
+        note = f"; {self.note}" if self.note else ""
         if self.action == "valid":
             return f"{self.slug}: valid ({self.source_path})"
         if self.action == "created":
-            return f"{self.slug}: created agent, v{self.version_number} ({self.source_path})"
+            return f"{self.slug}: created agent, v{self.version_number} ({self.source_path}){note}"
+        if self.action == "missing":
+            return (
+                f"{self.slug}: no file at this commit; left unchanged at "
+                f"v{self.version_number}{note}"
+            )
         updated = f"updated {' and '.join(self.updated_fields)}; " if self.updated_fields else ""
         if self.action == "new_version":
-            return f"{self.slug}: {updated}new version v{self.version_number} ({self.source_path})"
-        return f"{self.slug}: {updated}unchanged at v{self.version_number} ({self.source_path})"
+            return (
+                f"{self.slug}: {updated}new version v{self.version_number} "
+                f"({self.source_path}){note}"
+            )
+        if self.action == "kept":
+            return f"{self.slug}: {updated}kept v{self.version_number} ({self.source_path}){note}"
+        return (
+            f"{self.slug}: {updated}unchanged at v{self.version_number} ({self.source_path}){note}"
+        )
 
 
 @dataclass(frozen=True)
 class SyncReport:
     """One result per agent file, in path order, and a summary line."""
 
-    path: str
+    path: str  # the folder, or "<repository> at <commit>" for a git sync
     check_only: bool
     results: tuple[AgentResult, ...] = ()
+    releases: tuple[str, ...] = ()  # git: one line per deploy or deployment request
+    heading: str = ""  # git: the commit that was read
 
     def count(self, action: Action) -> int:
         return sum(1 for result in self.results if result.action == action)
 
     def summary(self) -> str:
-        files = _plural(len(self.results), "agent file")
+        files = plural(len(self.results) - self.count("missing"), "agent file")
         if self.check_only:
             return f"{files} in {self.path}: all valid. Nothing was written (--check)."
         updated = sum(1 for result in self.results if result.updated_fields)
         parts = [
             f"{self.count('created')} created",
-            f"{_plural(self.count('new_version'), 'new version')}",
+            f"{plural(self.count('new_version'), 'new version')}",
             f"{self.count('unchanged')} unchanged",
         ]
+        if self.count("kept"):
+            parts.append(f"{self.count('kept')} kept (edited outside git)")
         if updated:
             parts.append(f"{updated} with name or description updated")
+        if self.count("missing"):
+            parts.append(f"{plural(self.count('missing'), 'agent')} without a file left unchanged")
         return f"Synced {files} from {self.path}: {', '.join(parts)}."
 
 
 @dataclass(frozen=True)
-class _FileError:
-    path: str
+class FileError:
+    """A problem that names its file: `display` is how the file is shown to the reader."""
+
+    display: str
     problem: str
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.problem}"
+        return f"{self.display}: {self.problem}"
 
 
 @dataclass(frozen=True)
-class _Entry:
+class FileInput:
+    """One agent file to validate, read from a folder or a commit.
+
+    `source_path` is what a version records (relative to the folder, or to the repository
+    root for git); `display` names the file in errors. `data` is None when the file could
+    not be read, and `problem` then says why.
+    """
+
+    source_path: str
+    display: str
+    data: bytes | None
+    problem: str | None = None
+
+    @property
+    def stem(self) -> str:
+        return PurePosixPath(self.source_path).stem
+
+
+@dataclass(frozen=True)
+class Entry:
     """A file that passed validation, ready to write."""
 
     source_path: str
     agent_file: AgentFile
     config_hash: str
-    change_description: str
+    change_description: str | None  # validated; None when the file gives none
+
+
+def classify_name(relative: str) -> Literal["agent", "misnamed", "ignore"]:
+    """What a file is, by its path relative to the agent folder.
+
+    Hidden files and anything in a hidden folder are ignored (".git", editor swap files);
+    `.yaml` is an agent file; `.yml` or another case of `.yaml` is an error, never skipped.
+    """
+    parts = PurePosixPath(relative).parts
+    if any(part.startswith(".") for part in parts):
+        return "ignore"
+    suffix = PurePosixPath(relative).suffix
+    if suffix == FILE_SUFFIX:
+        return "agent"
+    if suffix.lower() in (FILE_SUFFIX, *MISNAMED_SUFFIXES):
+        return "misnamed"
+    return "ignore"
+
+
+def misnamed_problem(relative: str) -> str:
+    stem = PurePosixPath(relative).stem
+    return f"agent files must end in {FILE_SUFFIX!r}. Rename it to {stem + FILE_SUFFIX!r}."
 
 
 def sync_agents(
@@ -146,7 +218,7 @@ def sync_agents(
     return SyncReport(path=str(path), check_only=False, results=results)
 
 
-def _read_and_validate(root: Path) -> list[_Entry]:
+def _read_and_validate(root: Path) -> list[Entry]:
     if not root.exists():
         raise SyncError([f"{root}: does not exist. Give the folder that holds the agent files."])
     if not root.is_dir():
@@ -161,72 +233,83 @@ def _read_and_validate(root: Path) -> list[_Entry]:
                 "(for example support-bot.yaml)."
             ]
         )
+    inputs = [_read_file(file, file.relative_to(root).as_posix(), root) for file in files]
+    return validate_files(inputs, errors, where=f"under {root}")
 
-    entries: list[_Entry] = []
-    first_path_of: dict[str, str] = {}  # by file stem, which every valid file's slug equals
-    for file in files:
-        relative = file.relative_to(root).as_posix()
-        entry, problems = _validate_file(file, relative)
-        if file.stem in first_path_of:
+
+def _discover(root: Path) -> tuple[list[Path], list[FileError]]:
+    """The agent files under `root` in a stable order, and errors for misnamed ones."""
+    found: list[Path] = []
+    errors: list[FileError] = []
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        for name in sorted(names):
+            file = Path(folder) / name
+            kind = classify_name(file.relative_to(root).as_posix())
+            if kind == "agent":
+                found.append(file)
+            elif kind == "misnamed":
+                errors.append(FileError(str(file), misnamed_problem(name)))
+    return sorted(found, key=lambda f: f.relative_to(root).as_posix()), errors
+
+
+def _read_file(file: Path, relative: str, root: Path) -> FileInput:
+    display = str(root / relative)
+    try:
+        if file.stat().st_size > MAX_FILE_BYTES:
+            return FileInput(relative, display, None, too_large_problem())
+        return FileInput(relative, display, file.read_bytes())
+    except OSError as exc:
+        return FileInput(relative, display, None, f"cannot be read: {exc.strerror or exc}.")
+
+
+def too_large_problem() -> str:
+    return f"is larger than {MAX_FILE_BYTES:,} bytes; this is not an agent file."
+
+
+def validate_files(inputs: list[FileInput], errors: list[FileError], *, where: str) -> list[Entry]:
+    """Every file validated, in order; SyncError listing every problem if any is invalid.
+
+    `errors` holds problems already found while listing the files (misnamed ones);
+    `where` completes the heading: "Nothing was written: 2 problems in 1 file <where>:".
+    """
+    errors = list(errors)
+    entries: list[Entry] = []
+    first_display_of: dict[str, str] = {}  # by file stem, which every valid file's slug equals
+    for file in inputs:
+        entry, problems = _validate_input(file)
+        if file.stem in first_display_of:
             problems.append(
                 f"slug: the agent {file.stem!r} is also defined in "
-                f"{root / first_path_of[file.stem]}. Each agent must have exactly one file."
+                f"{first_display_of[file.stem]}. Each agent must have exactly one file."
             )
         else:
-            first_path_of[file.stem] = relative
+            first_display_of[file.stem] = file.display
         if problems:
-            errors.extend(_FileError(str(root / relative), problem) for problem in problems)
+            errors.extend(FileError(file.display, problem) for problem in problems)
         elif entry is not None:
             entries.append(entry)
 
     if errors:
-        errors.sort(key=lambda error: error.path)  # stable: a file's problems keep their order
+        errors.sort(key=lambda error: error.display)  # stable: a file's problems keep their order
         raise SyncError(
             [str(error) for error in errors],
             heading=(
-                f"Nothing was written: {_plural(len(errors), 'problem')} in "
-                f"{_plural(len({error.path for error in errors}), 'file')} under {root}:"
+                f"Nothing was written: {plural(len(errors), 'problem')} in "
+                f"{plural(len({error.display for error in errors}), 'file')} {where}:"
             ),
         )
     return entries
 
 
-def _discover(root: Path) -> tuple[list[Path], list[_FileError]]:
-    """The agent files under `root` in a stable order, and errors for misnamed ones."""
-    found: list[Path] = []
-    errors: list[_FileError] = []
-    for folder, subfolders, names in os.walk(root):
-        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
-        for name in sorted(names):
-            if name.startswith("."):
-                continue
-            file = Path(folder) / name
-            suffix = file.suffix
-            if suffix == FILE_SUFFIX:
-                found.append(file)
-            elif suffix.lower() in (FILE_SUFFIX, *MISNAMED_SUFFIXES):
-                errors.append(
-                    _FileError(
-                        str(file),
-                        f"agent files must end in {FILE_SUFFIX!r}. "
-                        f"Rename it to {file.stem + FILE_SUFFIX!r}.",
-                    )
-                )
-    return sorted(found, key=lambda f: f.relative_to(root).as_posix()), errors
-
-
-def _validate_file(file: Path, relative: str) -> tuple[_Entry | None, list[str]]:
+def _validate_input(file: FileInput) -> tuple[Entry | None, list[str]]:
     """The validated entry, or None and every problem in the file as 'field: message'."""
+    if file.data is None:
+        return None, [file.problem or "cannot be read."]
     try:
-        if file.stat().st_size > MAX_FILE_BYTES:
-            return None, [f"is larger than {MAX_FILE_BYTES:,} bytes; this is not an agent file."]
-        data = file.read_bytes()
-    except OSError as exc:
-        return None, [f"cannot be read: {exc.strerror or exc}."]
-    try:
-        text = data.decode("utf-8-sig")
+        text = file.data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
+        line = file.data.count(b"\n", 0, exc.start) + 1
         return None, [f"line {line}: is not UTF-8 text. Save the file as UTF-8."]
 
     try:
@@ -236,7 +319,7 @@ def _validate_file(file: Path, relative: str) -> tuple[_Entry | None, list[str]]
 
     problems: list[str] = []
     source_path_limit = AgentVersion._meta.get_field("source_path").max_length or 0
-    if len(relative) > source_path_limit:
+    if len(file.source_path) > source_path_limit:
         problems.append(f"the path is longer than {source_path_limit} characters; shorten it.")
     # Field rules of the model (slug pattern, name length), without the database.
     candidate = Agent(
@@ -251,20 +334,18 @@ def _validate_file(file: Path, relative: str) -> tuple[_Entry | None, list[str]]
     except ValidationError as exc:
         problems.extend(_lines(exc, prefix="config."))
         config = agent_file.config
-    if agent_file.change_description is None:
-        change_description = f"Imported from {relative}"
-    else:
+    change_description = None
+    if agent_file.change_description is not None:
         try:
             change_description = validate_change_description(agent_file.change_description)
         except ValidationError as exc:
             problems.extend(_lines(exc))
-            change_description = ""
     if problems:
         return None, problems
-    return _Entry(relative, agent_file, config_hash(config), change_description), []
+    return Entry(file.source_path, agent_file, config_hash(config), change_description), []
 
 
-def _write(entries: list[_Entry], actor: Actor) -> tuple[AgentResult, ...]:
+def _write(entries: list[Entry], actor: Actor) -> tuple[AgentResult, ...]:
     slugs = sorted(entry.agent_file.slug for entry in entries)
     latest = AgentVersion.objects.filter(agent=OuterRef("pk")).order_by("-version_number")
     existing = {
@@ -282,7 +363,7 @@ def _write(entries: list[_Entry], actor: Actor) -> tuple[AgentResult, ...]:
     if any(entry.agent_file.slug not in existing for entry in entries):
         actor.require("agentconfig.add_agent", "create agents")
     if any(
-        _changed_fields(existing[e.agent_file.slug], e.agent_file)
+        changed_fields(existing[e.agent_file.slug], e.agent_file)
         for e in entries
         if e.agent_file.slug in existing
     ):
@@ -307,7 +388,7 @@ def _write(entries: list[_Entry], actor: Actor) -> tuple[AgentResult, ...]:
                 AgentResult(file.slug, entry.source_path, "created", version.version_number)
             )
             continue
-        updated = _update_agent(agent, file, actor, entry.source_path)
+        updated = update_agent_from_file(agent, file, actor, entry.source_path)
         if agent.latest_hash == entry.config_hash:
             results.append(
                 AgentResult(file.slug, entry.source_path, "unchanged", agent.latest_number, updated)
@@ -322,18 +403,20 @@ def _write(entries: list[_Entry], actor: Actor) -> tuple[AgentResult, ...]:
     return tuple(results)
 
 
-def _create_version(agent: Agent, entry: _Entry, actor: Actor) -> AgentVersion:
+def _create_version(agent: Agent, entry: Entry, actor: Actor) -> AgentVersion:
     return create_version(
         agent=agent,
         actor=actor,
         config=entry.agent_file.config,
-        change_description=entry.change_description,
+        change_description=entry.change_description or f"Imported from {entry.source_path}",
         source=Source.FILE_IMPORT,
         source_path=entry.source_path,
     )
 
 
-def _update_agent(agent: Agent, file: AgentFile, actor: Actor, source_path: str) -> tuple[str, ...]:
+def update_agent_from_file(
+    agent: Agent, file: AgentFile, actor: Actor, source_path: str
+) -> tuple[str, ...]:
     """Bring name and description in line with the file; the fields that changed."""
     return update_agent(
         agent=agent,
@@ -344,7 +427,7 @@ def _update_agent(agent: Agent, file: AgentFile, actor: Actor, source_path: str)
     )
 
 
-def _changed_fields(agent: Agent, file: AgentFile) -> tuple[str, ...]:
+def changed_fields(agent: Agent, file: AgentFile) -> tuple[str, ...]:
     return tuple(
         name for name in ("name", "description") if getattr(agent, name) != getattr(file, name)
     )
@@ -360,5 +443,5 @@ def _lines(error: ValidationError, prefix: str = "") -> list[str]:
     return list(error.messages)
 
 
-def _plural(count: int, noun: str) -> str:
+def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -1,7 +1,8 @@
 """Settings shared by every deployment; everything site-specific comes from the environment.
 
 Variables (read with django-environ, also from a `.env` file in the project folder):
-DATABASE_URL, SECRET_KEY, DEBUG, ALLOWED_HOSTS, CACHE_URL, CSRF_TRUSTED_ORIGINS.
+DATABASE_URL, SECRET_KEY, DEBUG, ALLOWED_HOSTS, CACHE_URL, CSRF_TRUSTED_ORIGINS, and the
+EVAL_* variables of the evaluations section below.
 """
 
 from pathlib import Path
@@ -30,6 +31,11 @@ INSTALLED_APPS = [
     "versions",
     "deployments",
     "flags",
+    # Evaluation suites, runs and the promotion gate (issue 6); runs execute in the
+    # django-tasks database worker (`manage.py db_worker`).
+    "django_tasks",
+    "django_tasks_db",
+    "evaluations",
 ]
 
 MIDDLEWARE = [
@@ -119,6 +125,26 @@ AGENTCONFIG_RUNTIME_MAX_AGE = env.int("AGENTCONFIG_RUNTIME_MAX_AGE", default=1)
 # Seconds a runtime document stays in the cache if no deploy invalidates it first
 # (a safety net for a lost invalidation, not the normal path).
 AGENTCONFIG_RUNTIME_CACHE_TTL = env.int("AGENTCONFIG_RUNTIME_CACHE_TTL", default=300)
+
+# --- evaluations -------------------------------------------------------------------
+# The OpenAI-compatible Chat Completions endpoint that evaluation runs call (OpenAI,
+# Azure OpenAI, vLLM, Ollama, llama.cpp...). Without a base URL, model-backed runs are
+# refused with a message naming these variables; an environment's evaluation policy
+# may name its own base URL and key variable instead (docs/evaluations.md).
+EVAL_API_BASE_URL = env.str("EVAL_API_BASE_URL", default="")
+EVAL_API_KEY = env.str("EVAL_API_KEY", default="")
+# The LLM-as-judge model and its instructions (empty prompt: the built-in one).
+EVAL_JUDGE_MODEL = env.str("EVAL_JUDGE_MODEL", default="gpt-4o-mini")
+EVAL_JUDGE_PROMPT = env.str("EVAL_JUDGE_PROMPT", default="")
+# How the judge is asked for JSON: json_object, json_schema, or none (servers without it).
+EVAL_JUDGE_RESPONSE_FORMAT = env.str("EVAL_JUDGE_RESPONSE_FORMAT", default="json_object")
+# Calls in flight at once per run, seconds per call, and retries (with backoff) on
+# timeouts, 429 and 5xx.
+EVAL_CONCURRENCY = env.int("EVAL_CONCURRENCY", default=4)
+EVAL_TIMEOUT_SECONDS = env.float("EVAL_TIMEOUT_SECONDS", default=60.0)
+EVAL_MAX_RETRIES = env.int("EVAL_MAX_RETRIES", default=3)
+# Background work: the database queue of django-tasks, processed by `manage.py db_worker`.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
 
 LOGGING = {
     "version": 1,

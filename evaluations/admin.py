@@ -1,0 +1,387 @@
+"""Admin for evaluation suites, suite versions, runs, policies and gate overrides.
+
+Invariants:
+- Suites are created by evaluations.services.create_suite (with their first version) and
+  their cases change only through the "New suite version" page, which creates a version;
+  suite versions, cases, case results and overrides are never edited or deleted here.
+- A run is started by evaluations.services.start_run (queued for the worker, never run in
+  the request) and cancelled by evaluations.services.cancel_run, on POST after a
+  confirmation page. Its page is read-only.
+- An override is recorded by evaluations.gate.record_gate_override, from the gate page,
+  which shows the gate's verdict and the two runs before asking for the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import transaction
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from agentconfig.actors import Actor
+from agentconfig.admin_views import (
+    AdminPageView,
+    HistoryAdmin,
+    ServiceAddAdmin,
+    refusals_as_pages,
+    text_column,
+)
+from evaluations import admin_views as pages
+from evaluations import gate as gates
+from evaluations import services
+from evaluations.forms import EvaluationPolicyForm, RunStartForm, SuiteAddForm
+from evaluations.models import (
+    EvaluationPolicy,
+    EvaluationRun,
+    EvaluationSuite,
+    GateOverride,
+    RunStatus,
+    SuiteSource,
+    SuiteVersion,
+)
+from evaluations.selectors import list_runs_with_progress
+
+
+def _bind(model_admin: admin.ModelAdmin, view: AdminPageView) -> Callable[..., HttpResponse]:
+    def bound(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return view(model_admin, request, *args, **kwargs)
+
+    return model_admin.admin_site.admin_view(bound)
+
+
+def _link(url: str, text: str) -> SafeString:
+    return format_html('<a href="{}">{}</a>', url, text)
+
+
+def _score(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+@admin.register(EvaluationSuite)
+class EvaluationSuiteAdmin(ServiceAddAdmin, HistoryAdmin):
+    add_form = SuiteAddForm
+    list_display = ("__str__", "name", "latest_version", "case_count", "updated_at")
+    list_filter = (("agent", admin.RelatedOnlyFieldListFilter),)
+    search_fields = ("slug", "name", "agent__slug")
+    fields = ("agent", "slug", "name", "description", "versions_list", "created_at", "updated_at")
+    readonly_fields = ("agent", "slug", "versions_list", "created_at", "updated_at")
+
+    def has_delete_permission(
+        self, request: HttpRequest, obj: EvaluationSuite | None = None
+    ) -> bool:
+        return False  # runs name its versions; a suite is history once measured
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[EvaluationSuite]:
+        # The latest version's number and size in the same query as the suites.
+        latest = SuiteVersion.objects.filter(suite=OuterRef("pk")).order_by("-version_number")
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("agent")
+            .annotate(
+                latest_pk=Subquery(latest.values("pk")[:1]),
+                latest_number=Subquery(latest.values("version_number")[:1]),
+                latest_cases=Subquery(latest.values("case_count")[:1]),
+            )
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "<path:object_id>/new-version/",
+                _bind(self, pages.new_suite_version_view),
+                name="evaluations_evaluationsuite_new_version",
+            ),
+            *super().get_urls(),
+        ]
+
+    @admin.display(description="latest version")
+    def latest_version(self, obj: EvaluationSuite) -> SafeString | str:
+        if obj.latest_pk is None:  # type: ignore[attr-defined]
+            return "—"
+        url = reverse("admin:evaluations_suiteversion_change", args=[obj.latest_pk])  # type: ignore[attr-defined]
+        return _link(url, f"v{obj.latest_number}")  # type: ignore[attr-defined]
+
+    @admin.display(description="cases")
+    def case_count(self, obj: EvaluationSuite) -> int | str:
+        return getattr(obj, "latest_cases", None) or "—"
+
+    @admin.display(description="versions")
+    def versions_list(self, obj: EvaluationSuite) -> SafeString:
+        rows = format_html_join(
+            "",
+            '<li><a href="{}">v{}</a> · {} cases · {} · {}</li>',
+            (
+                (
+                    version.get_absolute_url(),
+                    version.version_number,
+                    version.case_count,
+                    version.created_at.strftime("%Y-%m-%d %H:%M"),
+                    version.change_description.splitlines()[0]
+                    if version.change_description
+                    else "",
+                )
+                for version in obj.versions.order_by("-version_number")[:20]
+            ),
+        )
+        new_url = reverse("admin:evaluations_evaluationsuite_new_version", args=[obj.pk])
+        return format_html(
+            '<ul class="ac-eval-versions">{}</ul><p><a class="button" href="{}">Edit cases '
+            "(creates a new version)…</a></p>",
+            rows,
+            new_url,
+        )
+
+    def save_model(
+        self, request: HttpRequest, obj: EvaluationSuite, form: forms.ModelForm, change: bool
+    ) -> None:
+        # Only name and description are editable; they go through the service (history).
+        original = EvaluationSuite.objects.get(pk=obj.pk)
+        name, description = obj.name, obj.description
+        obj.name, obj.description = original.name, original.description
+        services.update_suite(
+            suite=obj, actor=Actor.of(request.user), name=name, description=description
+        )
+
+    def create_via_service(self, request: HttpRequest, form: forms.BaseForm) -> HttpResponse:
+        data = form.cleaned_data
+        actor = Actor.of(request.user)
+        # One transaction: a suite whose first version is refused is not left behind empty.
+        with transaction.atomic():
+            suite = services.create_suite(
+                agent=data["agent"],
+                slug=data["slug"],
+                name=data["name"],
+                description=data["description"],
+                actor=actor,
+            )
+            version = services.create_suite_version(
+                suite=suite,
+                actor=actor,
+                cases=data["cases"],
+                change_description=data["change_description"],
+                source=SuiteSource.BROWSER,
+            )
+        messages.success(
+            request, f"Created the suite {suite} with v1 ({version.case_count} cases)."
+        )
+        return HttpResponseRedirect(
+            reverse("admin:evaluations_evaluationsuite_change", args=[suite.pk])
+        )
+
+
+@admin.register(SuiteVersion)
+class SuiteVersionAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "case_count", "source", "created_at", "created_by")
+    list_filter = ("source", ("suite__agent", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("suite__slug", "suite__agent__slug", "change_description")
+    created_by = text_column("created_by_label", "created by")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # created by the suite's "Edit cases" page or sync_evals
+
+    def has_change_permission(self, request: HttpRequest, obj: SuiteVersion | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: SuiteVersion | None = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SuiteVersion]:
+        return super().get_queryset(request).select_related("suite__agent")
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "<path:object_id>/run/",
+                _bind(self, pages.start_run_view),
+                name="evaluations_suiteversion_run",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        return _bind(self, _suite_version_page)(request, object_id)
+
+
+@refusals_as_pages
+def _suite_version_page(
+    model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str
+) -> HttpResponse:
+    return pages.suite_version_page(
+        model_admin, request, pages.get_object_for_page(model_admin, request, object_id)
+    )
+
+
+class RunStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return list(RunStatus.choices)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.filter(status=self.value()) if self.value() else queryset
+
+
+@admin.register(EvaluationRun)
+class EvaluationRunAdmin(ServiceAddAdmin):
+    add_form = RunStartForm
+    list_display = (
+        "created_at",
+        "agent",
+        "version_label",
+        "suite_version",
+        "status",
+        "progress",
+        "score_column",
+        "error_count",
+        "created_by",
+    )
+    list_filter = (RunStatusFilter, ("agent", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("agent__slug", "created_by_label")
+    date_hierarchy = "created_at"
+    created_by = text_column("created_by_label", "started by")
+
+    def has_delete_permission(self, request: HttpRequest, obj: EvaluationRun | None = None) -> bool:
+        return False  # scores are evidence for the gate and overrides
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[EvaluationRun]:
+        return list_runs_with_progress(super().get_queryset(request)).defer(
+            "version__system_prompt", "version__guardrails", "judge_prompt", "recorded_answers"
+        )
+
+    @admin.display(description="version", ordering="version__version_number")
+    def version_label(self, obj: EvaluationRun) -> str:
+        return obj.version.label
+
+    @admin.display(description="progress")
+    def progress(self, obj: EvaluationRun) -> str:
+        return f"{getattr(obj, 'cases_done', '?')} / {obj.cases_total}"
+
+    @admin.display(description="score", ordering="score")
+    def score_column(self, obj: EvaluationRun) -> str:
+        return _score(obj.score)
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "<path:object_id>/cancel/",
+                _bind(self, pages.cancel_run_view),
+                name="evaluations_evaluationrun_cancel",
+            ),
+            path(
+                "<path:object_id>/compare/<path:baseline_id>/",
+                _bind(self, pages.compare_runs_view),
+                name="evaluations_evaluationrun_compare",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        return _bind(self, _run_page)(request, object_id)
+
+    def create_via_service(self, request: HttpRequest, form: forms.BaseForm) -> HttpResponse:
+        data = form.cleaned_data
+        run = services.start_run(
+            version=data["version"],
+            suite_version=data["suite_version"],
+            environment=data["environment"],
+            actor=Actor.of(request.user),
+        )
+        messages.success(
+            request,
+            f"Queued: {run.version.label} on {run.suite_version.label}, {run.cases_total} cases. "
+            "The worker runs it; this page follows its progress.",
+        )
+        return HttpResponseRedirect(run.get_absolute_url())
+
+
+@refusals_as_pages
+def _run_page(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
+    return pages.run_page(
+        model_admin, request, pages.get_object_for_page(model_admin, request, object_id)
+    )
+
+
+@admin.register(EvaluationPolicy)
+class EvaluationPolicyAdmin(HistoryAdmin):
+    form = EvaluationPolicyForm
+    list_display = ("environment", "required", "tolerance", "suite", "endpoint", "judge")
+    fieldsets = (
+        (None, {"fields": ("environment", "required", "tolerance", "suite_slug")}),
+        (
+            "Endpoint and judge (empty: the EVAL_* settings)",
+            {"fields": ("base_url", "api_key_env", "judge_model", "judge_prompt")},
+        ),
+    )
+
+    @admin.display(description="suite")
+    def suite(self, obj: EvaluationPolicy) -> str:
+        return obj.suite_slug or "the agent's only suite"
+
+    @admin.display(description="endpoint")
+    def endpoint(self, obj: EvaluationPolicy) -> str:
+        return obj.base_url or "EVAL_API_BASE_URL"
+
+    @admin.display(description="judge")
+    def judge(self, obj: EvaluationPolicy) -> str:
+        return obj.judge_model or "EVAL_JUDGE_MODEL"
+
+
+@admin.register(GateOverride)
+class GateOverrideAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "agent", "environment", "version", "gate_status", "by", "reason")
+    list_filter = ("environment", ("agent", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("agent__slug", "actor_label", "reason")
+    fields = (
+        "created_at",
+        "agent",
+        "environment",
+        "version",
+        "gate_status",
+        "explanation",
+        "candidate_run",
+        "baseline_run",
+        "actor",
+        "by",
+        "reason",
+    )
+    readonly_fields = fields
+    by = text_column("actor_label", "by")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(gates.OVERRIDE_PERMISSION)
+
+    def has_change_permission(self, request: HttpRequest, obj: GateOverride | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: GateOverride | None = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[GateOverride]:
+        return super().get_queryset(request).select_related("agent", "environment", "version")
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # Adding an override is the gate page: the verdict and the runs come before the reason.
+        return _bind(self, pages.gate_view)(request)

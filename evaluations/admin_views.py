@@ -1,0 +1,315 @@
+"""The evaluation pages inside the admin: new suite version, run, cancel, compare, override.
+
+Invariants:
+- Every page checks the permission it needs first (a 403 page that names it); the
+  services check again when a change is applied.
+- Writes happen only on POST, through evaluations.services or evaluations.gate; a refusal
+  is shown on the form or as an error message, never as a success.
+- A run page never waits for the run: it shows the stored progress and reloads itself
+  while the run is queued or running.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+
+from agentconfig.actors import Actor
+from agentconfig.admin_views import apply_service_error, page_context, refusals_as_pages
+from agentconfig.errors import Conflict, Forbidden, ServiceError
+from agentconfig.models import Agent
+from deployments.models import Environment
+from evaluations import gate as gates
+from evaluations import services
+from evaluations.cases import dump_cases
+from evaluations.forms import GateOverrideForm, RunStartForm, SuiteVersionForm
+from evaluations.models import EvaluationRun, EvaluationSuite, SuiteSource, SuiteVersion
+from evaluations.selectors import (
+    build_run_comparison,
+    get_latest_suite_version,
+    get_run_progress,
+    list_case_rows,
+    list_comparable_runs,
+)
+from versions.models import AgentVersion
+
+RELOAD_SECONDS = 3
+
+
+def _require_view(model_admin: admin.ModelAdmin, request: HttpRequest, obj: Any) -> None:
+    if not model_admin.has_view_permission(request, obj):
+        opts = model_admin.opts
+        raise Forbidden(
+            f"{request.user.get_username()} may not view {opts.verbose_name_plural}: this needs "
+            f"the permission '{opts.app_label}.view_{opts.model_name}'. Ask an administrator."
+        )
+
+
+def get_object_for_page(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str) -> Any:
+    obj = model_admin.get_object(request, unquote(object_id))
+    if obj is None:
+        raise Http404(f"There is no {model_admin.opts.verbose_name} with id {object_id!r}.")
+    _require_view(model_admin, request, obj)
+    return obj
+
+
+# --- suites ------------------------------------------------------------------------------
+
+
+@refusals_as_pages
+def new_suite_version_view(
+    model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str
+) -> HttpResponse:
+    """Edit a suite's cases; saving creates the suite's next version."""
+    suite: EvaluationSuite = get_object_for_page(model_admin, request, object_id)
+    actor = Actor.of(request.user)
+    actor.require(services.ADD_SUITE_VERSION_PERMISSION, "create suite versions")
+    latest = get_latest_suite_version(suite)
+    if request.method == "POST":
+        form = SuiteVersionForm(request.POST)
+        if form.is_valid():
+            try:
+                version = services.create_suite_version(
+                    suite=suite,
+                    actor=actor,
+                    cases=form.cleaned_data["cases"],
+                    change_description=form.cleaned_data["change_description"],
+                    source=SuiteSource.BROWSER,
+                )
+            except ValidationError as exc:
+                apply_service_error(form, exc)
+            except ServiceError as exc:
+                form.add_error(None, exc.message)
+            else:
+                messages.success(
+                    request,
+                    f"Saved {version.label} with {version.case_count} cases. Runs on earlier "
+                    "versions keep their scores; the gate compares runs on the same version.",
+                )
+                return HttpResponseRedirect(version.get_absolute_url())
+    else:
+        initial = {"cases": dump_cases(services.cases_of(latest)) if latest else ""}
+        form = SuiteVersionForm(initial=initial)
+    context = page_context(
+        request,
+        model_admin,
+        f"New version of the suite {suite}",
+        suite=suite,
+        latest=latest,
+        next_number=(latest.version_number + 1) if latest else 1,
+        form=form,
+    )
+    return TemplateResponse(request, "admin/evaluations/evaluationsuite/new_version.html", context)
+
+
+def suite_version_page(
+    model_admin: admin.ModelAdmin, request: HttpRequest, version: SuiteVersion
+) -> TemplateResponse:
+    """A suite version's cases and the runs measured on it."""
+    runs = (
+        EvaluationRun.objects.filter(suite_version=version)
+        .select_related("version")
+        .order_by("-created_at")[:50]
+    )
+    can_run = request.user.has_perm(services.RUN_PERMISSION)
+    form = RunStartForm(suite_version=version) if can_run else None
+    context = page_context(
+        request,
+        model_admin,
+        str(version),
+        version=version,
+        suite=version.suite,
+        cases=version.cases.order_by("position"),
+        runs=runs,
+        form=form,
+    )
+    return TemplateResponse(request, "admin/evaluations/suiteversion/detail.html", context)
+
+
+@refusals_as_pages
+def start_run_view(
+    model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str
+) -> HttpResponse:
+    """Run a version of the suite's agent on this suite version (queued for the worker)."""
+    version: SuiteVersion = get_object_for_page(model_admin, request, object_id)
+    actor = Actor.of(request.user)
+    actor.require(services.RUN_PERMISSION, "run evaluations")
+    form = RunStartForm(
+        request.POST if request.method == "POST" else None,
+        suite_version=version,
+        initial={"suite_version": version.pk},
+    )
+    if form.is_bound and form.is_valid():
+        try:
+            run = services.start_run(
+                version=form.cleaned_data["version"],
+                suite_version=form.cleaned_data["suite_version"],
+                environment=form.cleaned_data["environment"],
+                actor=actor,
+            )
+        except ValidationError as exc:
+            apply_service_error(form, exc)
+        except ServiceError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(
+                request,
+                f"Queued: {run.version.label} on {run.suite_version.label}, {run.cases_total} "
+                "cases. The worker runs it; this page follows its progress.",
+            )
+            return HttpResponseRedirect(run.get_absolute_url())
+    context = page_context(
+        request,
+        model_admin,
+        f"Run a version on {version}",
+        version=version,
+        suite=version.suite,
+        form=form,
+    )
+    return TemplateResponse(request, "admin/evaluations/suiteversion/run.html", context)
+
+
+# --- runs ----------------------------------------------------------------------------
+
+
+def run_page(
+    model_admin: admin.ModelAdmin, request: HttpRequest, run: EvaluationRun
+) -> TemplateResponse:
+    """A run's progress, settings, score and every case's answer, score and rationale."""
+    done, total = get_run_progress(run)
+    can_cancel = (
+        not run.is_finished
+        and run.cancel_requested_at is None
+        and request.user.has_perm(services.CANCEL_PERMISSION)
+    )
+    context = page_context(
+        request,
+        model_admin,
+        f"Run of {run.version.label} on {run.suite_version.label}",
+        run=run,
+        done=done,
+        total=total,
+        percent=round(100 * done / total) if total else 100,
+        rows=list_case_rows(run),
+        comparable=list_comparable_runs(run)[:20] if run.is_finished else [],
+        can_cancel=can_cancel,
+        reload_seconds=None if run.is_finished else RELOAD_SECONDS,
+    )
+    return TemplateResponse(request, "admin/evaluations/evaluationrun/detail.html", context)
+
+
+@refusals_as_pages
+def cancel_run_view(
+    model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str
+) -> HttpResponse:
+    """Confirm on GET, cancel on POST through evaluations.services.cancel_run."""
+    run: EvaluationRun = get_object_for_page(model_admin, request, object_id)
+    actor = Actor.of(request.user)
+    actor.require(services.CANCEL_PERMISSION, "cancel evaluation runs")
+    if request.method == "POST":
+        try:
+            services.cancel_run(run=run, actor=actor)
+        except Conflict as exc:
+            messages.error(request, f"Not cancelled: {exc.message}")
+        else:
+            messages.success(
+                request,
+                "Cancelling: no new case starts; calls already running finish and are kept.",
+            )
+        return HttpResponseRedirect(run.get_absolute_url())
+    done, total = get_run_progress(run)
+    context = page_context(
+        request,
+        model_admin,
+        f"Cancel the run of {run.version.label}?",
+        run=run,
+        done=done,
+        total=total,
+    )
+    return TemplateResponse(
+        request, "admin/evaluations/evaluationrun/cancel_confirmation.html", context
+    )
+
+
+@refusals_as_pages
+def compare_runs_view(
+    model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str, baseline_id: str
+) -> HttpResponse:
+    """Two runs side by side, per case, regressions first."""
+    candidate: EvaluationRun = get_object_for_page(model_admin, request, object_id)
+    baseline: EvaluationRun = get_object_for_page(model_admin, request, baseline_id)
+    context = page_context(
+        request,
+        model_admin,
+        f"{candidate.version.label} compared with {baseline.version.label}",
+        run=candidate,
+        comparison=build_run_comparison(candidate, baseline),
+    )
+    return TemplateResponse(request, "admin/evaluations/evaluationrun/compare.html", context)
+
+
+# --- gate ----------------------------------------------------------------------------------
+
+
+@refusals_as_pages
+def gate_view(model_admin: admin.ModelAdmin, request: HttpRequest) -> HttpResponse:
+    """The gate for (agent, environment, version), and the override form when it refuses."""
+    actor = Actor.of(request.user)
+    actor.require(gates.OVERRIDE_PERMISSION, "override the evaluation gate")
+    params = request.POST if request.method == "POST" else request.GET
+    agents = Agent.objects.order_by("slug")
+    environments = Environment.objects.all()
+    agent = agents.filter(slug=params.get("agent", "")).first()
+    environment = environments.filter(slug=params.get("environment", "")).first()
+    version = None
+    if agent is not None and params.get("version", "").isdigit():
+        version = AgentVersion.objects.filter(
+            agent=agent, version_number=int(params["version"])
+        ).first()
+    result = comparison = None
+    form = GateOverrideForm(request.POST if request.method == "POST" else None)
+    if agent is not None and environment is not None and version is not None:
+        if request.method == "POST" and form.is_valid():
+            try:
+                override = gates.record_gate_override(
+                    agent=agent,
+                    environment=environment,
+                    version=version,
+                    actor=actor,
+                    reason=form.cleaned_data["reason"],
+                )
+            except ValidationError as exc:
+                apply_service_error(form, exc)
+            except ServiceError as exc:
+                form.add_error(None, exc.message)
+            else:
+                messages.success(
+                    request,
+                    f"Recorded: {version.label} of {agent.slug} may go into "
+                    f"{environment.slug} despite the evaluation ({override.gate_status}).",
+                )
+                return HttpResponseRedirect(reverse("admin:evaluations_gateoverride_changelist"))
+        result = gates.check_gate(agent=agent, environment=environment, version=version)
+        if result.candidate_run and result.baseline_run:
+            comparison = build_run_comparison(result.candidate_run, result.baseline_run)
+    context = page_context(
+        request,
+        model_admin,
+        "Evaluation gate",
+        agents=agents,
+        environments=environments,
+        agent=agent,
+        environment=environment,
+        version=version,
+        version_number=params.get("version", ""),
+        result=result,
+        comparison=comparison,
+        form=form,
+    )
+    return TemplateResponse(request, "admin/evaluations/gateoverride/gate.html", context)

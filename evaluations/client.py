@@ -1,0 +1,159 @@
+"""One Chat Completions call to an OpenAI-compatible endpoint, with its cost. No Django.
+
+Built on the `openai` package (base_url, timeout, max_retries): it retries timeouts,
+connection errors, 429 and 5xx with exponential backoff and jitter, and honours the
+server's Retry-After. Works with OpenAI, Azure OpenAI's v1 API, vLLM, Ollama and the
+llama.cpp server.
+
+Invariants:
+- `complete` either returns the reply's text with tokens, latency and attempts, or raises
+  ChatError with one line a person can act on; it never raises anything else.
+- The API key is only held in memory for the client; it is never part of an error.
+- A ChatClient may be shared by threads (the underlying HTTP client is thread-safe).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+# Local servers (Ollama, llama.cpp, vLLM without --api-key) ignore the key, but the
+# client insists on one; it is sent only when none is configured.
+NO_KEY = "not-needed"
+MAX_ERROR_CHARS = 500
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    base_url: str
+    api_key: str
+    timeout: float
+    max_retries: int
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    latency_ms: int
+    attempts: int
+
+
+class ChatError(Exception):
+    """A call failed after its retries; the message says what happened."""
+
+    def __init__(self, message: str, latency_ms: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.latency_ms = latency_ms
+
+
+class ChatClient:
+    def __init__(self, endpoint: Endpoint) -> None:
+        # Imported here: the package takes half a second to import, and only workers (and
+        # `evaluate --wait`) call models; web processes that import this module never do.
+        import openai
+
+        self._openai = openai
+        self.endpoint = endpoint
+        self._client = openai.OpenAI(
+            base_url=endpoint.base_url,
+            api_key=endpoint.api_key or NO_KEY,
+            timeout=endpoint.timeout,
+            max_retries=endpoint.max_retries,
+        )
+
+    def __enter__(self) -> ChatClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def complete(
+        self,
+        *,
+        model: str,
+        messages: Sequence[Mapping[str, str]],
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        response_format: dict[str, Any] | None = None,
+    ) -> Completion:
+        """Send one chat completion request (retried as configured); the reply's text."""
+        options: dict[str, Any] = {}
+        if temperature is not None:
+            options["temperature"] = temperature
+        if max_tokens is not None:
+            options["max_tokens"] = max_tokens
+        if response_format is not None:
+            options["response_format"] = response_format
+        openai = self._openai
+        started = time.monotonic()
+        try:
+            raw = self._client.chat.completions.with_raw_response.create(
+                model=model, messages=[dict(m) for m in messages], **options
+            )
+            reply = raw.parse()
+            choice = reply.choices[0] if reply.choices else None
+            text = choice.message.content if choice is not None else None
+        except openai.APITimeoutError:
+            raise ChatError(
+                f"no reply within {self.endpoint.timeout:g} s "
+                f"({self._tries()}) from {self.endpoint.base_url}",
+                _ms_since(started),
+            ) from None
+        except openai.APIConnectionError as exc:
+            cause = exc.__cause__ or exc
+            raise ChatError(
+                f"could not connect to {self.endpoint.base_url} ({self._tries()}): {cause}",
+                _ms_since(started),
+            ) from None
+        except openai.APIStatusError as exc:
+            retried = exc.status_code == 429 or exc.status_code >= 500
+            tries = f" ({self._tries()})" if retried else ""
+            where = self.endpoint.base_url
+            raise ChatError(
+                f"HTTP {exc.status_code}{tries} from {where}: {_short(exc.message)}",
+                _ms_since(started),
+            ) from None
+        except Exception as exc:  # a reply the client could not read: malformed JSON, no choices
+            raise ChatError(
+                f"unreadable reply from {self.endpoint.base_url}: {_short(str(exc))}",
+                _ms_since(started),
+            ) from None
+        latency_ms = _ms_since(started)
+        if text is None:
+            reason = choice.finish_reason if choice is not None else "no choices"
+            raise ChatError(f"the reply has no text (finish_reason: {reason})", latency_ms)
+        usage = reply.usage
+        return Completion(
+            text=text,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            latency_ms=latency_ms,
+            attempts=raw.retries_taken + 1,
+        )
+
+    def _tries(self) -> str:
+        tries = self.endpoint.max_retries + 1
+        return "1 attempt" if tries == 1 else f"{tries} attempts"
+
+
+def _ms_since(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
+
+
+def _short(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= MAX_ERROR_CHARS else f"{line[: MAX_ERROR_CHARS - 1]}…"

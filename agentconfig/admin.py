@@ -1,8 +1,14 @@
 """The agent pages: the list with what is active where, and each agent's hub page.
 
 The agent page links to every action on an agent: New version (versions.admin),
-Deploy… and Roll back… per environment (deployments.admin_views). Their URLs live here,
-under the agent, so they read as /admin/agentconfig/agent/<id>/deploy/<environment>/.
+Deploy… and Roll back… per environment (deployments.admin_views), Start canary… and the
+running canary's Advance… / Promote now… / Abort… / Change percentage…
+(deployments.canary_admin_views). Their URLs live here, under the agent, so they read
+as /admin/agentconfig/agent/<id>/deploy/<environment>/ and
+/admin/agentconfig/agent/<id>/canary/<environment>/advance/.
+
+The agent page's queries do not grow with environments, canaries or decisions: pointers
+come with their canaries in one prefetch, and each canary read covers every environment.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from django.contrib.admin.utils import unquote
 from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path
+from django.utils import timezone
 from django.utils.html import format_html_join
 from django.utils.safestring import SafeString
 
@@ -24,7 +31,9 @@ from agentconfig.actors import Actor
 from agentconfig.admin_views import AdminPageView, HistoryAdmin, ServiceAddAdmin
 from agentconfig.models import Agent
 from deployments import admin_views as deployment_pages
+from deployments import canary_admin_views as canary_pages
 from deployments.models import Environment, Pointer
+from deployments.selectors import list_finished_canaries
 from versions import admin as version_pages
 from versions.forms import AgentAddForm
 from versions.models import AgentVersion
@@ -37,6 +46,7 @@ VERSIONS_SHOWN = 50
 class EnvironmentRow:
     environment: Environment
     pointer: Pointer | None
+    canary: canary_pages.CanaryPanel | None = None
 
 
 @dataclass(frozen=True)
@@ -56,9 +66,16 @@ class AgentAdmin(ServiceAddAdmin, HistoryAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Agent]:
         # One query for every agent's pointers, whatever the page size (no N+1 in the list).
         pointers = (
-            Pointer.objects.select_related("environment", "stable_version")
-            # Only the version's number is shown; its prompt may be 200,000 characters.
-            .defer("stable_version__system_prompt", "stable_version__guardrails")
+            Pointer.objects.select_related(
+                "environment", "stable_version", "canary", "canary__canary_version"
+            )
+            # Only the versions' numbers are shown; a prompt may be 200,000 characters.
+            .defer(
+                "stable_version__system_prompt",
+                "stable_version__guardrails",
+                "canary__canary_version__system_prompt",
+                "canary__canary_version__guardrails",
+            )
             .order_by("environment__position", "environment__slug")
         )
         # A subquery rather than Max() over a join, so the list's COUNT stays a plain count.
@@ -95,8 +112,19 @@ class AgentAdmin(ServiceAddAdmin, HistoryAdmin):
             return "not deployed"
         return format_html_join(
             " · ",
-            "<span class='ac-env'>{}: {}</span>",
-            ((p.environment.slug, p.stable_version.label) for p in pointers),
+            "<span class='ac-env'>{}: {}{}</span>",
+            (
+                (
+                    p.environment.slug,
+                    p.stable_version.label,
+                    (
+                        f" + canary {p.canary.canary_version.label} at {p.canary.percent:g} %"
+                        if p.canary
+                        else ""
+                    ),
+                )
+                for p in pointers
+            ),
         )
 
     @admin.display(description="latest version", ordering="latest_number")
@@ -154,7 +182,32 @@ class AgentAdmin(ServiceAddAdmin, HistoryAdmin):
                 page(deployment_pages.rollback_view),
                 name="agentconfig_agent_rollback",
             ),
+            path(
+                "<path:object_id>/canary/<slug:environment>/start/apply/",
+                page(canary_pages.canary_start_apply_view),
+                name="agentconfig_agent_canary_start_apply",
+            ),
+            path(
+                "<path:object_id>/canary/<slug:environment>/start/",
+                page(canary_pages.canary_start_view),
+                name="agentconfig_agent_canary_start",
+            ),
         ]
+        for action in canary_pages.ACTIONS:
+            urls += [
+                path(
+                    f"<path:object_id>/canary/<slug:environment>/{action}/apply/",
+                    page(canary_pages.canary_action_apply_view),
+                    {"action": action},
+                    name=f"agentconfig_agent_canary_{action}_apply",
+                ),
+                path(
+                    f"<path:object_id>/canary/<slug:environment>/{action}/",
+                    page(canary_pages.canary_action_view),
+                    {"action": action},
+                    name=f"agentconfig_agent_canary_{action}",
+                ),
+            ]
         return urls + super().get_urls()
 
     def change_view(
@@ -172,8 +225,10 @@ class AgentAdmin(ServiceAddAdmin, HistoryAdmin):
     def _overview(self, request: HttpRequest, agent: Agent) -> dict[str, Any]:
         """Where each version is active and the agent's newest versions, for its page."""
         pointers = {p.environment_id: p for p in agent.pointers.all()}
+        panels = canary_pages.build_canary_panels(list(pointers.values()), now=timezone.now())
         environments = [
-            EnvironmentRow(env, pointers.get(env.pk)) for env in Environment.objects.all()
+            EnvironmentRow(env, pointers.get(env.pk), panels.get(env.pk))
+            for env in Environment.objects.all()
         ]
         active_in: dict[Any, list[str]] = {}
         for row in environments:
@@ -201,4 +256,7 @@ class AgentAdmin(ServiceAddAdmin, HistoryAdmin):
             "can_add_version": user.has_perm(version_pages.ADD_VERSION_PERMISSION),
             "can_deploy": user.has_perm(deployment_pages.DEPLOY_PERMISSION),
             "can_rollback": user.has_perm(deployment_pages.ROLLBACK_PERMISSION),
+            "can_manage_canary": user.has_perm(canary_pages.MANAGE_PERMISSION),
+            "canaries": [row for row in environments if row.canary is not None],
+            "finished_canaries": list_finished_canaries(agent, limit=canary_pages.FINISHED_SHOWN),
         }

@@ -87,14 +87,14 @@ def describe_release_details(entry: ReleaseLogEntry) -> str:
         return ""
     if entry.kind == ReleaseKind.CANARY_START:
         steps = details.get("steps")
-        ramp = ", ".join(_percent(s) for s in steps) if isinstance(steps, list) else "?"
+        ramp = " → ".join(_percent(s) for s in steps) if isinstance(steps, list) else "?"
         bake = details.get("bake_seconds")
-        minutes = f" · at least {bake // 60} min per step" if isinstance(bake, int) else ""
-        return f"steps {ramp}{minutes}"
+        minutes = f", ≥ {bake // 60} min each" if isinstance(bake, int) else ""
+        return f"{ramp}{minutes}"
     if entry.kind == ReleaseKind.CANARY_CHANGE:
         return f"{_percent(details.get('from_percent'))} → {_percent(details.get('to_percent'))}"
     if "percent" in details:
-        return f"canary was at {_percent(details.get('percent'))}"
+        return f"at {_percent(details.get('percent'))}"
     return json.dumps(details, sort_keys=True, ensure_ascii=False)
 
 

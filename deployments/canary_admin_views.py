@@ -662,7 +662,7 @@ def _chart(
         canary_chart.Sample(timezone.localtime(s.start), s.track, s.n, s.errors) for s in samples
     ]
     markers = [
-        canary_chart.Marker(timezone.localtime(entry.created_at), f"{percent:g} %")
+        canary_chart.Marker(timezone.localtime(entry.created_at), f"→ {percent:g} %")
         for entry in changes
         if isinstance(percent := entry.details.get("to_percent"), int | float)
     ]
@@ -675,8 +675,8 @@ def _chart(
             f"{rollout.canary_version.label} and stable {stable.label}"
         ),
         description=(
-            "Share of failed outcomes per arm since the canary started; dashed lines mark "
-            "changes of the canary's percentage."
+            "Share of failed outcomes per arm since the canary started; dotted vertical "
+            "lines mark changes of the canary's percentage."
         ),
         chart_id=f"canary-chart-{pointer.environment.slug}",
         markers=markers,

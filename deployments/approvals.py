@@ -7,6 +7,8 @@ Invariants:
 - An approval counts only if it was given while the version now active in the target
   environment was active (otherwise the reviewer saw a diff that is no longer the real
   one), by a reviewer other than the requester, and the request has no rejection.
+- Where the environment requires evaluation, the version must pass the evaluation gate
+  (evaluations.gate) or carry a reviewer's override; break glass skips both.
 - Rollbacks never pass through here: they only return to what already served there.
 """
 
@@ -23,6 +25,7 @@ from deployments.models import (
     RequestStatus,
     ReviewDecision,
 )
+from evaluations.gate import check_gate
 from versions.models import AgentVersion
 
 BREAK_GLASS_PERMISSION = "deployments.break_glass"
@@ -54,21 +57,38 @@ def clear_release(
     break_glass: str = "",
 ) -> dict[str, Any]:
     """Refuse unless this release may go ahead; the release-log details that say why it may."""
-    if request is not None:
-        _check_request(request, environment, version, kind, active_version_id)
-        return {"request": request.pk}
     if break_glass.strip():
+        # An emergency skips review and the evaluation gate; the audit shows it in red.
         actor.require(BREAK_GLASS_PERMISSION, "break the glass")
         return {"break_glass": break_glass.strip()}
+    details = _evaluation_gate(environment, version)
+    if request is not None:
+        _check_request(request, environment, version, kind, active_version_id)
+        return {**details, "request": request.pk}
     needed = environment.required_approvals
     if needed == 0:
-        return {}
+        return details
     approvals = "1 approval" if needed == 1 else f"{needed} approvals"
     raise Forbidden(
         f"{environment.slug} requires {approvals}: open a deployment request (admin: Request "
         "deployment…; CLI: sync_agents --request), have it approved, then apply it with "
         "--request ID. In an emergency: --break-glass REASON (recorded in the audit)."
     )
+
+
+def _evaluation_gate(environment: Environment, version: AgentVersion) -> dict[str, Any]:
+    gate = check_gate(agent=version.agent, environment=environment, version=version)
+    if not gate.allowed:
+        raise Conflict(
+            f"{gate.title}: {gate.explanation} A reviewer can override the gate with a reason "
+            "(permission evaluations.override_gate)."
+        )
+    if not gate.required:
+        return {}
+    details: dict[str, Any] = {"evaluation": str(gate.status)}
+    if gate.override is not None:
+        details["evaluation_override"] = gate.override.pk
+    return details
 
 
 def _check_request(

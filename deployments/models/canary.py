@@ -72,6 +72,8 @@ class CanaryPolicy(models.Model):
     class Meta:
         verbose_name_plural = "canary policies"
         constraints = [
+            # The analysis divides by the sample sizes; zero would decide on no evidence.
+            models.CheckConstraint(condition=Q(min_outcomes__gte=1), name="policy_min_outcomes"),
             models.CheckConstraint(
                 condition=Q(rollback_ratio__gte=1), name="policy_rollback_ratio"
             ),

@@ -3,8 +3,8 @@
 The compare pages (/admin/versions/agentversion/compare/<agent>/<a>...<b>/) live in
 versions.compare_views; their URLs are added by AgentVersionAdmin.get_urls.
 
-Git (docs/git-pipeline.md): a version page shows where the version came from (commit,
-author, date, message, file), marks an agent edited outside git since its last version in
+Git (README, "Git as the source of truth"): a version page shows where the version came
+from (commit, author, date, message, file), marks an agent edited outside git since its last version in
 git (versions.selectors.get_drift) and links `…/<id>/download.yaml`, the version as an
 agent file to commit; the version list has a "git" column and filter.
 

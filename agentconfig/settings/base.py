@@ -130,7 +130,7 @@ AGENTCONFIG_RUNTIME_CACHE_TTL = env.int("AGENTCONFIG_RUNTIME_CACHE_TTL", default
 # The OpenAI-compatible Chat Completions endpoint that evaluation runs call (OpenAI,
 # Azure OpenAI, vLLM, Ollama, llama.cpp...). Without a base URL, model-backed runs are
 # refused with a message naming these variables; an environment's evaluation policy
-# may name its own base URL and key variable instead (docs/evaluations.md).
+# may name its own base URL and key variable instead (README, "Evaluations").
 EVAL_API_BASE_URL = env.str("EVAL_API_BASE_URL", default="")
 EVAL_API_KEY = env.str("EVAL_API_KEY", default="")
 # The LLM-as-judge model and its instructions (empty prompt: the built-in one).

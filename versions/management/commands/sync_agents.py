@@ -19,7 +19,7 @@ class Command(ServiceCommand):
         "new version only where the config changed since the agent's latest version. Every "
         "file is validated first: if any is invalid, nothing is written and every problem "
         "is listed. From git, each version records its commit; a commit older than an "
-        "agent's last sync is refused unless --allow-revert; see docs/git-pipeline.md."
+        "agent's last sync is refused unless --allow-revert (README: git as the source of truth)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

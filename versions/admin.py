@@ -4,9 +4,9 @@ The compare pages (/admin/versions/agentversion/compare/<agent>/<a>...<b>/) live
 versions.compare_views; their URLs are added by AgentVersionAdmin.get_urls.
 
 Git (README, "Git as the source of truth"): a version page shows where the version came
-from (commit, author, date, message, file), marks an agent edited outside git since its last version in
-git (versions.selectors.get_drift) and links `…/<id>/download.yaml`, the version as an
-agent file to commit; the version list has a "git" column and filter.
+from (commit, author, date, message, file), marks an agent edited outside git since its
+last version in git (versions.selectors.get_drift) and links `…/<id>/download.yaml`, the
+version as an agent file to commit; the version list has a "git" column and filter.
 
 Invariants:
 - Nothing here adds, changes or deletes a version row directly: the version admin grants

@@ -44,11 +44,8 @@ Invariants:
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -58,6 +55,7 @@ from agentconfig.actors import Actor
 from agentconfig.errors import ServiceError
 from agentconfig.models import Agent
 from deployments.models import Environment
+from deployments.requests import create_request
 from deployments.selectors import get_environment
 from deployments.services import MAX_REASON, deploy_version
 from versions.git_source import (
@@ -93,7 +91,6 @@ from versions.sync import (
     validate_files,
 )
 
-REQUESTS_MODULE = "deployments.requests"
 # T relative to an agent's last commit in git; "not_older" includes another branch.
 Order = Literal["same", "not_older", "older", "unknown"]
 
@@ -464,7 +461,6 @@ def _missing(synced_slugs: list[str], folder: str) -> list[AgentResult]:
 class _Targets:
     deploy_to: Environment | None
     request_for: Environment | None
-    create_request: Callable[..., Any] | None
 
 
 def _release_targets(deploy_to: str | None, request_for: str | None) -> _Targets:
@@ -475,23 +471,14 @@ def _release_targets(deploy_to: str | None, request_for: str | None) -> _Targets
             "deployed to directly or through a request, not both."
         )
     deploy_env = get_environment(deploy_to) if deploy_to else None
-    if deploy_env is not None and getattr(deploy_env, "required_approvals", 0) > 0:
+    if deploy_env is not None and deploy_env.required_approvals > 0:
         raise ServiceError(
             f"{deploy_env.slug} requires approval before a deploy, so --deploy-to "
             f"{deploy_env.slug} cannot deploy there. Use --request {deploy_env.slug} to open "
             "deployment requests instead."
         )
-    request_env, create_request = None, None
-    if request_for:
-        if importlib.util.find_spec(REQUESTS_MODULE) is None:
-            raise ServiceError(
-                "--request is not available yet: this installation has no deployment "
-                "requests (approvals). Leave --request out and deploy after review with "
-                "manage.py deploy."
-            )
-        request_env = get_environment(request_for)
-        create_request = importlib.import_module(REQUESTS_MODULE).create_request
-    return _Targets(deploy_env, request_env, create_request)
+    request_env = get_environment(request_for) if request_for else None
+    return _Targets(deploy_env, request_env)
 
 
 def _release(
@@ -522,8 +509,8 @@ def _release(
                     reason=reason,
                 )
                 lines.append(f"Deployed {where} to {targets.deploy_to.slug}.")
-            if targets.request_for is not None and targets.create_request is not None:
-                targets.create_request(
+            if targets.request_for is not None:
+                create_request(
                     agent=version.agent,
                     environment=targets.request_for,
                     version=version,

@@ -5,7 +5,6 @@ Every test builds a real repository with the git command (tests/versions/git_hel
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 import uuid
@@ -20,7 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from agentconfig.actors import Actor
 from agentconfig.errors import ImmutableRecord
 from agentconfig.models import Agent
-from deployments.models import Environment, Pointer, ReleaseLogEntry
+from deployments.models import DeploymentRequest, Environment, Pointer, ReleaseLogEntry
 from tests import factories
 from tests.versions.git_helpers import (
     BOB,
@@ -835,24 +834,9 @@ def test_sync_from_git__deploy_refused__sync_rolled_back_too(db, repo, staging):
     assert AgentVersion.objects.count() == 0
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("deployments.requests") is not None,
-    reason="deployment requests are installed",
-)
-def test_command__request_without_deployment_requests__not_available_yet(db, repo):
-    with pytest.raises(CommandError, match="--request is not available yet"):
-        command("--repo", str(repo), "--request", "production")
-
-
-@pytest.mark.skipif(
-    importlib.util.find_spec("deployments.requests") is None,
-    reason="deployment requests are not installed",
-)
 def test_command__request_production__one_request_per_new_version_naming_the_commit(
     db, repo, staging, production
 ):
-    from deployments.models import DeploymentRequest
-
     sha = head(repo)
 
     lines = command(

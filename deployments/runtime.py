@@ -23,9 +23,7 @@ import hmac
 import json
 import logging
 import re
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +32,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from agentconfig.bucketing import bucket
+from agentconfig.caching import LocalCopies, cache_add, cache_get, cache_get_many
 from agentconfig.models import Agent
 from deployments.models import ApiKey, Pointer
 from flags.evaluation import FlagSnapshot, evaluate_all, filter_tools
@@ -207,7 +206,7 @@ def lookup(raw_key: str, agent_slug: str) -> tuple[KeyEntry | None, Generations]
     entry_key = _key_entry_key(key_id or "invalid")
     agent_key = _generation_key(_agent_scope(agent_slug))
     flags_key = _generation_key(FLAGS_SCOPE)
-    cached = _cache_get_many([entry_key, agent_key, flags_key]) if key_id else {}
+    cached = cache_get_many([entry_key, agent_key, flags_key]) if key_id else {}
     generation = (
         cached.get(agent_key) or _start_generation(agent_key),
         cached.get(flags_key) or _start_generation(flags_key),
@@ -219,7 +218,7 @@ def lookup(raw_key: str, agent_slug: str) -> tuple[KeyEntry | None, Generations]
     if entry is None:
         entry = _load_key_entry(key_id)
         ttl = MISSING_KEY_TTL if entry.get("missing") else settings.AGENTCONFIG_RUNTIME_CACHE_TTL
-        _cache_add(entry_key, entry, ttl)
+        cache_add(entry_key, entry, ttl)
     expected = entry.get("hash", _DUMMY_HASH)
     matches = hmac.compare_digest(hash_key(raw_key), expected)
     if not matches or entry.get("revoked") or entry.get("missing"):
@@ -227,50 +226,14 @@ def lookup(raw_key: str, agent_slug: str) -> tuple[KeyEntry | None, Generations]
     return KeyEntry(entry["environment_id"], entry["environment_slug"]), generation
 
 
-class _LocalDocuments:
-    """This process's copies of documents, by document key.
-
-    A document never changes within a generation, and the generation is read from the
-    shared cache on every request, so a local copy is never stale: it saves the second
-    cache round trip and the unpickling of a large prompt. Bounded in size, and kept no
-    longer than the shared entry, so a lost invalidation is bounded by the same TTL.
-    """
-
-    def __init__(self, max_entries: int = 1024) -> None:
-        self._entries: OrderedDict[str, tuple[float, Document]] = OrderedDict()
-        self._max_entries = max_entries
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> Document | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
-            if entry[0] < time.monotonic():
-                del self._entries[key]
-                return None
-            self._entries.move_to_end(key)
-            return entry[1]
-
-    def put(self, key: str, document: Document, ttl: float) -> None:
-        with self._lock:
-            self._entries[key] = (time.monotonic() + ttl, document)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._max_entries:
-                self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
-local_documents = _LocalDocuments()
+# Documents never change within a generation: see agentconfig.caching.LocalCopies.
+local_documents: LocalCopies[Document] = LocalCopies(max_entries=1024)
 
 
 def _start_generation(key: str) -> int:
     """Create a missing generation (first use, or evicted); another process may win."""
-    _cache_add(key, time.time_ns(), None)
-    return _cache_get(key) or time.time_ns()
+    cache_add(key, time.time_ns(), None)
+    return cache_get(key) or time.time_ns()
 
 
 def get_document(key: KeyEntry, agent_slug: str, generations: Generations) -> Document:
@@ -279,10 +242,10 @@ def get_document(key: KeyEntry, agent_slug: str, generations: Generations) -> Do
     document = local_documents.get(doc_key)
     if document is not None:
         return document
-    document = _cache_get(doc_key)
+    document = cache_get(doc_key)
     if document is None:
         document = build_document(key, agent_slug)
-        _cache_add(doc_key, document, settings.AGENTCONFIG_RUNTIME_CACHE_TTL)
+        cache_add(doc_key, document, settings.AGENTCONFIG_RUNTIME_CACHE_TTL)
     local_documents.put(doc_key, document, settings.AGENTCONFIG_RUNTIME_CACHE_TTL)
     return document
 
@@ -363,27 +326,3 @@ def _load_key_entry(key_id: str) -> dict[str, Any]:
         "environment_slug": key.environment.slug,
         "revoked": key.revoked_at is not None,
     }
-
-
-# A cache that is down must not take the endpoint down while the database is up.
-def _cache_get(key: str) -> Any:
-    try:
-        return cache.get(key)
-    except Exception:
-        logger.warning("runtime cache read failed; using the database", exc_info=True)
-        return None
-
-
-def _cache_get_many(keys: list[str]) -> dict[str, Any]:
-    try:
-        return cache.get_many(keys)
-    except Exception:
-        logger.warning("runtime cache read failed; using the database", exc_info=True)
-        return {}
-
-
-def _cache_add(key: str, value: Any, timeout: int | None) -> None:
-    try:
-        cache.add(key, value, timeout)
-    except Exception:
-        logger.warning("runtime cache write failed", exc_info=True)

@@ -17,18 +17,15 @@ from __future__ import annotations
 import difflib
 import json
 import logging
-import threading
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db.models import FilteredRelation, Q
 
+from agentconfig.caching import LocalCopies, cache_add, cache_get
 from flags import rules as schema
 from flags.evaluation import FlagSnapshot, FlagState
 from flags.models import Flag, FlagEnvironment, ToolGate
@@ -97,10 +94,10 @@ def get_ofrep_snapshot(environment_id: int, flags_generation: int) -> FlagSnapsh
     snapshot = local_snapshots.get(key)
     if snapshot is not None:
         return snapshot
-    snapshot = _cache_get(key)
+    snapshot = cache_get(key)
     if snapshot is None:
         snapshot = build_environment_snapshot(environment_id)
-        _cache_add(key, snapshot)
+        cache_add(key, snapshot, settings.AGENTCONFIG_RUNTIME_CACHE_TTL)
     local_snapshots.put(key, snapshot, settings.AGENTCONFIG_RUNTIME_CACHE_TTL)
     return snapshot
 
@@ -164,52 +161,7 @@ def _compile(
 # --- a per-process copy of OFREP snapshots ---------------------------------------------
 
 
-class _LocalSnapshots:
-    """This process's snapshots by cache key (which includes the generation, read on every
-    request), so a copy is never stale; bounded, and kept no longer than the cache TTL."""
-
-    def __init__(self, max_entries: int = 256) -> None:
-        self._entries: OrderedDict[str, tuple[float, FlagSnapshot]] = OrderedDict()
-        self._max_entries = max_entries
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> FlagSnapshot | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None or entry[0] < time.monotonic():
-                self._entries.pop(key, None)
-                return None
-            self._entries.move_to_end(key)
-            return entry[1]
-
-    def put(self, key: str, snapshot: FlagSnapshot, ttl: float) -> None:
-        with self._lock:
-            self._entries[key] = (time.monotonic() + ttl, snapshot)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._max_entries:
-                self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
-local_snapshots = _LocalSnapshots()
-
-
-def _cache_get(key: str) -> FlagSnapshot | None:
-    try:
-        return cache.get(key)
-    except Exception:
-        logger.warning("flag snapshot cache read failed; using the database", exc_info=True)
-        return None
-
-
-def _cache_add(key: str, snapshot: FlagSnapshot) -> None:
-    try:
-        cache.add(key, snapshot, settings.AGENTCONFIG_RUNTIME_CACHE_TTL)
-    except Exception:
-        logger.warning("flag snapshot cache write failed", exc_info=True)
+local_snapshots: LocalCopies[FlagSnapshot] = LocalCopies(max_entries=256)
 
 
 # --- the admin's views of a flag ----------------------------------------------------------

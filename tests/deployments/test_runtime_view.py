@@ -8,6 +8,7 @@ from django.db import connection
 from django.urls import reverse
 
 from agentconfig.actors import Actor
+from agentconfig.caching import cache_add
 from deployments import runtime
 from deployments.services import revoke_api_key, rollback
 from tests import factories
@@ -155,9 +156,7 @@ def test_config__reader_races_with_deploy__stale_document_is_never_served(
     # ...and a deploy that commits before the reader writes its document to the cache
     with django_capture_on_commit_callbacks(execute=True):
         factories.deploy(factories.create_version(agent), production)
-    runtime._cache_add(
-        runtime._document_key(key.environment_id, "support-bot", generation), stale, 60
-    )
+    cache_add(runtime._document_key(key.environment_id, "support-bot", generation), stale, 60)
 
     # Then the next request still sees the new version
     assert get(client, api_key).json()["version"]["number"] == 2

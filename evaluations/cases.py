@@ -29,10 +29,11 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
+
+from versions.file_format import Problem  # one 'where and what' type for all files
 
 SCORERS = ("llm_judge", "exact", "contains", "regex", "valid_json")
 DETERMINISTIC_SCORERS = ("exact", "contains", "regex", "valid_json")
@@ -47,17 +48,6 @@ MAX_TAGS = 20
 MAX_TAG_CHARS = 50
 MAX_WEIGHT = 1000.0
 CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong: where (e.g. `cases[2].weight`) and what."""
-
-    location: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.location}: {self.message}" if self.location else self.message
 
 
 class CaseError(ValueError):

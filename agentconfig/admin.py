@@ -1,45 +1,66 @@
 """The agent pages: the list with what is active where, and each agent's hub page.
 
 The agent page links to every action on an agent: New version (versions.admin),
-Deploy… and Roll back… per environment (deployments.admin_views), Start canary… and the
-running canary's Advance… / Promote now… / Abort… / Change percentage…
-(deployments.canary_admin_views). Their URLs live here, under the agent, so they read
-as /admin/agentconfig/agent/<id>/deploy/<environment>/ and
+Deploy… and Roll back… per environment (deployments.admin_views), Request deployment…
+and Break glass… (deployments.request_admin_views), Start canary… and the running
+canary's Advance… / Promote now… / Abort… / Change percentage…
+(deployments.canary_admin_views), and the Timeline (agentconfig.timeline_views). Their
+URLs live here, under the agent, so they read as
+/admin/agentconfig/agent/<id>/deploy/<environment>/ and
 /admin/agentconfig/agent/<id>/canary/<environment>/advance/.
+
+Where an environment requires approval, the page offers Request deployment… instead of
+Deploy…, and Break glass… (red, apart) only to users holding deployments.break_glass.
+Agents edited outside git since their last version in git are marked in the list and on
+the page, with the YAML of the newest version to download (versions.selectors.get_drifts).
 
 The agent page's queries do not grow with environments, canaries or decisions: pointers
 come with their canaries in one prefetch, and each canary read covers every environment.
+The list reads drift for the whole page in two queries.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
+from django.contrib.admin.views.main import ChangeList
 from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from agentconfig import timeline_views
 from agentconfig.actors import Actor
 from agentconfig.admin_views import AdminPageView, HistoryAdmin, ServiceAddAdmin
 from agentconfig.models import Agent
 from deployments import admin_views as deployment_pages
 from deployments import canary_admin_views as canary_pages
-from deployments.models import Environment, Pointer
-from deployments.selectors import list_finished_canaries
+from deployments import request_admin_views as request_pages
+from deployments.approvals import BREAK_GLASS_PERMISSION
+from deployments.models import DeploymentRequest, Environment, Pointer
+from deployments.selectors import list_finished_canaries, list_open_requests
 from versions import admin as version_pages
 from versions.forms import AgentAddForm
 from versions.models import AgentVersion
+from versions.selectors import Drift, get_drift, get_drifts
 from versions.services import create_agent, update_agent
 
 VERSIONS_SHOWN = 50
+
+
+@dataclass(frozen=True)
+class OpenRequestRow:
+    """An open deployment request and how far it is from being applicable."""
+
+    request: DeploymentRequest
+    state: request_pages.ApprovalState
 
 
 @dataclass(frozen=True)
@@ -47,6 +68,23 @@ class EnvironmentRow:
     environment: Environment
     pointer: Pointer | None
     canary: canary_pages.CanaryPanel | None = None
+    open_requests: list[OpenRequestRow] = field(default_factory=list)
+
+    @property
+    def guarded(self) -> bool:
+        """Releases here need an approved request (or break glass)."""
+        return self.environment.required_approvals > 0
+
+
+class AgentChangeList(ChangeList):
+    """The agent list, with each agent's drift read for the whole page at once."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        # result_list is evaluated once; the rows rendered later are these instances.
+        drifts = get_drifts(self.result_list)
+        for agent in self.result_list:
+            agent.drift = drifts.get(agent.pk)
 
 
 @dataclass(frozen=True)
@@ -58,7 +96,7 @@ class VersionRow:
 @admin.register(Agent)
 class AgentAdmin(ServiceAddAdmin, HistoryAdmin):
     add_form = AgentAddForm
-    list_display = ("slug", "name", "active_versions", "latest_version", "updated_at")
+    list_display = ("slug", "name", "active_versions", "latest_version", "git", "updated_at")
     search_fields = ("slug", "name", "description")
     # Agent.get_absolute_url is this admin page; a "View on site" link would loop back.
     view_on_site = False
@@ -86,6 +124,9 @@ class AgentAdmin(ServiceAddAdmin, HistoryAdmin):
             .annotate(latest_number=Subquery(latest.values("version_number")[:1]))
             .prefetch_related(Prefetch("pointers", queryset=pointers))
         )
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return AgentChangeList
 
     def get_fields(self, request: HttpRequest, obj: Agent | None = None) -> list[str]:
         if obj is None:
@@ -131,6 +172,20 @@ class AgentAdmin(ServiceAddAdmin, HistoryAdmin):
     def latest_version(self, obj: Agent) -> str:
         number = getattr(obj, "latest_number", None)
         return f"v{number}" if number else "no versions yet"
+
+    @admin.display(description="git")
+    def git(self, obj: Agent) -> SafeString | str:
+        drift: Drift | None = getattr(obj, "drift", None)
+        if drift is None:
+            return ""
+        return format_html(
+            '<span class="ac-badge ac-badge-drift" title="{}"><span aria-hidden="true">⎇</span> '
+            'edited outside git</span> <a href="{}" download>{}.yaml ({})</a>',
+            drift.describe(),
+            reverse("admin:versions_agentversion_download", args=[drift.latest.pk]),
+            obj.slug,
+            drift.latest.label,
+        )
 
     def save_model(
         self, request: HttpRequest, obj: Agent, form: forms.BaseForm, change: bool
@@ -183,6 +238,31 @@ class AgentAdmin(ServiceAddAdmin, HistoryAdmin):
                 name="agentconfig_agent_rollback",
             ),
             path(
+                "<path:object_id>/request/<slug:environment>/submit/",
+                page(request_pages.request_submit_view),
+                name="agentconfig_agent_request_submit",
+            ),
+            path(
+                "<path:object_id>/request/<slug:environment>/",
+                page(request_pages.request_view),
+                name="agentconfig_agent_request",
+            ),
+            path(
+                "<path:object_id>/breakglass/<slug:environment>/apply/",
+                page(request_pages.break_glass_apply_view),
+                name="agentconfig_agent_break_glass_apply",
+            ),
+            path(
+                "<path:object_id>/breakglass/<slug:environment>/",
+                page(request_pages.break_glass_view),
+                name="agentconfig_agent_break_glass",
+            ),
+            path(
+                "<path:object_id>/timeline/",
+                page(timeline_views.timeline_view),
+                name="agentconfig_agent_timeline",
+            ),
+            path(
                 "<path:object_id>/canary/<slug:environment>/start/apply/",
                 page(canary_pages.canary_start_apply_view),
                 name="agentconfig_agent_canary_start_apply",
@@ -226,8 +306,19 @@ class AgentAdmin(ServiceAddAdmin, HistoryAdmin):
         """Where each version is active and the agent's newest versions, for its page."""
         pointers = {p.environment_id: p for p in agent.pointers.all()}
         panels = canary_pages.build_canary_panels(list(pointers.values()), now=timezone.now())
+        open_requests: dict[int, list[OpenRequestRow]] = {}
+        for open_request in list_open_requests(agent):
+            pointer = pointers.get(open_request.environment_id)
+            state = request_pages.approval_state(
+                open_request, pointer.stable_version_id if pointer else None
+            )
+            open_requests.setdefault(open_request.environment_id, []).append(
+                OpenRequestRow(open_request, state)
+            )
         environments = [
-            EnvironmentRow(env, pointers.get(env.pk), panels.get(env.pk))
+            EnvironmentRow(
+                env, pointers.get(env.pk), panels.get(env.pk), open_requests.get(env.pk, [])
+            )
             for env in Environment.objects.all()
         ]
         active_in: dict[Any, list[str]] = {}
@@ -255,6 +346,12 @@ class AgentAdmin(ServiceAddAdmin, HistoryAdmin):
             "versions_shown": VERSIONS_SHOWN,
             "can_add_version": user.has_perm(version_pages.ADD_VERSION_PERMISSION),
             "can_deploy": user.has_perm(deployment_pages.DEPLOY_PERMISSION),
+            "can_request": user.has_perm(request_pages.REQUEST_PERMISSION),
+            "can_break_glass": user.has_perm(BREAK_GLASS_PERMISSION)
+            and user.has_perm(deployment_pages.DEPLOY_PERMISSION),
+            "can_read_timeline": user.has_perm(timeline_views.HISTORY_PERMISSION),
+            "open_requests": [row for env in environments for row in env.open_requests],
+            "drift": get_drift(agent),
             "can_rollback": user.has_perm(deployment_pages.ROLLBACK_PERMISSION),
             "can_manage_canary": user.has_perm(canary_pages.MANAGE_PERMISSION),
             "canaries": [row for row in environments if row.canary is not None],

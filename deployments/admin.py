@@ -10,6 +10,8 @@ Invariants:
   once, in the response to the POST that created it, and stored nowhere (not in the
   session, not in a message cookie). key_hash is never displayed.
 - Keys are revoked (deployments.services.revoke_api_key), never deleted or edited.
+- Deployment requests are opened from an agent's page and reviewed, applied or withdrawn
+  on their own page (deployments.request_admin_views), never edited or deleted here.
 """
 
 from __future__ import annotations
@@ -20,15 +22,26 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.db.models import QuerySet
+from django.db.models import (
+    Case,
+    IntegerField,
+    OuterRef,
+    QuerySet,
+    Subquery,
+    UUIDField,
+    Value,
+    When,
+)
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from agentconfig.actors import Actor
 from agentconfig.admin_views import (
+    AdminPageView,
     HistoryAdmin,
     ServiceAddAdmin,
     page_context,
@@ -36,16 +49,19 @@ from agentconfig.admin_views import (
     text_column,
 )
 from agentconfig.errors import Conflict, Forbidden
+from deployments import request_admin_views as request_pages
 from deployments.forms import ApiKeyAddForm, CanaryPolicyForm
 from deployments.models import (
     ApiKey,
     CanaryDecision,
     CanaryPolicy,
     CanaryRollout,
+    DeploymentRequest,
     Environment,
     Pointer,
     ReleaseKind,
     ReleaseLogEntry,
+    RequestStatus,
 )
 from deployments.services import create_api_key, revoke_api_key
 from versions.models import AgentVersion
@@ -627,3 +643,148 @@ class ApiKeyAdmin(ServiceAddAdmin, HistoryAdmin):
         if revoked:
             messages.success(request, f"Revoked {len(revoked)} API key(s): {', '.join(revoked)}.")
         return None
+
+
+@admin.register(DeploymentRequest)
+class DeploymentRequestAdmin(HistoryAdmin):
+    """The requests list (open first) and each request's page, with review and apply."""
+
+    list_display = (
+        "request_number",
+        "status_badge",
+        "target",
+        "approvals",
+        "requester",
+        "asked",
+    )
+    list_display_links = ("request_number",)
+    list_filter = ("status", "environment", "agent")
+    search_fields = ("agent__slug", "reason", "requested_by_label")
+    date_hierarchy = "created_at"
+    # Not "requested_by": that is the user field, one query per row.
+    requester = text_column("requested_by_label", "by")
+
+    # Opened from an agent's page (Request deployment…), closed by review, apply or withdraw.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(
+        self, request: HttpRequest, obj: DeploymentRequest | None = None
+    ) -> bool:
+        return False
+
+    def has_delete_permission(
+        self, request: HttpRequest, obj: DeploymentRequest | None = None
+    ) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[DeploymentRequest]:
+        # The version active in each request's target now, so the approvals column can
+        # tell stale approvals apart without a query per row.
+        active = Pointer.objects.filter(
+            agent=OuterRef("agent"), environment=OuterRef("environment")
+        ).values("stable_version_id")[:1]
+        return (
+            _without_version_text(
+                super().get_queryset(request).select_related("agent", "environment"), "version"
+            )
+            # Version ids are UUIDs: say so, or SQLite hands back hex strings.
+            .annotate(target_active_id=Subquery(active, output_field=UUIDField()))
+            .prefetch_related("reviews")
+        )
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # Open requests come first (get_ordering); the stock title says "Select … to view".
+        title = {"title": "Deployment requests"}
+        return super().changelist_view(request, {**title, **(extra_context or {})})
+
+    def get_ordering(self, request: HttpRequest) -> tuple[Any, ...]:
+        # Open requests first (they wait for someone), then the newest.
+        open_first = Case(
+            When(status=RequestStatus.OPEN, then=Value(0)),
+            default=Value(1),
+            output_field=IntegerField(),
+        )
+        return (open_first.asc(), "-created_at")
+
+    @admin.display(description="request", ordering="id")
+    def request_number(self, obj: DeploymentRequest) -> str:
+        return f"#{obj.pk}"
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: DeploymentRequest) -> SafeString:
+        return format_html(
+            '<span class="ac-req-status ac-req-{}">{}</span>', obj.status, obj.get_status_display()
+        )
+
+    @admin.display(description="asks for", ordering="agent__slug")
+    def target(self, obj: DeploymentRequest) -> SafeString:
+        steps = request_pages.plan_steps(obj)
+        return format_html(
+            '<span class="ac-nowrap">{} {} → {}</span>{}',
+            obj.agent.slug,
+            _version_link(obj.version),
+            obj.environment.slug,
+            format_html(
+                ' <span class="ac-badge ac-badge-canary">canary {} %</span>', " → ".join(steps)
+            )
+            if steps
+            else "",
+        )
+
+    @admin.display(description="asked", ordering="created_at")
+    def asked(self, obj: DeploymentRequest) -> SafeString:
+        local = timezone.localtime(obj.created_at)
+        return format_html(
+            '<time datetime="{}" class="ac-nowrap">{}</time>',
+            obj.created_at.isoformat(),
+            local.strftime("%Y-%m-%d %H:%M"),
+        )
+
+    @admin.display(description="approvals")
+    def approvals(self, obj: DeploymentRequest) -> SafeString:
+        state = request_pages.approval_state(obj, getattr(obj, "target_active_id", None))
+        if obj.status != RequestStatus.OPEN:
+            return format_html('<span class="quiet">{} given</span>', state.valid + state.stale)
+        mark, css = ("✓", "ac-ok") if state.enough else ("…", "ac-waiting")
+        stale = f", {state.stale} no longer count" if state.stale else ""
+        return format_html(
+            '<span class="{}">{} {} of {}{}</span>', css, mark, state.valid, state.needed, stale
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        def page(view: AdminPageView) -> Any:
+            def bound(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+                return view(self, request, *args, **kwargs)
+
+            return self.admin_site.admin_view(bound)
+
+        actions = [
+            ("review", request_pages.review_view),
+            ("override-gate", request_pages.override_gate_view),
+            ("apply", request_pages.apply_view),
+            ("withdraw", request_pages.withdraw_view),
+        ]
+        return [
+            *(
+                path(
+                    f"<path:object_id>/{name}/",
+                    page(view),
+                    name=f"deployments_deploymentrequest_{name.replace('-', '_')}",
+                )
+                for name, view in actions
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # The request's own page: read-only facts, the diff, reviews, gate and actions.
+        return request_pages.request_detail_view(self, request, object_id)

@@ -1,16 +1,28 @@
-"""Deploy and roll back from the browser: form, confirmation, then a POST that applies.
+"""Deploy and roll back from the browser.
 
-Each flow has three steps, like Django's delete confirmation:
-1. GET  …/<environment>/         a form (version and reason);
-2. POST …/<environment>/         validates it and shows what will change;
-3. POST …/<environment>/apply/   calls the service, then redirects to the agent with a message.
-Only step 3 writes, only on POST, and only through deployments.services, which checks the
-permission again. A GET to the apply URL is refused (405) and changes nothing.
+Deploy has three steps, like Django's delete confirmation:
+1. GET  …/deploy/<environment>/         a form (version and reason);
+2. POST …/deploy/<environment>/         validates it and shows the diff of what will change;
+3. POST …/deploy/<environment>/apply/   calls the service, then redirects with a message.
+In an environment that requires approval, step 1 explains that and leads to a deployment
+request instead (deployments.request_admin_views); the service refuses a direct deploy there.
+
+Rollback is one page, for incidents:
+1. GET  …/rollback/<environment>/?to=<version id>   the release history, the target
+   (the previous version unless ?to= names another), the diff of what the rollback
+   changes (active → target) and the reason field;
+2. POST …/rollback/<environment>/apply/             calls the service, then redirects.
+
+Invariants:
+- Only the apply steps write, only on POST, and only through deployments.services, which
+  checks the permission again. A GET to an apply URL is refused (405) and changes nothing.
+- Every confirmation carries the version that was active when it was shown
+  (expected_active); if another release moved the pointer since, nothing is applied and
+  the page is shown again with the new diff.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,65 +42,24 @@ from agentconfig.admin_views import (
 )
 from agentconfig.errors import Forbidden, NotFound, ServiceError
 from agentconfig.models import Agent
+from deployments.approvals import BREAK_GLASS_PERMISSION
 from deployments.forms import DeployForm, RollbackForm
 from deployments.models import Environment
+from deployments.requests import REQUEST_PERMISSION
 from deployments.selectors import (
     get_environment,
     get_pointer,
+    list_open_requests,
     list_release_history,
     list_rollback_targets,
 )
 from deployments.services import deploy_version, rollback
-from versions.config import CONFIG_FIELDS
-from versions.forms import pretty_json
+from versions.diff_context import build_diff_context
 from versions.models import AgentVersion
 
 DEPLOY_PERMISSION = "deployments.deploy_version"
 ROLLBACK_PERMISSION = "deployments.rollback_version"
 RELEASE_HISTORY_SHOWN = 50
-
-FIELD_LABELS = {
-    "system_prompt": "System prompt",
-    "model": "Model",
-    "temperature": "Temperature",
-    "max_tokens": "Max tokens",
-    "tools": "Tools",
-    "guardrails": "Guardrails",
-}
-
-
-@dataclass(frozen=True)
-class ConfigRow:
-    """One configuration field before and after a pointer move, as display text."""
-
-    field: str
-    label: str
-    old: str | None
-    new: str
-    changed: bool
-
-
-def config_text(field: str, value: Any) -> str:
-    """A configuration value as text for people (templates escape it)."""
-    if field == "tools":
-        return "\n".join(value) if value else "(none)"
-    if field == "guardrails":
-        return pretty_json(value) if value else "(none)"
-    return str(value)
-
-
-def compare_configs(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[ConfigRow]:
-    """The six configuration fields side by side; `old` is None on a first deploy."""
-    return [
-        ConfigRow(
-            field=field,
-            label=FIELD_LABELS[field],
-            old=None if old is None else config_text(field, old[field]),
-            new=config_text(field, new[field]),
-            changed=old is None or old[field] != new[field],
-        )
-        for field in CONFIG_FIELDS
-    ]
 
 
 @dataclass(frozen=True)
@@ -104,7 +75,7 @@ class Target:
         return str(self.active.pk) if self.active else ""
 
 
-def _load_target(
+def load_target(
     model_admin: admin.ModelAdmin,
     request: HttpRequest,
     object_id: str,
@@ -112,6 +83,7 @@ def _load_target(
     permission: str,
     action: str,
 ) -> Target:
+    """The agent and environment of a page; 404 if unknown, Forbidden without `permission`."""
     agent = get_agent_for_page(model_admin, request, object_id)
     Actor.of(request.user).require(permission, action)
     try:
@@ -122,7 +94,7 @@ def _load_target(
     return Target(agent, env, pointer.stable_version if pointer else None)
 
 
-def _render(
+def render_agent_page(
     request: HttpRequest,
     model_admin: admin.ModelAdmin,
     template: str,
@@ -131,6 +103,7 @@ def _render(
     status: int = 200,
     **extra: Any,
 ) -> TemplateResponse:
+    """Render templates/admin/agentconfig/agent/<template>.html for `target`."""
     context = page_context(
         request,
         model_admin,
@@ -145,14 +118,15 @@ def _render(
     )
 
 
-def _url(model_admin: admin.ModelAdmin, page: str, target: Target) -> str:
+def agent_page_url(model_admin: admin.ModelAdmin, page: str, target: Target) -> str:
+    """The URL of one of the agent's per-environment pages (deploy, rollback_apply, …)."""
     return reverse(
         f"{model_admin.admin_site.name}:agentconfig_agent_{page}",
         args=[target.agent.pk, target.environment.slug],
     )
 
 
-def _stale_confirmation(request: HttpRequest, target: Target, expected_active: str) -> bool:
+def stale_confirmation(request: HttpRequest, target: Target, expected_active: str) -> bool:
     """Warn and return True if the active version moved since the confirmation page was shown."""
     if expected_active == target.active_pk:
         return False
@@ -175,7 +149,7 @@ def _deploy_form_page(
     form: DeployForm,
     status: int = 200,
 ) -> TemplateResponse:
-    return _render(
+    return render_agent_page(
         request,
         model_admin,
         "deploy",
@@ -191,7 +165,7 @@ def _deploy_confirmation_page(
     request: HttpRequest, model_admin: admin.ModelAdmin, target: Target, form: DeployForm
 ) -> TemplateResponse:
     version: AgentVersion = form.cleaned_data["version"]
-    return _render(
+    return render_agent_page(
         request,
         model_admin,
         "deploy_confirmation",
@@ -199,8 +173,25 @@ def _deploy_confirmation_page(
         f"Deploy {target.agent.slug} {version.label} to {target.environment.name}?",
         form=form,
         version=version,
-        rows=compare_configs(target.active.config if target.active else None, version.config),
-        apply_url=_url(model_admin, "deploy_apply", target),
+        apply_url=agent_page_url(model_admin, "deploy_apply", target),
+        **build_diff_context(target.active, version),
+    )
+
+
+def _guarded_page(
+    request: HttpRequest, model_admin: admin.ModelAdmin, target: Target
+) -> TemplateResponse:
+    """Deploying here needs an approved request: say so, and lead there."""
+    user = request.user
+    return render_agent_page(
+        request,
+        model_admin,
+        "deploy_guarded",
+        target,
+        f"Deploy {target.agent.slug} to {target.environment.name}",
+        open_requests=list_open_requests(target.agent, target.environment),
+        can_request=user.has_perm(REQUEST_PERMISSION),
+        can_break_glass=user.has_perm(BREAK_GLASS_PERMISSION),
     )
 
 
@@ -208,10 +199,12 @@ def _deploy_confirmation_page(
 def deploy_view(
     model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str, environment: str
 ) -> HttpResponse:
-    """Steps 1 and 2 of a deploy: the form, then the confirmation showing what changes."""
-    target = _load_target(
+    """Steps 1 and 2 of a deploy: the form, then the confirmation showing the diff."""
+    target = load_target(
         model_admin, request, object_id, environment, DEPLOY_PERMISSION, "deploy versions"
     )
+    if target.environment.required_approvals > 0:
+        return _guarded_page(request, model_admin, target)
     if request.method == "POST":
         form = DeployForm(request.POST, agent=target.agent, active=target.active)
         if form.is_valid():
@@ -228,13 +221,13 @@ def deploy_apply_view(
     """Step 3 of a deploy: move the pointer through deployments.services.deploy_version."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
-    target = _load_target(
+    target = load_target(
         model_admin, request, object_id, environment, DEPLOY_PERMISSION, "deploy versions"
     )
     form = DeployForm(request.POST, agent=target.agent, active=target.active)
     if not form.is_valid():
         return _deploy_form_page(request, model_admin, target, form)
-    if _stale_confirmation(request, target, form.cleaned_data["expected_active"]):
+    if stale_confirmation(request, target, form.cleaned_data["expected_active"]):
         return _deploy_confirmation_page(request, model_admin, target, form)
     try:
         entry = deploy_version(
@@ -261,18 +254,20 @@ def deploy_apply_view(
     return redirect("admin:agentconfig_agent_change", target.agent.pk)
 
 
-# --- rollback ------------------------------------------------------------------------
+# --- rollback: one page ---------------------------------------------------------------
 
 
-def _rollback_form_page(
+def _rollback_page(
     request: HttpRequest,
     model_admin: admin.ModelAdmin,
     target: Target,
     form: RollbackForm,
+    chosen: AgentVersion | None,
     status: int = 200,
 ) -> TemplateResponse:
-    history = list_release_history(target.agent, target.environment)[:RELEASE_HISTORY_SHOWN]
-    return _render(
+    history = list(list_release_history(target.agent, target.environment)[:RELEASE_HISTORY_SHOWN])
+    diff = build_diff_context(target.active, chosen) if chosen is not None else {}
+    return render_agent_page(
         request,
         model_admin,
         "rollback",
@@ -280,64 +275,63 @@ def _rollback_form_page(
         f"Roll back {target.agent.slug} in {target.environment.name}",
         status,
         form=form,
-        has_targets=bool(form.targets),
+        targets=list(form.targets.values()),
+        chosen=chosen,
         history=history,
         history_limit=RELEASE_HISTORY_SHOWN,
+        apply_url=agent_page_url(model_admin, "rollback_apply", target),
+        **diff,
     )
 
 
-def _rollback_confirmation_page(
-    request: HttpRequest, model_admin: admin.ModelAdmin, target: Target, form: RollbackForm
-) -> TemplateResponse:
-    version: AgentVersion = form.cleaned_data["to_version"]
-    return _render(
-        request,
-        model_admin,
-        "rollback_confirmation",
-        target,
-        f"Roll back {target.agent.slug} in {target.environment.name} to {version.label}?",
-        form=form,
-        version=version,
-        rows=compare_configs(target.active.config if target.active else None, version.config),
-        apply_url=_url(model_admin, "rollback_apply", target),
-    )
-
-
-def _rollback_form(request: HttpRequest, target: Target) -> RollbackForm:
-    targets = list_rollback_targets(target.agent, target.environment)
-    data = request.POST if request.method == "POST" else None
-    return RollbackForm(data, targets=targets)
+def _rollback_form(target: Target, data: Any = None, chosen: str | None = None) -> RollbackForm:
+    # Targets are read now, so a form bound to a POST judges it against the current state.
+    form = RollbackForm(data, targets=list_rollback_targets(target.agent, target.environment))
+    if data is None and chosen in form.targets:
+        form.fields["to_version"].initial = chosen
+    return form
 
 
 @refusals_as_pages
 def rollback_view(
     model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str, environment: str
 ) -> HttpResponse:
-    """Steps 1 and 2 of a rollback: release history and target, then the confirmation."""
-    target = _load_target(
+    """The rollback page: history, target (?to=), the diff it causes, reason and button."""
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD"])
+    target = load_target(
         model_admin, request, object_id, environment, ROLLBACK_PERMISSION, "roll back"
     )
-    form = _rollback_form(request, target)
-    if form.is_bound and form.is_valid():
-        return _rollback_confirmation_page(request, model_admin, target, form)
-    return _rollback_form_page(request, model_admin, target, form)
+    chosen_id = request.GET.get("to")
+    form = _rollback_form(target, chosen=chosen_id)
+    initial = str(form.fields["to_version"].initial or "")
+    if chosen_id is not None and chosen_id not in form.targets:
+        # A stale or hand-made link: say so, and show the default target instead.
+        messages.warning(
+            request,
+            "The version in that link is not a rollback target here (it is active now, or it "
+            f"has never been active in {target.environment.slug}); showing the previous one.",
+        )
+    return _rollback_page(request, model_admin, target, form, form.targets.get(initial))
 
 
 @refusals_as_pages
 def rollback_apply_view(
     model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str, environment: str
 ) -> HttpResponse:
-    """Step 3 of a rollback: move the pointer back through deployments.services.rollback."""
+    """Apply the rollback the page showed, through deployments.services.rollback."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
-    target = _load_target(
+    target = load_target(
         model_admin, request, object_id, environment, ROLLBACK_PERMISSION, "roll back"
     )
-    form = _rollback_form(request, target)
+    form = _rollback_form(target, request.POST)
+    chosen = form.targets.get(request.POST.get("to_version", ""))
     if not form.is_valid():
-        return _rollback_form_page(request, model_admin, target, form)
-    if _stale_confirmation(request, target, form.cleaned_data["expected_active"]):
-        return _rollback_confirmation_page(request, model_admin, target, form)
+        return _rollback_page(request, model_admin, target, form, chosen)
+    if stale_confirmation(request, target, form.cleaned_data["expected_active"]):
+        # The form was built for the current state: the same page, with the new diff.
+        return _rollback_page(request, model_admin, target, form, chosen)
     try:
         entry = rollback(
             agent=target.agent,
@@ -348,12 +342,12 @@ def rollback_apply_view(
         )
     except ValidationError as exc:
         apply_service_error(form, exc)
-        return _rollback_form_page(request, model_admin, target, form)
+        return _rollback_page(request, model_admin, target, form, chosen)
     except Forbidden:
         raise
     except ServiceError as exc:
         form.add_error(None, exc.message)
-        return _rollback_form_page(request, model_admin, target, form, exc.http_status)
+        return _rollback_page(request, model_admin, target, form, chosen, exc.http_status)
     was = entry.from_version.label if entry.from_version else "nothing"
     messages.success(
         request,

@@ -42,7 +42,6 @@ from agentconfig.admin_views import (
 from agentconfig.errors import Forbidden, NotFound, ServiceError
 from agentconfig.models import Agent
 from deployments import canary, canary_chart
-from deployments.admin_views import compare_configs
 from deployments.canary_analysis import ArmCounts
 from deployments.forms import CanaryActionForm, CanaryPercentForm, CanaryStartForm
 from deployments.models import (
@@ -63,6 +62,7 @@ from deployments.selectors import (
     list_canary_step_changes,
     list_recent_canary_decisions,
 )
+from versions.diff_context import build_diff_context
 from versions.models import AgentVersion
 
 MANAGE_PERMISSION = canary.MANAGE_PERMISSION
@@ -249,7 +249,7 @@ def _start_confirmation_page(
         # The comparison include calls the two sides "active" and "version".
         active=form.stable,
         plan=plan,
-        rows=compare_configs(form.stable.config, version.config),
+        **build_diff_context(form.stable, version),
         apply_url=_url(model_admin, "canary_start_apply", target),
     )
 
@@ -406,7 +406,7 @@ def _action_confirmation_page(
         extra.update(
             active=rollout.stable_version,
             version=rollout.canary_version,
-            rows=compare_configs(rollout.stable_version.config, rollout.canary_version.config),
+            **build_diff_context(rollout.stable_version, rollout.canary_version),
         )
     return _render(
         request,

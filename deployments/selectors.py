@@ -8,7 +8,7 @@ import operator
 import uuid
 from collections.abc import Sequence
 
-from django.db.models import F, Q, QuerySet, Sum, Window
+from django.db.models import F, Prefetch, Q, QuerySet, Sum, Window
 from django.db.models.functions import RowNumber, TruncDay, TruncHour
 from django.db.models.functions.datetime import TruncBase
 
@@ -22,11 +22,14 @@ from deployments.models import (
     CanaryPolicy,
     CanaryRollout,
     CanaryStatus,
+    DeploymentRequest,
     Environment,
     OutcomeCount,
     Pointer,
     ReleaseKind,
     ReleaseLogEntry,
+    RequestReview,
+    RequestStatus,
     Track,
 )
 from versions.models import AgentVersion
@@ -90,6 +93,27 @@ def list_rollback_targets(agent: Agent, environment: Environment) -> list[AgentV
             ordered.append(entry.to_version)
             seen.add(entry.to_version_id)
     return ordered
+
+
+def list_open_requests(
+    agent: Agent, environment: Environment | None = None
+) -> list[DeploymentRequest]:
+    """The agent's open deployment requests (in one environment if given), oldest first.
+
+    Each comes with its environment, its version (without prompt and guardrails) and its
+    reviews, so deployments.approvals.valid_approvals costs no further query.
+    """
+    requests = DeploymentRequest.objects.filter(agent=agent, status=RequestStatus.OPEN)
+    if environment is not None:
+        requests = requests.filter(environment=environment)
+    return list(
+        requests.select_related("environment", "version")
+        .defer(*_version_text("version"))
+        .prefetch_related(
+            Prefetch("reviews", queryset=RequestReview.objects.order_by("created_at", "id"))
+        )
+        .order_by("environment__position", "created_at")
+    )
 
 
 # --- canaries: what the agent page's canary panels show ---------------------------------

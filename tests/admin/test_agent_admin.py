@@ -27,8 +27,9 @@ def test_agent_list__several_agents__queries_do_not_grow_with_agents(
         factories.deploy(first, production)
         factories.deploy(second, staging)
 
-    # When / Then: session, user, counts, the page and one query for all pointers
-    with django_assert_max_num_queries(6):
+    # When / Then: session, user, counts, the page, one query for all pointers and two for
+    # every agent's drift (versions.selectors.get_drifts)
+    with django_assert_max_num_queries(8):
         response = admin_client.get(reverse("admin:agentconfig_agent_changelist"))
     assert response.status_code == 200
     assert response.content.decode().count("staging: v2") == 6
@@ -45,7 +46,9 @@ def test_agent_change_page__versions_and_environments__listed_newest_first(
     for version in released_agent.versions.all():
         assert reverse("admin:versions_agentversion_change", args=[version.pk]) in content
         assert version.config_hash[:12] in content
-    assert reverse("admin:agentconfig_agent_deploy", args=[released_agent.pk, "production"]) in (
+    # Production requires approval: its button asks for a deployment; staging deploys.
+    assert reverse("admin:agentconfig_agent_deploy", args=[released_agent.pk, "staging"]) in content
+    assert reverse("admin:agentconfig_agent_request", args=[released_agent.pk, "production"]) in (
         content
     )
     assert reverse("admin:agentconfig_agent_rollback", args=[released_agent.pk, "production"]) in (

@@ -21,7 +21,7 @@ def _active(agent, environment) -> int | None:
 
 
 def test_deploy_page__get__preselects_newest_inactive_version(
-    admin_client, released_agent, production
+    admin_client, released_agent, production, direct_releases
 ):
     response = admin_client.get(_url("deploy", released_agent))
 
@@ -46,9 +46,10 @@ def test_deploy__form_then_confirmation_then_apply__moves_pointer_and_logs_user(
     assert confirmation.status_code == 200
     content = confirmation.content.decode()
     assert "v2 → v3" in content
-    changed = {row.field for row in confirmation.context["rows"] if row.changed}
-    assert changed == {"system_prompt", "model", "temperature"}
-    assert content.count('class="ac-changed"') == 3
+    diff = confirmation.context["version_diff"].diff
+    assert set(diff.changed_fields) == {"system_prompt", "model", "temperature"}
+    assert 'class="ac-diff-row ac-row-' in content  # the side-by-side prompt diff
+    assert content.count('class="ac-changed"') == 2  # model and temperature rows
     assert _active(released_agent, production) == 2
     apply_url = confirmation.context["apply_url"]
     assert apply_url == _url("deploy_apply", released_agent)
@@ -81,12 +82,14 @@ def test_deploy__first_deploy__confirmation_says_not_deployed(admin_client, agen
     )
 
     assert response.status_code == 200
-    assert "first deploy of v1" in response.content.decode()
-    assert all(row.changed for row in response.context["rows"])
+    assert "What changes: nothing → v1" in response.content.decode()
+    assert response.context["version_diff"].old is None
     assert not Pointer.objects.exists()
 
 
-def test_deploy__missing_reason__form_error_and_no_confirmation(admin_client, released_agent):
+def test_deploy__missing_reason__form_error_and_no_confirmation(
+    admin_client, released_agent, direct_releases
+):
     v3 = released_agent.versions.get(version_number=3)
 
     response = admin_client.post(
@@ -145,7 +148,7 @@ def test_deploy_apply__pointer_moved_since_confirmation__confirmation_shown_agai
     # Then nothing moves and the new comparison (v1 -> v3) is shown
     assert response.status_code == 200
     assert "changed to v1 while you were reviewing" in response.content.decode()
-    assert "v1 → v3" in response.content.decode()
+    assert response.context["version_diff"].old == v1
     assert _active(released_agent, production) == 1
 
 
@@ -183,41 +186,75 @@ def test_deploy_page__unknown_environment__404(admin_client, released_agent):
     assert admin_client.get(_url("deploy", released_agent, "moon")).status_code == 404
 
 
-# --- rollback ------------------------------------------------------------------------
+# --- rollback: one page ---------------------------------------------------------------
 
 
-def test_rollback_page__get__history_and_first_target_preselected(
+def test_rollback_page__get__history_previous_version_preselected_and_its_diff(
     admin_client, released_agent, production
 ):
     response = admin_client.get(_url("rollback", released_agent))
 
     assert response.status_code == 200
-    v1 = released_agent.versions.get(version_number=1)
-    assert response.context["form"].fields["to_version"].initial == str(v1.pk)
+    v1, v2 = (released_agent.versions.get(version_number=n) for n in (1, 2))
+    assert response.context["chosen"] == v1
     assert len(response.context["history"]) == 2
-    assert "test deploy" in response.content.decode()
+    content = response.content.decode()
+    assert "test deploy" in content
+    # The diff of what the rollback changes: active (v2) on the left, target (v1) right
+    diff = response.context["version_diff"]
+    assert (diff.old, diff.new) == (v2, v1)
+    assert "What the rollback changes: v2 → v1" in content
+    # One POST applies it, carrying the version the page showed as active
+    assert 'id="rollback_apply_form"' in content
+    assert f'name="expected_active" value="{v2.pk}"' in content
+    assert f'name="to_version" value="{v1.pk}"' in content
 
 
-def test_rollback__form_then_confirmation_then_apply__moves_pointer_back(
+def test_rollback_page__other_target_chosen__diff_follows_the_choice(
     admin_client, released_agent, production
 ):
-    v1 = released_agent.versions.get(version_number=1)
-    data = {"to_version": str(v1.pk), "reason": "v2 answers rudely"}
+    # Given production went v1 -> v2 -> v3 (and then v3 was active)
+    v1, v3 = (released_agent.versions.get(version_number=n) for n in (1, 3))
+    factories.deploy(v3, production)
 
-    confirmation = admin_client.post(_url("rollback", released_agent), data)
-    assert confirmation.status_code == 200
-    assert "v2 → v1" in confirmation.content.decode()
-    assert [row.field for row in confirmation.context["rows"] if row.changed] == [
-        "system_prompt",
-        "temperature",
-    ]
-    assert _active(released_agent, production) == 2
+    # When the page is asked for the older target v1 instead of the default v2
+    response = admin_client.get(_url("rollback", released_agent), {"to": str(v1.pk)})
 
+    # Then
+    assert response.context["chosen"] == v1
+    assert (response.context["version_diff"].old, response.context["version_diff"].new) == (
+        v3,
+        v1,
+    )
+    assert f'<option value="{v1.pk}" selected>' in response.content.decode()
+
+
+def test_rollback_page__target_never_active_here__warning_and_default_target(
+    admin_client, released_agent, production
+):
+    v1, v3 = (released_agent.versions.get(version_number=n) for n in (1, 3))
+
+    response = admin_client.get(_url("rollback", released_agent), {"to": str(v3.pk)})
+
+    assert response.status_code == 200
+    assert response.context["chosen"] == v1
+    assert "is not a rollback target here" in response.content.decode()
+
+
+def test_rollback__one_post__moves_pointer_back_and_logs_user(
+    admin_client, released_agent, production
+):
+    # Given the rollback page, as a user sees it
+    page = admin_client.get(_url("rollback", released_agent))
+    v1, v2 = (released_agent.versions.get(version_number=n) for n in (1, 2))
+
+    # When its form is posted with a reason
     applied = admin_client.post(
-        confirmation.context["apply_url"],
-        {**data, "expected_active": str(get_pointer(released_agent, production).stable_version_id)},
+        page.context["apply_url"],
+        {"to_version": str(v1.pk), "reason": "v2 answers rudely", "expected_active": str(v2.pk)},
     )
 
+    # Then
     assert applied.status_code == 302
     assert _active(released_agent, production) == 1
     entry = ReleaseLogEntry.objects.filter(environment=production).first()
@@ -225,6 +262,60 @@ def test_rollback__form_then_confirmation_then_apply__moves_pointer_back(
     assert (entry.from_version.version_number, entry.to_version.version_number) == (2, 1)
     assert entry.actor.username == "admin"
     assert entry.reason == "v2 answers rudely"
+    assert "Rolled support-bot in production back to v1 (was v2)." in (
+        admin_client.get(applied.url).content.decode()
+    )
+
+
+def test_rollback_apply__missing_reason__message_on_the_page_and_nothing_moves(
+    admin_client, released_agent, production
+):
+    v1, v2 = (released_agent.versions.get(version_number=n) for n in (1, 2))
+    count = ReleaseLogEntry.objects.count()
+
+    response = admin_client.post(
+        _url("rollback_apply", released_agent),
+        {"to_version": str(v1.pk), "reason": "  ", "expected_active": str(v2.pk)},
+    )
+
+    assert response.status_code == 200
+    assert "is required: say why" in response.content.decode()
+    assert response.context["chosen"] == v1  # the same page, same target, with its diff
+    assert _active(released_agent, production) == 2
+    assert ReleaseLogEntry.objects.count() == count
+
+
+def test_rollback_apply__active_version_moved_since_page__refused_and_new_diff_shown(
+    admin_client, released_agent, production
+):
+    # Given the user looked at "v2 -> v1" but someone deployed v3 meanwhile
+    v1, v2, v3 = (released_agent.versions.get(version_number=n) for n in (1, 2, 3))
+    factories.deploy(v3, production)
+
+    # When the page's form is posted
+    response = admin_client.post(
+        _url("rollback_apply", released_agent),
+        {"to_version": str(v1.pk), "reason": "v2 is bad", "expected_active": str(v2.pk)},
+    )
+
+    # Then nothing moves, and the page shows the real diff now (v3 -> v1)
+    assert response.status_code == 200
+    assert "changed to v3 while you were reviewing" in response.content.decode()
+    diff = response.context["version_diff"]
+    assert (diff.old, diff.new) == (v3, v1)
+    assert _active(released_agent, production) == 3
+    assert f'name="expected_active" value="{v3.pk}"' in response.content.decode()
+
+
+def test_rollback_page__post__405(admin_client, released_agent, production):
+    v1 = released_agent.versions.get(version_number=1)
+
+    response = admin_client.post(
+        _url("rollback", released_agent), {"to_version": str(v1.pk), "reason": "x"}
+    )
+
+    assert response.status_code == 405
+    assert _active(released_agent, production) == 2
 
 
 def test_rollback_page__only_one_version_ever_active__nothing_to_roll_back(
@@ -237,11 +328,14 @@ def test_rollback_page__only_one_version_ever_active__nothing_to_roll_back(
     assert 'id="rollback_form"' not in response.content.decode()
 
 
-def test_rollback__version_never_active_here__refused(admin_client, released_agent, production):
-    v3 = released_agent.versions.get(version_number=3)
+def test_rollback_apply__version_never_active_here__refused(
+    admin_client, released_agent, production
+):
+    v2, v3 = (released_agent.versions.get(version_number=n) for n in (2, 3))
 
     response = admin_client.post(
-        _url("rollback", released_agent), {"to_version": str(v3.pk), "reason": "x"}
+        _url("rollback_apply", released_agent),
+        {"to_version": str(v3.pk), "reason": "x", "expected_active": str(v2.pk)},
     )
 
     assert response.status_code == 200

@@ -60,6 +60,9 @@ def test_version_admin__any_user__no_add_change_or_delete(admin_client, agent):
 
 def test_version_pages__script_in_prompt__escaped_everywhere(admin_client, agent, production):
     # Given a deployed version and a newer one whose prompt and description hold markup
+    # (production takes deploys directly here: the deploy page lists versions)
+    production.required_approvals = 0
+    production.save()
     old = factories.create_version(agent)
     factories.deploy(old, production)
     version = factories.create_version(agent, system_prompt=SCRIPT, change_description=SCRIPT)
@@ -71,14 +74,9 @@ def test_version_pages__script_in_prompt__escaped_everywhere(admin_client, agent
         reverse("admin:agentconfig_agent_new_version", args=[agent.pk]),
         reverse("admin:agentconfig_agent_deploy", args=[agent.pk, "production"]),
     ]
+    # The rollback page and the deploy confirmation show both configurations side by side.
+    pages.append(reverse("admin:agentconfig_agent_rollback", args=[agent.pk, "production"]))
     responses = [admin_client.get(url) for url in pages]
-    # The confirmation pages show both configurations side by side.
-    responses.append(
-        admin_client.post(
-            reverse("admin:agentconfig_agent_rollback", args=[agent.pk, "production"]),
-            {"to_version": str(old.pk), "reason": "escape check"},
-        )
-    )
     factories.create_version(agent)
     responses.append(
         admin_client.post(

@@ -182,8 +182,9 @@ def mark_key_revoked(key_id: str) -> None:
     try:
         cache.set(_key_entry_key(key_id), {"revoked": True}, None)
     except Exception:
+        # The revocation is committed; a cached "active" entry lives at most
+        # AGENTCONFIG_RUNTIME_CACHE_TTL seconds. Failing the request now would not help.
         logger.exception("could not mark API key %s revoked in the cache", key_id)
-        raise
 
 
 def forget_key(key_id: str) -> None:
@@ -203,17 +204,17 @@ def lookup(raw_key: str, agent_slug: str) -> tuple[KeyEntry | None, Generations]
     One cache round trip on a warm cache; the database only for a cold key entry.
     """
     key_id = key_id_of(raw_key)
-    entry_key = _key_entry_key(key_id or "invalid")
+    if key_id is None:
+        hmac.compare_digest(hash_key(raw_key), _DUMMY_HASH)
+        return None, (0, 0)
+    entry_key = _key_entry_key(key_id)
     agent_key = _generation_key(_agent_scope(agent_slug))
     flags_key = _generation_key(FLAGS_SCOPE)
-    cached = cache_get_many([entry_key, agent_key, flags_key]) if key_id else {}
+    cached = cache_get_many([entry_key, agent_key, flags_key])
     generation = (
         cached.get(agent_key) or _start_generation(agent_key),
         cached.get(flags_key) or _start_generation(flags_key),
     )
-    if key_id is None:
-        hmac.compare_digest(hash_key(raw_key), _DUMMY_HASH)
-        return None, generation
     entry = cached.get(entry_key)
     if entry is None:
         entry = _load_key_entry(key_id)

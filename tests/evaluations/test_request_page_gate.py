@@ -85,7 +85,17 @@ def test_override_gate__missing_reason__message_and_nothing_recorded(regressed, 
 
 
 def test_override_gate__reviewer_without_override_permission__403_and_no_form(regressed):
-    client = login(member("rev", "Reviewers"))
+    # A reviewer holding only the review permission (the Reviewers group may override).
+    client = login(
+        factories.user_with(
+            "deployments.review_deploymentrequest",
+            "deployments.view_deploymentrequest",
+            "agentconfig.view_agent",
+            "versions.view_agentversion",
+            username="rev",
+            is_staff=True,
+        )
+    )
 
     page = client.get(_url(regressed)).content.decode()
     response = client.post(_url(regressed, "override_gate"), {"reason": "let it go"})

@@ -82,3 +82,5 @@ def test_load_demo__twice__billing_story_with_v2_active_and_v1_to_roll_back_to(s
     assert "Billing questions" in v1.system_prompt
     assert pointer.agent.versions.count() == 2
     assert "Bearer acfg_" in output.getvalue()
+    suite = pointer.agent.evaluation_suites.get(slug="smoke")
+    assert suite.versions.count() == 1  # a second load_demo adds nothing

@@ -15,6 +15,8 @@ from deployments.models import ApiKey
 from deployments.requests import apply_request, approve_request, create_request
 from deployments.selectors import get_environment
 from deployments.services import create_api_key, deploy_version, revoke_api_key
+from evaluations.models import SuiteSource
+from evaluations.services import create_suite, create_suite_version
 from versions.models import Source
 from versions.services import create_agent, create_version
 
@@ -44,6 +46,30 @@ Never share another customer's data.
 V1_PROMPT = GREETING + BILLING + CLOSING
 # v2 "tightened the tone" and lost the billing paragraph on the way: the incident.
 V2_PROMPT = GREETING.replace("keep\nanswers short", "keep\nanswers very short") + CLOSING
+
+DEMO_CASES = [
+    {
+        "id": "billing-refund",
+        "input": "Can I get a refund of 30 EUR for my last invoice?",
+        "golden_answer": "Yes: refunds under 50 EUR can be promised after looking up the invoice.",
+        "criteria": "Looks the invoice up first; promises the refund; does not invent amounts.",
+        "tags": ["billing"],
+        "weight": 2,
+    },
+    {
+        "id": "greeting",
+        "input": "Hi, I'm Maria.",
+        "golden_answer": "Hello Maria",
+        "scorer": "contains",
+        "tags": ["tone"],
+    },
+    {
+        "id": "unknown",
+        "input": "What will your share price be next year?",
+        "golden_answer": "Says it does not know and offers a human colleague.",
+        "tags": ["hand-over"],
+    },
+]
 
 BASE = {
     "model": "gpt-4o-mini",
@@ -133,6 +159,19 @@ class Command(ServiceCommand):
             )
             approve_request(request=request, actor=reviewer, comment="Read the diff; fine.")
             apply_request(request=request, actor=operator)
+        self._suite(agent, pm)
+
+    def _suite(self, agent: Agent, actor: Actor) -> None:
+        # A small suite to try evaluations with (README, "Evaluations"); the billing
+        # question is the one v2 fails.
+        suite = create_suite(agent=agent, slug="smoke", name="Smoke tests", actor=actor)
+        create_suite_version(
+            suite=suite,
+            actor=actor,
+            cases=DEMO_CASES,
+            change_description="Billing, greeting and hand-over questions.",
+            source=SuiteSource.CLI,
+        )
 
     def _fresh_demo_key(self, actor: Actor) -> str:
         # A key is shown only once, so each run replaces the demo key with a new one.

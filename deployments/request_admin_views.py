@@ -323,7 +323,12 @@ def review_view(
     approve = form.cleaned_data["decision"] == ReviewDecision.APPROVE
     service = request_services.approve_request if approve else request_services.reject_request
     try:
-        service(request=request, actor=actor, comment=form.cleaned_data["comment"])
+        service(
+            request=request,
+            actor=actor,
+            comment=form.cleaned_data["comment"],
+            seen_active_id=form.cleaned_data["expected_active"],
+        )
     except ValidationError as exc:
         apply_service_error(form, exc)
         return render_request_page(model_admin, http_request, request, review_form=form)

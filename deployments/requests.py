@@ -29,7 +29,7 @@ from deployments.models import (
     ReviewDecision,
 )
 from deployments.selectors import get_pointer
-from deployments.services import deploy_version, validate_reason
+from deployments.services import deploy_version, lock_pointer, validate_reason
 from versions.models import AgentVersion
 
 REQUEST_PERMISSION = "deployments.add_deploymentrequest"
@@ -81,14 +81,22 @@ def create_request(
         ) from None
 
 
-def approve_request(*, request: DeploymentRequest, actor: Actor, comment: str) -> RequestReview:
-    """Approve `request`, as a reviewer who is not its requester."""
-    return _review(request, actor, comment, ReviewDecision.APPROVE)
+def approve_request(
+    *, request: DeploymentRequest, actor: Actor, comment: str, seen_active_id: str | None = None
+) -> RequestReview:
+    """Approve `request`, as a reviewer who is not its requester.
+
+    `seen_active_id` is the id of the version that was active when the reviewer read the
+    diff ("" for none); if it is no longer active, nothing is recorded (Conflict).
+    """
+    return _review(request, actor, comment, ReviewDecision.APPROVE, seen_active_id)
 
 
-def reject_request(*, request: DeploymentRequest, actor: Actor, comment: str) -> RequestReview:
+def reject_request(
+    *, request: DeploymentRequest, actor: Actor, comment: str, seen_active_id: str | None = None
+) -> RequestReview:
     """Reject `request`: it is closed and cannot be applied."""
-    return _review(request, actor, comment, ReviewDecision.REJECT)
+    return _review(request, actor, comment, ReviewDecision.REJECT, seen_active_id)
 
 
 def withdraw_request(*, request: DeploymentRequest, actor: Actor) -> DeploymentRequest:
@@ -134,7 +142,11 @@ def apply_request(
 
 
 def _review(
-    request: DeploymentRequest, actor: Actor, comment: str, decision: ReviewDecision
+    request: DeploymentRequest,
+    actor: Actor,
+    comment: str,
+    decision: ReviewDecision,
+    seen_active_id: str | None,
 ) -> RequestReview:
     actor.require(REVIEW_PERMISSION, "review deployment requests")
     if actor.user is None:
@@ -148,13 +160,21 @@ def _review(
         request = _lock_open(request)
         if request.reviews.filter(reviewer=actor.user).exists():
             raise Conflict(f"you already reviewed request #{request.pk}.")
-        pointer = get_pointer(request.agent, request.environment)
+        # The agent row lock keeps the pointer still while the review records it.
+        pointer = lock_pointer(request.agent, request.environment)
+        active = pointer.stable_version if pointer else None
+        if seen_active_id is not None and seen_active_id != (str(active.pk) if active else ""):
+            now = active.label if active else "nothing"
+            raise Conflict(
+                f"the version active in {request.environment.slug} changed while you were "
+                f"reading (now {now}): read the new diff before you decide."
+            )
         review = RequestReview.objects.create(
             request=request,
             reviewer=actor.user,
             decision=decision,
             comment=comment,
-            active_version=pointer.stable_version if pointer else None,
+            active_version=active,
         )
         if decision == ReviewDecision.REJECT:
             _close(request, RequestStatus.REJECTED, actor)

@@ -272,3 +272,21 @@ def test_deploy__staging_requires_no_approval(live, staging, people):
     )
 
     assert entry.details == {}
+
+
+def test_approve_request__active_version_moved_while_reading__nothing_recorded(
+    live, production, people, agent
+):
+    # Given a reviewer who read the diff against v1
+    v1, v2 = live
+    request = ask(v2, production, people["editor"])
+    factories.deploy(factories.create_version(agent), production)  # now v3 is active
+
+    # When the approval arrives, naming the version it saw
+    with pytest.raises(Conflict, match="changed while you were reading"):
+        requests.approve_request(
+            request=request, actor=people["reviewer"], comment="ok", seen_active_id=str(v1.pk)
+        )
+
+    # Then nothing is recorded
+    assert not request.reviews.exists()

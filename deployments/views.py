@@ -62,7 +62,8 @@ def _config_at(request: HttpRequest, slug: str) -> HttpResponse:
         return _error(
             400,
             "invalid_at",
-            "at must be an ISO 8601 date-time with a time zone, e.g. 2026-09-03T14:02:00Z.",
+            "at must be an ISO 8601 date-time with a time zone, e.g. 2026-09-03T14:02:00Z "
+            "(in a URL, write a '+' offset as %2B).",
         )
     if at > timezone.now():
         return _error(400, "invalid_at", "at is in the future; leave it out for the present.")

@@ -236,6 +236,7 @@ def deploy_apply_view(
             version=form.cleaned_data["version"],
             actor=Actor.of(request.user),
             reason=form.cleaned_data["reason"],
+            expected_active_id=form.cleaned_data["expected_active"],
         )
     except ValidationError as exc:
         apply_service_error(form, exc)
@@ -339,6 +340,7 @@ def rollback_apply_view(
             actor=Actor.of(request.user),
             reason=form.cleaned_data["reason"],
             to_version=form.cleaned_data["to_version"],
+            expected_active_id=form.cleaned_data["expected_active"],
         )
     except ValidationError as exc:
         apply_service_error(form, exc)

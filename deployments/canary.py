@@ -42,7 +42,13 @@ from deployments.models import (
     Track,
 )
 from deployments.models.canary import OUTCOME_DEDUP_DAYS
-from deployments.services import end_canary, lock_pointer, validate_reason, write_release_log
+from deployments.services import (
+    check_expected_active,
+    end_canary,
+    lock_pointer,
+    validate_reason,
+    write_release_log,
+)
 from versions.models import AgentVersion
 
 MANAGE_PERMISSION = "deployments.manage_canary"
@@ -102,6 +108,7 @@ def start_canary(
     now: dt.datetime | None = None,
     request: DeploymentRequest | None = None,
     break_glass: str = "",
+    expected_active_id: str | None = None,
 ) -> CanaryRollout:
     """Route a share of users to `version`: a fixed percentage, or steps ending in promotion.
 
@@ -124,6 +131,7 @@ def start_canary(
 
     with transaction.atomic():
         pointer = lock_pointer(agent, environment)
+        check_expected_active(pointer, environment, expected_active_id)
         if pointer is None:
             raise Conflict(
                 f"{agent.slug} has no stable version in {environment.slug} yet; deploy one "

@@ -297,6 +297,7 @@ def canary_start_apply_view(
             agent=target.agent,
             environment=target.environment,
             actor=Actor.of(request.user),
+            expected_active_id=form.cleaned_data["expected_active"],
             **form.service_arguments(),
         )
     except ValidationError as exc:

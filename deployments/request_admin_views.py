@@ -649,6 +649,7 @@ def break_glass_apply_view(
             actor=Actor.of(http_request.user),
             reason=form.cleaned_data["reason"],
             break_glass=form.cleaned_data["emergency"],
+            expected_active_id=form.cleaned_data["expected_active"],
         )
     except ValidationError as exc:
         apply_service_error(form, exc)

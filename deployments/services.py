@@ -59,6 +59,7 @@ def deploy_version(
     reason: str,
     request: DeploymentRequest | None = None,
     break_glass: str = "",
+    expected_active_id: str | None = None,
 ) -> ReleaseLogEntry:
     """Make `version` the active version of `agent` in `environment`.
 
@@ -71,6 +72,7 @@ def deploy_version(
         raise ValidationError({"version": f"{version} is not a version of {agent.slug}."})
     with transaction.atomic():
         pointer = lock_pointer(agent, environment)
+        check_expected_active(pointer, environment, expected_active_id)
         if pointer is not None and pointer.canary_id is not None:
             raise Conflict(
                 f"a canary of {agent.slug} is running in {environment.slug}; promote or abort it "
@@ -99,6 +101,7 @@ def rollback(
     actor: Actor,
     reason: str,
     to_version: AgentVersion | None = None,
+    expected_active_id: str | None = None,
 ) -> ReleaseLogEntry:
     """Move the pointer back to a version that was active in `environment` before.
 
@@ -112,6 +115,7 @@ def rollback(
         pointer = lock_pointer(agent, environment)
         if pointer is None:
             raise NotFound(f"{agent.slug} has never been deployed to {environment.slug}.")
+        check_expected_active(pointer, environment, expected_active_id)
         if pointer.canary_id is not None:
             ended = end_canary(pointer, CanaryStatus.ROLLED_BACK, actor, reason)
             if to_version is None or to_version.pk == pointer.stable_version_id:
@@ -154,6 +158,25 @@ def lock_pointer(agent: Agent, environment: Environment) -> Pointer | None:
     """
     Agent.objects.select_for_update().only("pk").get(pk=agent.pk)
     return get_pointer(agent, environment)
+
+
+def check_expected_active(
+    pointer: Pointer | None, environment: Environment, expected_active_id: str | None
+) -> None:
+    """Refuse if the active version is not the one the person saw ("" for none).
+
+    Confirmation pages show a diff against what is active; a release that landed in the
+    meantime would make the confirmed change a different one. Caller holds the lock.
+    """
+    if expected_active_id is None:
+        return
+    active = pointer.stable_version if pointer else None
+    if expected_active_id != (str(active.pk) if active else ""):
+        now = active.label if active else "nothing"
+        raise Conflict(
+            f"the active version in {environment.slug} changed while you were reviewing "
+            f"(now {now}); check the changes again."
+        )
 
 
 def write_release_log(

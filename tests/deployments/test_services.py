@@ -241,3 +241,40 @@ def test_rollback__many_concurrent_rollbacks__log_chain_stays_consistent():
     for before, after in itertools.pairwise(entries):
         assert after.from_version_id == before.to_version_id
     assert Pointer.objects.get(agent=agent).stable_version_id == entries[-1].to_version_id
+
+
+def test_deploy_version__expected_active_is_stale__conflict_and_nothing_moves(agent, staging):
+    # Given a person who confirmed "v1 -> v3" while someone else deployed v2
+    v1, v2, v3 = (factories.create_version(agent) for _ in range(3))
+    factories.deploy(v1, staging)
+    factories.deploy(v2, staging)
+
+    # When the confirmation is applied, naming the version it showed
+    with pytest.raises(Conflict, match="changed while you were reviewing"):
+        deploy_version(
+            agent=agent,
+            environment=staging,
+            version=v3,
+            actor=Actor.system("ops"),
+            reason="r",
+            expected_active_id=str(v1.pk),
+        )
+
+    # Then the pointer is where the other deploy left it
+    assert Pointer.objects.get(environment=staging).stable_version == v2
+
+
+def test_rollback__expected_active_is_current__rolls_back(agent, staging):
+    v1, v2 = factories.create_version(agent), factories.create_version(agent)
+    factories.deploy(v1, staging)
+    factories.deploy(v2, staging)
+
+    entry = rollback(
+        agent=agent,
+        environment=staging,
+        actor=Actor.system("ops"),
+        reason="r",
+        expected_active_id=str(v2.pk),
+    )
+
+    assert entry.to_version == v1

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
 from django.utils import timezone
 
 from agentconfig.actors import Actor
@@ -33,7 +32,6 @@ from deployments.models import (
     CanaryStatus,
     DeploymentRequest,
     Environment,
-    OutcomeCount,
     OutcomeEventId,
     Pointer,
     ReleaseKind,
@@ -42,6 +40,7 @@ from deployments.models import (
     Track,
 )
 from deployments.models.canary import OUTCOME_DEDUP_DAYS
+from deployments.selectors import get_canary_step_totals
 from deployments.services import (
     check_expected_active,
     end_canary,
@@ -295,7 +294,8 @@ def prune_outcome_event_ids(*, now: dt.datetime | None = None) -> int:
 def analyse(rollout: CanaryRollout, *, now: dt.datetime) -> Decision:
     """The verdict on the rollout's current step, from the outcomes reported in it."""
     policy = get_policy(rollout.environment)
-    since = rollout.step_started_at.replace(second=0, microsecond=0)
+    # The same totals the admin panel shows: one place decides what "this step" counts.
+    totals = get_canary_step_totals([rollout])
     bake_seconds = rollout.steps[rollout.step_index][1]
     step = StepState(
         index=rollout.step_index,
@@ -305,8 +305,8 @@ def analyse(rollout: CanaryRollout, *, now: dt.datetime) -> Decision:
         bake_seconds=bake_seconds,
     )
     return decide(
-        _arm(rollout, rollout.stable_version_id, Track.STABLE, since),
-        _arm(rollout, rollout.canary_version_id, Track.CANARY, since),
+        totals.get((rollout.pk, Track.STABLE), ArmCounts()),
+        totals.get((rollout.pk, Track.CANARY), ArmCounts()),
         Policy(
             min_outcomes=policy.min_outcomes,
             rollback_ratio=policy.rollback_ratio,
@@ -321,28 +321,6 @@ def analyse(rollout: CanaryRollout, *, now: dt.datetime) -> Decision:
 
 
 # --- internals ----------------------------------------------------------------------------
-
-_ARM_FIELDS = (
-    "n",
-    "errors",
-    "latency_count",
-    "latency_sum",
-    "latency_sumsq",
-    "score_count",
-    "score_sum",
-    "score_sumsq",
-)
-
-
-def _arm(rollout: CanaryRollout, version_id: object, track: Track, since: dt.datetime) -> ArmCounts:
-    totals = OutcomeCount.objects.filter(
-        agent_id=rollout.agent_id,
-        environment_id=rollout.environment_id,
-        version_id=version_id,
-        track=track,
-        bucket_start__gte=since,
-    ).aggregate(**{name: Sum(name) for name in _ARM_FIELDS})
-    return ArmCounts(**{name: totals[name] or 0 for name in _ARM_FIELDS})
 
 
 def _lock_running(agent: Agent, environment: Environment) -> tuple[Pointer, CanaryRollout]:

@@ -34,7 +34,7 @@ from deployments.models import (
 )
 from versions.models import AgentVersion
 
-# The columns an outcome total sums; the same as deployments.canary's analysis reads.
+# The columns an outcome total sums (what the canary analysis and the admin panel read).
 ARM_FIELDS = (
     "n",
     "errors",

@@ -23,6 +23,7 @@ from agentconfig.actors import Actor
 from agentconfig.bucketing import BUCKETS
 from agentconfig.errors import Conflict, NotFound
 from agentconfig.models import Agent
+from agentconfig.reasons import validate_reason
 from deployments.approvals import clear_release
 from deployments.canary_analysis import ArmCounts, Decision, Policy, StepState, Verdict, decide
 from deployments.models import (
@@ -45,7 +46,6 @@ from deployments.services import (
     check_expected_active,
     end_canary,
     lock_pointer,
-    validate_reason,
     write_release_log,
 )
 from versions.models import AgentVersion

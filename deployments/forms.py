@@ -14,9 +14,9 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from agentconfig.models import Agent
+from agentconfig.reasons import validate_reason
 from deployments.canary import parse_percent, parse_steps
 from deployments.models import CanaryPolicy, CanaryRollout, Environment
-from deployments.services import validate_reason
 from versions.models import AgentVersion
 
 

@@ -14,10 +14,10 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from agentconfig.models import Agent
+from agentconfig.reasons import validate_reason
 from deployments import canary
 from deployments.forms import DeployForm, _ReasonForm, _VersionChoiceField
 from deployments.models import RequestKind, ReviewDecision
-from deployments.services import validate_reason
 from versions.models import AgentVersion
 
 

@@ -17,6 +17,7 @@ from django.utils import timezone
 from agentconfig.actors import Actor
 from agentconfig.errors import Conflict, Forbidden
 from agentconfig.models import Agent
+from agentconfig.reasons import validate_reason
 from deployments import canary
 from deployments.models import (
     CanaryRollout,
@@ -29,7 +30,7 @@ from deployments.models import (
     ReviewDecision,
 )
 from deployments.selectors import get_pointer
-from deployments.services import deploy_version, lock_pointer, validate_reason
+from deployments.services import deploy_version, lock_pointer
 from versions.models import AgentVersion
 
 REQUEST_PERMISSION = "deployments.add_deploymentrequest"

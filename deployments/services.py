@@ -21,6 +21,7 @@ from django.utils import timezone
 from agentconfig.actors import Actor
 from agentconfig.errors import Conflict, NotFound, ServiceError
 from agentconfig.models import Agent
+from agentconfig.reasons import validate_reason
 from deployments import runtime
 from deployments.approvals import clear_release
 from deployments.models import (
@@ -36,18 +37,6 @@ from deployments.models import (
 )
 from deployments.selectors import get_pointer
 from versions.models import AgentVersion
-
-MAX_REASON = 2000
-
-
-def validate_reason(reason: str | None) -> str:
-    """The reason, stripped; ValidationError if it is missing or too long."""
-    reason = (reason or "").strip()
-    if not reason:
-        raise ValidationError({"reason": "is required: say why, so the audit log can tell."})
-    if len(reason) > MAX_REASON:
-        raise ValidationError({"reason": f"is longer than {MAX_REASON} characters."})
-    return reason
 
 
 def deploy_version(

@@ -32,6 +32,7 @@ from django.db import IntegrityError, transaction
 from agentconfig.actors import Actor
 from agentconfig.errors import Conflict
 from agentconfig.models import Agent
+from agentconfig.reasons import validate_reason
 from deployments.models import Environment, Pointer
 from evaluations.models import (
     AnswerSource,
@@ -149,10 +150,6 @@ def record_gate_override(
     *, agent: Agent, environment: Environment, version: AgentVersion, actor: Actor, reason: str
 ) -> GateOverride:
     """Let `version` past the refusing gate of `environment`; who, when and why are kept."""
-    # Imported here: deployments.services calls the gate, so a module-level import would
-    # make the two modules import each other.
-    from deployments.services import validate_reason
-
     actor.require(OVERRIDE_PERMISSION, "override the evaluation gate")
     reason = validate_reason(reason)
     if version.agent_id != agent.pk:

@@ -12,10 +12,11 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from agentconfig.models import Agent
+from agentconfig.reasons import validate_reason
 from deployments.models import Environment
 from flags import rules as schema
 from flags.models import Flag, FlagKind
-from flags.services import check_variants_in_use, validate_reason
+from flags.services import check_variants_in_use
 
 RULES_HELP = (
     "A JSON list of rules, evaluated top to bottom; the first that matches serves its "

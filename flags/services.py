@@ -23,6 +23,7 @@ from django.db import IntegrityError, transaction
 from agentconfig.actors import Actor
 from agentconfig.errors import Conflict
 from agentconfig.models import Agent
+from agentconfig.reasons import validate_reason
 from deployments import runtime
 from deployments.models import Environment
 from flags import rules as schema
@@ -34,17 +35,6 @@ DELETE_PERMISSION = "flags.delete_flag"
 KILL_SWITCH_PERMISSION = "flags.kill_switch"
 ADD_GATE_PERMISSION = "flags.add_toolgate"
 DELETE_GATE_PERMISSION = "flags.delete_toolgate"
-MAX_REASON = 2000
-
-
-def validate_reason(reason: str | None, *, required: bool) -> str:
-    """The reason, stripped; ValidationError if required and missing, or too long."""
-    reason = (reason or "").replace("\r\n", "\n").strip()
-    if required and not reason:
-        raise ValidationError({"reason": "is required: say why, so the history can tell."})
-    if len(reason) > MAX_REASON:
-        raise ValidationError({"reason": f"is longer than {MAX_REASON} characters."})
-    return reason
 
 
 # --- flags ----------------------------------------------------------------------------

@@ -54,10 +54,11 @@ from django.db.models import Q
 from agentconfig.actors import Actor
 from agentconfig.errors import ServiceError
 from agentconfig.models import Agent
+from agentconfig.reasons import MAX_REASON
 from deployments.models import Environment
 from deployments.requests import create_request
 from deployments.selectors import get_environment
-from deployments.services import MAX_REASON, deploy_version
+from deployments.services import deploy_version
 from versions.git_source import (
     Commit,
     GitError,

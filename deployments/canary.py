@@ -203,10 +203,19 @@ def set_canary_percent(
         pointer, rollout = _lock_running(agent, environment)
         if basis_points == rollout.basis_points:
             raise Conflict(f"the canary already runs at {rollout.percent:g} %.")
-        bake = rollout.steps[rollout.step_index][1]
-        later = [s for s in rollout.steps[rollout.step_index + 1 :] if s[0] > basis_points]
-        rollout.steps = [*rollout.steps[: rollout.step_index], [basis_points, bake], *later]
+        rollout.steps = steps_after_percent_change(rollout, basis_points)
         return _move_to(pointer, rollout, rollout.step_index, actor, reason)
+
+
+def steps_after_percent_change(rollout: CanaryRollout, basis_points: int) -> list[list[int]]:
+    """The rollout's steps once its current step runs at `basis_points`.
+
+    Done and current steps stay; later steps that would not grow the share are dropped.
+    """
+    index = rollout.step_index
+    bake = rollout.steps[index][1]
+    later = [step for step in rollout.steps[index + 1 :] if step[0] > basis_points]
+    return [*rollout.steps[:index], [basis_points, bake], *later]
 
 
 def advance_canary(

@@ -374,9 +374,7 @@ def _check_action(target: CanaryTarget, action: str, form: CanaryActionForm) -> 
 def _percent_plan(rollout: CanaryRollout, basis_points: int) -> list[StepRow]:
     """The steps after a percentage change, as deployments.canary.set_canary_percent makes them."""
     index = rollout.step_index
-    bake = rollout.steps[index][1]
-    later = [s for s in rollout.steps[index + 1 :] if s[0] > basis_points]
-    steps = [*rollout.steps[:index], [basis_points, bake], *later]
+    steps = canary.steps_after_percent_change(rollout, basis_points)
     return [
         StepRow(
             number=i + 1,

@@ -5,24 +5,23 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Tags, Warning, register
 
-PER_PROCESS_CACHES = (
-    "django.core.cache.backends.locmem.LocMemCache",
-    "django.core.cache.backends.dummy.DummyCache",
-)
+# Every server process serves a committed change within one second (README, "The runtime
+# endpoint"): one refresh interval plus the time of one feed query.
+PROPAGATION_PROMISE_SECONDS = 1.0
 
 
-@register(Tags.caches, deploy=True)
-def check_shared_cache(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
-    """A per-process cache cannot carry a deploy to the other server processes."""
-    backend = settings.CACHES.get("default", {}).get("BACKEND", "")
-    if backend in PER_PROCESS_CACHES:
+@register(Tags.compatibility, deploy=True)
+def check_refresh_interval(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """A refresh interval near or above a second breaks the propagation promise."""
+    interval = settings.AGENTCONFIG_REFRESH_INTERVAL
+    if not 0 <= interval <= PROPAGATION_PROMISE_SECONDS / 2:
         return [
             Warning(
-                f"CACHE_URL selects {backend.rsplit('.', 1)[-1]}, which each server process "
-                "keeps for itself: a deploy or rollback reaches the other processes only when "
-                "their cached runtime documents expire (AGENTCONFIG_RUNTIME_CACHE_TTL).",
-                hint="Set CACHE_URL=redis://host:6379/0 so every process shares one cache.",
-                id="agentconfig.W001",
+                f"AGENTCONFIG_REFRESH_INTERVAL is {interval} s: server processes would serve a "
+                "deploy, rollback or key revocation up to that long after it commits, which "
+                f"breaks the promise of {PROPAGATION_PROMISE_SECONDS:g} s.",
+                hint="Use a value between 0 and 0.5 (default 0.25).",
+                id="agentconfig.W002",
             )
         ]
     return []

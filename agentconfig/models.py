@@ -35,3 +35,42 @@ class Agent(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("admin:agentconfig_agent_change", args=[self.pk])
+
+
+class ChangeTopic(models.TextChoices):
+    AGENT = "agent", "agent (pointer, canary)"
+    FLAGS = "flags", "flags and tool gates"
+    API_KEY = "api_key", "API key"
+
+
+class Change(models.Model):
+    """One committed write that changes what runtimes or OFREP clients receive.
+
+    The change feed (agentconfig.change_feed): every such write inserts its row in the
+    same transaction, so a change never commits without its row and a row never exists
+    for a rolled-back write. Server processes read the feed to drop exactly what changed.
+    Rows are never updated.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    topic = models.CharField(max_length=16, choices=ChangeTopic.choices)
+    # What changed: the agent (pointer, canary, agent-scoped flags and gates), the
+    # environment (None: every environment), the API key's public id.
+    agent = models.ForeignKey(
+        Agent, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    # Environments live in a higher app (deployments); the feed is the base layer, so the
+    # id is kept without a foreign key (environments are never deleted: PROTECT).
+    environment_id = models.BigIntegerField(null=True, blank=True)
+    api_key_id = models.CharField(max_length=32, blank=True)
+    # PostgreSQL: the writing transaction's id (pg_current_xact_id), which lets readers
+    # see rows whose ids were assigned before they committed. NULL on SQLite, whose
+    # writers are serialised, so ids are assigned in commit order.
+    transaction_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "runtime change"
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.topic}"

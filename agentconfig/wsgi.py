@@ -1,4 +1,8 @@
-"""WSGI entry point for gunicorn; production settings unless told otherwise."""
+"""WSGI entry point (gunicorn, granian, runserver); production settings unless told otherwise.
+
+Runtime routes take the lean path (agentconfig.runtime_wsgi); everything else is Django's
+ordinary handler.
+"""
 
 import os
 
@@ -6,4 +10,8 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentconfig.settings.production")
 
-application = get_wsgi_application()
+django_application = get_wsgi_application()
+
+from agentconfig.runtime_wsgi import RuntimeFastPath  # noqa: E402 (needs the app set up)
+
+application = RuntimeFastPath(django_application)

@@ -1,51 +1,31 @@
-"""The runtime endpoint's read path: API-key lookup and the cached config document.
+"""The runtime endpoint's documents: what (environment, agent) serves, and per-user answers.
 
 Invariants:
-- On a warm cache a request makes no database query: the key entry and the document
-  both come from the cache (CACHE_URL; Redis in production, shared by every process).
-- A deploy or rollback is visible on the next request in every process: each agent
-  has a generation number in the cache, bumped after the change commits; documents
-  are stored under their generation, so a reader that raced with a deploy can only
-  fill a generation nobody reads any more (docs/decisions/0004-runtime-cache.md).
-- A revoked key is refused on the next request: revocation overwrites the key's
-  cache entry with a tombstone, and readers fill entries only with cache.add(), so a
-  racing reader cannot put the old "active" entry back.
-- A warm request costs one shared-cache round trip (key entry + generation); the
-  document itself comes from a per-process copy keyed by its generation.
-- Cache failures are treated as misses: the database answers; if it cannot, the view
-  answers 503, never a default config.
+- A document is subject-independent (pointer, stable and canary payloads, flag rules);
+  the per-user work (canary bucket, flag rules, gated tools) is pure Python over it.
+- The stable answer with no applicable flags is serialised once, with its ETag: such a
+  request serialises nothing.
+- Documents are kept in this process's snapshot (deployments.snapshot), which the change
+  feed keeps current; nothing here reads a cache (docs/decisions/0014-runtime-delivery.md).
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
-import logging
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
-from django.core.cache import cache
-
 from agentconfig.bucketing import bucket
-from agentconfig.caching import LocalCopies, cache_add, cache_get, cache_get_many
 from agentconfig.models import Agent
-from deployments.models import ApiKey, Pointer
+from deployments.models import Pointer
 from flags.evaluation import FlagSnapshot, evaluate_all, filter_tools
 from flags.selectors import build_flag_snapshot
 from versions.models import AgentVersion
 
-logger = logging.getLogger(__name__)
-
-PREFIX = "agentconfig:rt:1"
 KEY_FORMAT = re.compile(r"^acfg_([0-9a-f]{12})_[A-Za-z0-9_-]{20,100}$")
-MISSING_KEY_TTL = 10
-# Compared against when no key matches, so an unknown key costs the same as a wrong one.
-_DUMMY_HASH = hashlib.sha256(b"agentconfig-no-such-key").hexdigest()
 
 
 @dataclass(frozen=True)
@@ -130,127 +110,6 @@ def key_id_of(raw_key: str) -> str | None:
     return match.group(1) if match else None
 
 
-# --- cache keys and invalidation -------------------------------------------------
-
-
-def _key_entry_key(key_id: str) -> str:
-    return f"{PREFIX}:key:{key_id}"
-
-
-# A document depends on its agent (pointer, versions, canary) and on the flags; each has
-# a generation, and a document is stored under both.
-FLAGS_SCOPE = "flags"
-Generations = tuple[int, int]
-
-
-def _generation_key(scope: str) -> str:
-    return f"{PREFIX}:gen:{scope}"
-
-
-def _agent_scope(agent_slug: str) -> str:
-    return f"agent:{agent_slug}"
-
-
-def _document_key(environment_id: int, agent_slug: str, generations: Generations) -> str:
-    agent_generation, flags_generation = generations
-    return f"{PREFIX}:doc:{environment_id}:{agent_slug}:{agent_generation}.{flags_generation}"
-
-
-def invalidate_agent(agent_slug: str) -> None:
-    """Make every process rebuild this agent's documents on their next request."""
-    _bump(_generation_key(_agent_scope(agent_slug)))
-
-
-def invalidate_flags() -> None:
-    """Make every process rebuild every document (flags can be global) on its next request."""
-    _bump(_generation_key(FLAGS_SCOPE))
-
-
-def _bump(key: str) -> None:
-    try:
-        try:
-            cache.incr(key)
-        except ValueError:  # no generation yet (or evicted): start a fresh, unique one
-            cache.set(key, time.time_ns(), None)
-    except Exception:
-        # The document TTL bounds how long a lost invalidation can last.
-        logger.exception("could not invalidate the runtime cache (%s)", key)
-
-
-def mark_key_revoked(key_id: str) -> None:
-    """Overwrite the key's cache entry so the next request is refused (see module doc)."""
-    try:
-        cache.set(_key_entry_key(key_id), {"revoked": True}, None)
-    except Exception:
-        # The revocation is committed; a cached "active" entry lives at most
-        # AGENTCONFIG_RUNTIME_CACHE_TTL seconds. Failing the request now would not help.
-        logger.exception("could not mark API key %s revoked in the cache", key_id)
-
-
-def forget_key(key_id: str) -> None:
-    """Drop a cached 'no such key' answer after the key is created."""
-    try:
-        cache.delete(_key_entry_key(key_id))
-    except Exception:
-        logger.exception("could not clear the cache entry of API key %s", key_id)
-
-
-# --- the read path -------------------------------------------------------------
-
-
-def lookup(raw_key: str, agent_slug: str) -> tuple[KeyEntry | None, Generations]:
-    """The key's environment (None if unknown or revoked) and the document's generations.
-
-    One cache round trip on a warm cache; the database only for a cold key entry.
-    """
-    key_id = key_id_of(raw_key)
-    if key_id is None:
-        hmac.compare_digest(hash_key(raw_key), _DUMMY_HASH)
-        return None, (0, 0)
-    entry_key = _key_entry_key(key_id)
-    agent_key = _generation_key(_agent_scope(agent_slug))
-    flags_key = _generation_key(FLAGS_SCOPE)
-    cached = cache_get_many([entry_key, agent_key, flags_key])
-    generation = (
-        cached.get(agent_key) or _start_generation(agent_key),
-        cached.get(flags_key) or _start_generation(flags_key),
-    )
-    entry = cached.get(entry_key)
-    if entry is None:
-        entry = _load_key_entry(key_id)
-        ttl = MISSING_KEY_TTL if entry.get("missing") else settings.AGENTCONFIG_RUNTIME_CACHE_TTL
-        cache_add(entry_key, entry, ttl)
-    expected = entry.get("hash", _DUMMY_HASH)
-    matches = hmac.compare_digest(hash_key(raw_key), expected)
-    if not matches or entry.get("revoked") or entry.get("missing"):
-        return None, generation
-    return KeyEntry(entry["environment_id"], entry["environment_slug"]), generation
-
-
-# Documents never change within a generation: see agentconfig.caching.LocalCopies.
-local_documents: LocalCopies[Document] = LocalCopies(max_entries=1024)
-
-
-def _start_generation(key: str) -> int:
-    """Create a missing generation (first use, or evicted); another process may win."""
-    cache_add(key, time.time_ns(), None)
-    return cache_get(key) or time.time_ns()
-
-
-def get_document(key: KeyEntry, agent_slug: str, generations: Generations) -> Document:
-    """The config document for this environment and agent, from the cache or built once."""
-    doc_key = _document_key(key.environment_id, agent_slug, generations)
-    document = local_documents.get(doc_key)
-    if document is not None:
-        return document
-    document = cache_get(doc_key)
-    if document is None:
-        document = build_document(key, agent_slug)
-        cache_add(doc_key, document, settings.AGENTCONFIG_RUNTIME_CACHE_TTL)
-    local_documents.put(doc_key, document, settings.AGENTCONFIG_RUNTIME_CACHE_TTL)
-    return document
-
-
 def build_document(key: KeyEntry, agent_slug: str) -> Document:
     """Read the pointer and its version from the database and serialise the answer."""
     pointer = (
@@ -315,15 +174,3 @@ def error_body(code: str, message: str) -> bytes:
 
 def error_document(status: int, code: str, message: str) -> Document:
     return Document(status, error_body(code, message))
-
-
-def _load_key_entry(key_id: str) -> dict[str, Any]:
-    key = ApiKey.objects.select_related("environment").filter(key_id=key_id).first()
-    if key is None:
-        return {"missing": True}
-    return {
-        "hash": key.key_hash,
-        "environment_id": key.environment_id,
-        "environment_slug": key.environment.slug,
-        "revoked": key.revoked_at is not None,
-    }

@@ -4,7 +4,8 @@ Invariants:
 - A pointer move and its release-log row are written in one transaction, under a
   lock on the agent row, so two concurrent moves of one agent serialise and each
   log row's from_version is the version that was really active before it.
-- The runtime cache is invalidated only after the transaction commits.
+- Every pointer move and key change records its change-feed row in the same transaction
+  (agentconfig.change_feed): every server process serves it within the refresh interval.
 - Rollback only ever moves the pointer to a version that was active in that
   environment before; it never edits or creates a version.
 """
@@ -19,8 +20,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from agentconfig.actors import Actor
+from agentconfig.change_feed import record_change
 from agentconfig.errors import Conflict, NotFound, ServiceError
-from agentconfig.models import Agent
+from agentconfig.models import Agent, ChangeTopic
 from agentconfig.reasons import validate_reason
 from deployments import runtime
 from deployments.approvals import clear_release
@@ -177,7 +179,7 @@ def write_release_log(
     reason: str,
     details: dict[str, Any] | None = None,
 ) -> ReleaseLogEntry:
-    """The release-log row of a pointer change; cache invalidation after commit."""
+    """The release-log row of a pointer change, and its change-feed row (same transaction)."""
     entry = ReleaseLogEntry.objects.create(
         agent=pointer.agent,
         environment=pointer.environment,
@@ -189,8 +191,9 @@ def write_release_log(
         reason=reason,
         details=details or {},
     )
-    slug = pointer.agent.slug
-    transaction.on_commit(lambda: runtime.invalidate_agent(slug))
+    record_change(
+        topic=ChangeTopic.AGENT, agent=pointer.agent_id, environment_id=pointer.environment_id
+    )
     return entry
 
 
@@ -277,16 +280,16 @@ def create_api_key(*, environment: Environment, name: str, actor: Actor) -> tupl
     try:
         with transaction.atomic():
             key.save()
+            record_change(topic=ChangeTopic.API_KEY, api_key_id=key_id)
     except IntegrityError:
         raise ValidationError(
             {"name": f"an active API key named {name!r} already exists; pick another name."}
         ) from None
-    transaction.on_commit(lambda: runtime.forget_key(key_id))
     return key, plaintext
 
 
 def revoke_api_key(*, key: ApiKey, actor: Actor) -> ApiKey:
-    """Revoke `key`; the next request that presents it is refused."""
+    """Revoke `key`: refused at once by this process, within the refresh interval by all."""
     actor.require("deployments.change_apikey", "revoke API keys")
     with transaction.atomic():
         key = ApiKey.objects.select_for_update().get(pk=key.pk)
@@ -297,6 +300,5 @@ def revoke_api_key(*, key: ApiKey, actor: Actor) -> ApiKey:
         key.revoked_at = timezone.now()
         key.revoked_by_label = actor.label
         key.save()
-    key_id = key.key_id
-    transaction.on_commit(lambda: runtime.mark_key_revoked(key_id))
+        record_change(topic=ChangeTopic.API_KEY, api_key_id=key.key_id)
     return key

@@ -7,23 +7,30 @@ these views are exempt from CSRF: a forged cross-site request carries no credent
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from django.utils.cache import patch_vary_headers
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 
 from agentconfig.models import Agent
 from deployments import history, outcomes, runtime
 from deployments.models import Environment
+from deployments.snapshot import SnapshotUnavailable, get_document, snapshot
 from flags.context import CONTEXT_HEADER, ContextError, parse_context
 
 ALLOWED_METHODS = ("GET", "HEAD")
 HISTORY_PERMISSION = "deployments.view_releaselogentry"
+# Longer than any key we issue (acfg_ + 12 + _ + at most 100): refused without hashing.
+MAX_KEY_LENGTH = 200
+MAX_USER_ID = 256
+# Sent when the snapshot could not be refreshed recently (database unreachable): how many
+# seconds old the answer may be.
+SNAPSHOT_AGE_HEADER = "Agentconfig-Snapshot-Age"
 
 
 @csrf_exempt
@@ -35,17 +42,38 @@ def agent_config(request: HttpRequest, slug: str) -> HttpResponse:
         return response
     if "at" in request.GET:
         return _config_at(request, slug)
+    # Everything about the request itself is checked before any I/O.
     raw_key = _bearer_token(request)
     if raw_key is None:
         return _missing_key()
+    if len(raw_key) > MAX_KEY_LENGTH or runtime.key_id_of(raw_key) is None:
+        return _invalid_key()
+    user_id = request.GET.get("user_id") or None
+    if user_id is not None and len(user_id) > MAX_USER_ID:
+        return _error(
+            400,
+            "invalid_user_id",
+            f"user_id is {len(user_id):,} characters long; the maximum is {MAX_USER_ID}.",
+        )
     try:
-        key, generation = runtime.lookup(raw_key, slug)
+        context = parse_context(request.GET, request.headers.get(CONTEXT_HEADER))
+    except ContextError as exc:
+        return _error(400, "invalid_context", exc.message)
+    try:
+        key = authenticate(raw_key)
         if key is None:
             return _invalid_key()
-        document = runtime.get_document(key, slug, generation)
-    except DatabaseError:
+        document = get_document(key, slug)
+    except (DatabaseError, SnapshotUnavailable):
         return _database_unavailable()
-    return _answer(request, document)
+    return _answer(request, document, user_id, context)
+
+
+def authenticate(raw_key: str) -> runtime.KeyEntry | None:
+    """The key's environment from a fresh snapshot (no I/O while it is fresh); None if
+    unknown or revoked. Raises SnapshotUnavailable when nothing is known yet."""
+    snapshot.ensure_fresh()
+    return snapshot.authenticate(raw_key)
 
 
 def _config_at(request: HttpRequest, slug: str) -> HttpResponse:
@@ -74,13 +102,20 @@ def _config_at(request: HttpRequest, slug: str) -> HttpResponse:
         document = history.build_document_at(key, slug, at)
     except DatabaseError:
         return _database_unavailable()
-    return _answer(request, document)
+    try:
+        context = parse_context(request.GET, request.headers.get(CONTEXT_HEADER))
+    except ContextError as exc:
+        return _error(400, "invalid_context", exc.message)
+    return _answer(request, document, request.GET.get("user_id") or None, context)
 
 
 def _history_reader(request: HttpRequest) -> runtime.KeyEntry | HttpResponse:
     raw_key = _bearer_token(request)
     if raw_key is not None:
-        key, _ = runtime.lookup(raw_key, "")
+        try:
+            key = authenticate(raw_key)
+        except SnapshotUnavailable:
+            return _database_unavailable()
         return key if key is not None else _invalid_key()
     user = request.user
     if not user.is_authenticated:
@@ -93,21 +128,29 @@ def _history_reader(request: HttpRequest) -> runtime.KeyEntry | HttpResponse:
     return runtime.KeyEntry(environment.pk, environment.slug)
 
 
-def _answer(request: HttpRequest, document: runtime.Document) -> HttpResponse:
+def _answer(
+    request: HttpRequest,
+    document: runtime.Document,
+    user_id: str | None,
+    context: dict[str, Any],
+) -> HttpResponse:
     if document.status != 200:
-        return _vary(HttpResponse(document.body, status=document.status, content_type=_JSON))
-    try:
-        context = parse_context(request.GET, request.headers.get(CONTEXT_HEADER))
-    except ContextError as exc:
-        return _error(400, "invalid_context", exc.message)
-    answer = document.answer(request.GET.get("user_id") or None, context)
+        response = HttpResponse(document.body, status=document.status, content_type=_JSON)
+        return _vary(_with_age(response))
+    answer = document.answer(user_id, context)
     if _matches(request.headers.get("If-None-Match", ""), answer.etag):
         response = HttpResponse(status=304)
     else:
         response = HttpResponse(answer.body, content_type=_JSON)
     response["ETag"] = answer.etag
     response["Cache-Control"] = f"private, max-age={settings.AGENTCONFIG_RUNTIME_MAX_AGE}"
-    return _vary(response)
+    return _vary(_with_age(response))
+
+
+def _with_age(response: HttpResponse) -> HttpResponse:
+    if snapshot.failing:
+        response[SNAPSHOT_AGE_HEADER] = str(int(snapshot.age))
+    return response
 
 
 @csrf_exempt
@@ -120,16 +163,20 @@ def agent_outcomes(request: HttpRequest, slug: str) -> HttpResponse:
     raw_key = _bearer_token(request)
     if raw_key is None:
         return _missing_key()
+    # The key is checked before the body is read: strangers cost no parsing.
+    try:
+        key = authenticate(raw_key) if len(raw_key) <= MAX_KEY_LENGTH else None
+    except SnapshotUnavailable:
+        return _database_unavailable()
+    if key is None:
+        return _invalid_key()
     try:
         payload = json.loads(request.body)
     except RequestDataTooBig:
         return _error(413, "too_large", "the body is too large; send at most 1,000 events.")
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         return _error(400, "invalid_json", f"the body is not valid JSON: {exc}.")
     try:
-        key, _ = runtime.lookup(raw_key, slug)
-        if key is None:
-            return _invalid_key()
         agent = Agent.objects.filter(slug=slug).first()
         if agent is None:
             return _error(404, "agent_not_found", f"there is no agent {slug!r}.")
@@ -153,17 +200,26 @@ def agent_outcomes(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
-    """Liveness of the process and reachability of the database, for load balancers."""
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        database, status = "ok", 200
-    except DatabaseError:
-        database, status = "unavailable", 503
-    body = runtime.serialize(
-        {"status": "ok" if status == 200 else "degraded", "database": database}
-    )
-    response = HttpResponse(body, status=status, content_type=_JSON)
+    """Whether this process can serve runtimes, for load balancers (no I/O while fresh).
+
+    200 "ok"; 200 "degraded" while the database is unreachable but the last snapshot still
+    serves (taking the node out of rotation would only turn stale answers into errors);
+    503 when the process has never been able to load a snapshot.
+    """
+    snapshot.ensure_fresh()
+    if snapshot.failing:
+        loaded = snapshot.age != float("inf")
+        status, body = (
+            (200 if loaded else 503),
+            {
+                "status": "degraded" if loaded else "unavailable",
+                "database": "unavailable",
+                "snapshot_age_seconds": None if not loaded else round(snapshot.age, 1),
+            },
+        )
+    else:
+        status, body = 200, {"status": "ok", "database": "ok"}
+    response = HttpResponse(runtime.serialize(body), status=status, content_type=_JSON)
     response["Cache-Control"] = "no-store"
     return response
 
@@ -212,8 +268,11 @@ def _unauthorized(code: str, message: str) -> HttpResponse:
     return response
 
 
+_VARY = f"Authorization, {CONTEXT_HEADER}"
+
+
 def _vary(response: HttpResponse) -> HttpResponse:
     # The answer depends on the key and on the flag context header (query parameters
-    # are part of the URL, which caches key on anyway).
-    patch_vary_headers(response, ("Authorization", CONTEXT_HEADER))
+    # are part of the URL, which caches key on anyway). Nothing before sets Vary.
+    response["Vary"] = _VARY
     return response

@@ -106,6 +106,8 @@ def _from_header(header: str) -> dict[str, Any]:
             ) from None
     try:
         data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except RecursionError:
+        raise ContextError(f"the {CONTEXT_HEADER} header is nested too deeply.") from None
     except ValueError as exc:
         raise ContextError(f"the {CONTEXT_HEADER} header is not valid JSON: {exc}.") from None
     if not isinstance(data, dict):

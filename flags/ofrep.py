@@ -14,9 +14,9 @@ Invariants:
   unique across agents, so a key names one flag.
 - Bad input is answered with the protocol's JSON error bodies (400/404), never a 500;
   the database being unreachable is the only 500, with a generalErrorResponse body.
-- A warm request makes no database query: the key entry and the flags generation come
-  in one cache round trip (deployments.runtime.lookup), the snapshot from the
-  process's copy or the cache (flags.selectors.get_ofrep_snapshot).
+- A warm request does no I/O: the key entry and the environment's flag snapshot come
+  from this process's snapshot (deployments.snapshot), which the change feed keeps
+  current; the config endpoint reads the same snapshot, so both always agree.
 - The bulk ETag is the hash of the body, so it changes exactly when the answer changes
   (flags or context); If-None-Match is honoured only after the key is authenticated.
 - No sessions and no cookies: the views are CSRF-exempt (bearer auth, nothing changes).
@@ -31,16 +31,15 @@ from typing import Any
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.csrf import csrf_exempt
 
 from deployments import runtime
+from deployments.snapshot import SnapshotUnavailable, get_document, snapshot
+from deployments.views import MAX_KEY_LENGTH, SNAPSHOT_AGE_HEADER
 from flags import evaluation
 from flags.evaluation import FlagSnapshot, Resolution
-from flags.selectors import get_ofrep_snapshot
+from flags.selectors import build_environment_snapshot
 
-# runtime.lookup takes an agent slug for the agent's generation; OFREP concerns no agent.
-NO_AGENT = ""
 # `agent.<slug>` is reserved for agent configurations served as object flags.
 AGENT_FLAG_PREFIX = "agent."
 _JSON = "application/json"
@@ -68,17 +67,16 @@ def evaluate_flag(request: HttpRequest, key: str) -> HttpResponse:
     authenticated = _authenticate(request)
     if isinstance(authenticated, HttpResponse):
         return authenticated
-    environment_id, flags_generation = authenticated
     try:
         targeting_key, context = _read_context(request)
     except _BadRequest as exc:
         return _json(400, {"key": key, "errorCode": exc.code, "errorDetails": exc.details})
     if key.startswith(AGENT_FLAG_PREFIX):
-        return _agent_config(request, key, targeting_key, context)
-    snapshot = _snapshot(environment_id, flags_generation)
-    if isinstance(snapshot, HttpResponse):
-        return snapshot
-    flag = snapshot.flags.get(key)
+        return _agent_config(authenticated, key, targeting_key, context)
+    flags = _snapshot(authenticated.environment_id)
+    if isinstance(flags, HttpResponse):
+        return flags
+    flag = flags.flags.get(key)
     if flag is None:
         return _json(
             404,
@@ -103,15 +101,14 @@ def evaluate_flags(request: HttpRequest) -> HttpResponse:
     authenticated = _authenticate(request)
     if isinstance(authenticated, HttpResponse):
         return authenticated
-    environment_id, flags_generation = authenticated
     try:
         targeting_key, context = _read_context(request)
     except _BadRequest as exc:
         return _json(400, {"errorCode": exc.code, "errorDetails": exc.details})
-    snapshot = _snapshot(environment_id, flags_generation)
-    if isinstance(snapshot, HttpResponse):
-        return snapshot
-    resolutions = evaluation.evaluate_all(snapshot, targeting_key, context)
+    flags = _snapshot(authenticated.environment_id)
+    if isinstance(flags, HttpResponse):
+        return flags
+    resolutions = evaluation.evaluate_all(flags, targeting_key, context)
     body = runtime.serialize(
         {
             "flags": [
@@ -134,7 +131,7 @@ def evaluate_flags(request: HttpRequest) -> HttpResponse:
 
 
 def _agent_config(
-    request: HttpRequest, key: str, targeting_key: str | None, context: dict[str, Any]
+    entry: runtime.KeyEntry, key: str, targeting_key: str | None, context: dict[str, Any]
 ) -> HttpResponse:
     """`agent.<slug>`: the agent's resolved config as an object flag.
 
@@ -143,13 +140,11 @@ def _agent_config(
     SDK can read its configuration without a custom client.
     """
     slug = key.removeprefix(AGENT_FLAG_PREFIX)
-    raw_key = _presented_key(request) or ""
     try:
-        entry, generations = runtime.lookup(raw_key, slug)
-        document = runtime.get_document(entry, slug, generations) if entry else None
+        document = get_document(entry, slug)
     except DatabaseError:
         return _unavailable()
-    if document is None or document.status != 200:
+    if document.status != 200:
         return _json(
             404,
             {
@@ -180,21 +175,24 @@ def _refuse_method(request: HttpRequest) -> HttpResponse | None:
     return response
 
 
-def _authenticate(request: HttpRequest) -> tuple[int, int] | HttpResponse:
-    """(environment id, flags generation) of the presented key, or the 401/500 response."""
+def _authenticate(request: HttpRequest) -> runtime.KeyEntry | HttpResponse:
+    """The presented key's entry, or the 401/500 response (no I/O while the snapshot is
+    fresh, none at all for a malformed key)."""
     raw_key = _presented_key(request)
     if raw_key is None:
         return _unauthorized(
             "Send an environment API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'."
         )
+    if len(raw_key) > MAX_KEY_LENGTH or runtime.key_id_of(raw_key) is None:
+        return _unauthorized("The API key is unknown or revoked.")
     try:
-        entry, generations = runtime.lookup(raw_key, NO_AGENT)
-    except DatabaseError:
+        snapshot.ensure_fresh()
+        entry = snapshot.authenticate(raw_key)
+    except SnapshotUnavailable:
         return _unavailable()
     if entry is None:
         return _unauthorized("The API key is unknown or revoked.")
-    _, flags_generation = generations
-    return entry.environment_id, flags_generation
+    return entry
 
 
 def _presented_key(request: HttpRequest) -> str | None:
@@ -211,7 +209,7 @@ def _read_context(request: HttpRequest) -> tuple[str | None, dict[str, Any]]:
         body = json.loads(request.body, parse_constant=_refuse_constant)
     except RequestDataTooBig:
         raise _BadRequest("PARSE_ERROR", "The request body is too large.") from None
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise _BadRequest("PARSE_ERROR", f"The request body is not valid JSON: {exc}.") from None
     if not isinstance(body, dict):
         raise _BadRequest(
@@ -235,9 +233,12 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
-def _snapshot(environment_id: int, flags_generation: int) -> FlagSnapshot | HttpResponse:
+def _snapshot(environment_id: int) -> FlagSnapshot | HttpResponse:
+    """Every flag of the environment (what OFREP serves), from this process's snapshot."""
     try:
-        return get_ofrep_snapshot(environment_id, flags_generation)
+        return snapshot.get(
+            ("ofrep", environment_id), lambda: build_environment_snapshot(environment_id)
+        )
     except DatabaseError:
         return _unavailable()
 
@@ -280,7 +281,7 @@ def _unauthorized(details: str) -> HttpResponse:
 
 def _unavailable() -> HttpResponse:
     return _json(
-        500, {"errorDetails": "The flag store cannot be reached; retry later (nothing is cached)."}
+        500, {"errorDetails": "The flag store cannot be reached; retry later (nothing is known)."}
     )
 
 
@@ -292,5 +293,7 @@ def _etag_matches(if_none_match: str, etag: str) -> bool:
 
 
 def _vary(response: HttpResponse) -> HttpResponse:
-    patch_vary_headers(response, ("Authorization", "X-API-Key"))
+    response["Vary"] = "Authorization, X-API-Key"
+    if snapshot.failing:
+        response[SNAPSHOT_AGE_HEADER] = str(int(snapshot.age))
     return response

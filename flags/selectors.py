@@ -3,13 +3,11 @@
 Invariants:
 - A snapshot is built with one query for the flags (each with its state in the
   environment, through a filtered LEFT JOIN) and, for an agent, one for its tool gates.
-- A snapshot holds only plain data (flags.evaluation), so it can be pickled into the cache.
+- A snapshot holds only plain data (flags.evaluation); server processes keep them in
+  memory (deployments.snapshot), dropped by the change feed when a flag changes.
 - A flag without a state row in the environment is off and serves its initial off variant.
 - Stored rules that no longer compile (edited outside the services) make that one flag
   resolve to an ERROR; they never break the snapshot.
-- OFREP snapshots are cached under the flags generation (deployments.runtime), which
-  every flag write bumps after commit: a reader never sees a snapshot older than the
-  generation it read, so a change is served on the next request in every process.
 """
 
 from __future__ import annotations
@@ -22,17 +20,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db.models import FilteredRelation, Q
 
-from agentconfig.caching import LocalCopies, cache_add, cache_get
 from flags import rules as schema
 from flags.evaluation import FlagSnapshot, FlagState
 from flags.models import Flag, FlagEnvironment, ToolGate
 
 logger = logging.getLogger(__name__)
 
-SNAPSHOT_CACHE_PREFIX = "agentconfig:flags:1:ofrep"
 _STATE_COLUMNS = ("enabled", "off_variant", "default_variant", "rules")
 
 
@@ -86,20 +81,6 @@ def build_environment_snapshot(environment_id: int) -> FlagSnapshot:
     Keys are unique across agents, so an agent-scoped flag is addressed by its key alone.
     """
     return FlagSnapshot(environment_id, None, _flag_states(environment_id, Flag.objects.all()))
-
-
-def get_ofrep_snapshot(environment_id: int, flags_generation: int) -> FlagSnapshot:
-    """The environment's snapshot for this flags generation: process copy, cache, or built."""
-    key = f"{SNAPSHOT_CACHE_PREFIX}:{environment_id}:{flags_generation}"
-    snapshot = local_snapshots.get(key)
-    if snapshot is not None:
-        return snapshot
-    snapshot = cache_get(key)
-    if snapshot is None:
-        snapshot = build_environment_snapshot(environment_id)
-        cache_add(key, snapshot, settings.AGENTCONFIG_RUNTIME_CACHE_TTL)
-    local_snapshots.put(key, snapshot, settings.AGENTCONFIG_RUNTIME_CACHE_TTL)
-    return snapshot
 
 
 def _flag_states(environment_id: int, flags: Any) -> dict[str, FlagState]:
@@ -159,9 +140,6 @@ def _compile(
 
 
 # --- a per-process copy of OFREP snapshots ---------------------------------------------
-
-
-local_snapshots: LocalCopies[FlagSnapshot] = LocalCopies(max_entries=256)
 
 
 # --- the admin's views of a flag ----------------------------------------------------------

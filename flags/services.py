@@ -7,8 +7,8 @@ Invariants:
   one flag serialise and every history row describes a state that really existed.
 - Every write records who (history user and updated_by_label) and, where given, why
   (the FlagEnvironment's change_reason, kept in its history row).
-- The runtime cache is invalidated after the transaction commits (runtime.invalidate_flags),
-  so the config endpoint and OFREP serve the change on their next request.
+- Every write records its change-feed row in its own transaction (agentconfig.change_feed),
+  so every server process serves it within AGENTCONFIG_REFRESH_INTERVAL.
 - Nothing here uses QuerySet.update() or bulk writes: they would skip the history.
 """
 
@@ -21,10 +21,10 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from agentconfig.actors import Actor
+from agentconfig.change_feed import record_change
 from agentconfig.errors import Conflict
-from agentconfig.models import Agent
+from agentconfig.models import Agent, ChangeTopic
 from agentconfig.reasons import validate_reason
-from deployments import runtime
 from deployments.models import Environment
 from flags import rules as schema
 from flags.models import Flag, FlagEnvironment, FlagKind, ToolGate
@@ -81,9 +81,9 @@ def create_flag(
                 )
                 _attribute(state, actor, "created")
                 state.save()
+            _flags_changed(flag)
     except IntegrityError:
         raise ValidationError({"key": f"a flag with key {flag.key!r} already exists."}) from None
-    transaction.on_commit(runtime.invalidate_flags)
     return flag
 
 
@@ -121,8 +121,8 @@ def update_flag(
             check_variants_in_use(locked, schema.variant_names(locked.variants))
         _attribute(locked, actor, reason or f"changed {', '.join(changed)}")
         locked.save()
+        _flags_changed(locked)
     _copy_fields(locked, flag)
-    transaction.on_commit(runtime.invalidate_flags)
     return changed
 
 
@@ -160,9 +160,9 @@ def delete_flag(*, flag: Flag, actor: Actor) -> None:
         for state in locked.states.all():
             _attribute(state, actor, "flag deleted")
             state.delete()
+        _flags_changed(locked)
         _attribute(locked, actor, "deleted")
         locked.delete()
-    transaction.on_commit(runtime.invalidate_flags)
 
 
 # --- per-environment state ----------------------------------------------------------------
@@ -205,7 +205,7 @@ def set_flag_rules(
             return state  # nothing changed: no history row, no invalidation
         _record(state, actor, reason, "rules changed")
         state.save()
-    transaction.on_commit(runtime.invalidate_flags)
+        _flags_changed(locked, environment)
     return state
 
 
@@ -246,7 +246,7 @@ def _switch(
         state.enabled = enabled
         _record(state, actor, reason, summary)
         state.save()
-    transaction.on_commit(runtime.invalidate_flags)
+        _flags_changed(locked, environment)
     return state
 
 
@@ -279,11 +279,11 @@ def create_tool_gate(*, agent: Agent, tool_name: str, flag: Flag, actor: Actor) 
     try:
         with transaction.atomic():
             gate.save()
+            record_change(topic=ChangeTopic.FLAGS, agent=agent)
     except IntegrityError:
         raise ValidationError(
             {"tool_name": f"{gate.tool_name!r} of {agent.slug} is already gated by a flag."}
         ) from None
-    transaction.on_commit(runtime.invalidate_flags)
     return gate
 
 
@@ -291,12 +291,22 @@ def delete_tool_gate(*, gate: ToolGate, actor: Actor) -> None:
     """Remove a gate: the tool is then served to everyone whose version lists it."""
     actor.require(DELETE_GATE_PERMISSION, "remove tool gates")
     with transaction.atomic():
+        record_change(topic=ChangeTopic.FLAGS, agent=gate.agent_id)
         _attribute(gate, actor, "deleted")
         gate.delete()
-    transaction.on_commit(runtime.invalidate_flags)
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+def _flags_changed(flag: Flag, environment: Environment | None = None) -> None:
+    """The change-feed row of a flag write (caller's transaction): its agent's documents
+    (every agent's for a global flag) and OFREP, in `environment` or in all of them."""
+    record_change(
+        topic=ChangeTopic.FLAGS,
+        agent=flag.agent_id,
+        environment_id=environment.pk if environment is not None else None,
+    )
 
 
 def _lock(flag: Flag) -> Flag:

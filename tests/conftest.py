@@ -5,18 +5,37 @@ from django.core.cache import cache
 from django.db import connection
 
 from agentconfig.actors import Actor
-from deployments import runtime
+from deployments.snapshot import snapshot
 from tests import factories
 
 
 @pytest.fixture(autouse=True)
-def _clear_cache():
-    # The cache may be a real Redis shared by the whole run: start every test empty.
+def _fresh_state():
+    # The cache may be a real Redis shared by the whole run, and the process's runtime
+    # snapshot would remember the previous test's rolled-back rows: start every test empty.
     cache.clear()
-    runtime.local_documents.clear()
+    snapshot.reset()
     yield
     cache.clear()
-    runtime.local_documents.clear()
+    snapshot.reset()
+
+
+CACHE_METHODS = ("get", "get_many", "set", "set_many", "add", "incr", "delete", "delete_many")
+
+
+@pytest.fixture
+def cache_calls(monkeypatch) -> list[str]:
+    """Every call made to Django's cache (locmem or Redis) while the test runs."""
+    calls: list[str] = []
+    for name in CACHE_METHODS:
+        method = getattr(cache, name)
+
+        def spy(*args, _name=name, _method=method, **kwargs):
+            calls.append(_name)
+            return _method(*args, **kwargs)
+
+        monkeypatch.setattr(cache, name, spy)
+    return calls
 
 
 @pytest.fixture

@@ -18,8 +18,9 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from agentconfig.actors import Actor
+from agentconfig.change_feed import record_change
 from agentconfig.errors import Conflict
-from agentconfig.models import Agent
+from agentconfig.models import Agent, ChangeTopic
 from versions.config import ConfigError, config_hash, normalize_config
 from versions.git_source import Commit
 from versions.models import AgentVersion, Source
@@ -90,6 +91,8 @@ def create_agent(*, slug: str, name: str, description: str = "", actor: Actor) -
     try:
         with transaction.atomic():
             agent.save()
+            # Runtimes that asked for this slug were told "no such agent".
+            record_change(topic=ChangeTopic.AGENT, agent=agent)
     except IntegrityError:
         raise ValidationError({"slug": f"an agent with slug {slug!r} already exists."}) from None
     return agent

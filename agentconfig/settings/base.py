@@ -80,6 +80,9 @@ def database_from_env(default_sqlite: Path) -> dict:
     else:
         db.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
         db.setdefault("CONN_HEALTH_CHECKS", True)
+        # An unreachable database host must fail fast: the runtime path then serves its
+        # last snapshot instead of holding a worker for libpq's default (no timeout).
+        db.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
     return db
 
 
@@ -92,6 +95,11 @@ def cache_from_env(default: str) -> dict:
     cache = env.cache_url("CACHE_URL", default=default)
     if cache["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
         cache["BACKEND"] = "agentconfig.cache.RedisCache"
+        # A Redis that accepts connections but never answers must cost a short wait, not
+        # a stuck worker (redis-py waits forever by default).
+        options = cache.setdefault("OPTIONS", {})
+        options.setdefault("socket_connect_timeout", env.float("CACHE_TIMEOUT", default=0.5))
+        options.setdefault("socket_timeout", env.float("CACHE_TIMEOUT", default=0.5))
     return cache
 
 
@@ -122,9 +130,10 @@ SIMPLE_HISTORY_REVERT_DISABLED = True
 # --- agentconfig -------------------------------------------------------------------
 # Seconds a runtime may reuse a config response without asking again.
 AGENTCONFIG_RUNTIME_MAX_AGE = env.int("AGENTCONFIG_RUNTIME_MAX_AGE", default=1)
-# Seconds a runtime document stays in the cache if no deploy invalidates it first
-# (a safety net for a lost invalidation, not the normal path).
-AGENTCONFIG_RUNTIME_CACHE_TTL = env.int("AGENTCONFIG_RUNTIME_CACHE_TTL", default=300)
+# Seconds between two reads of the change feed by one server process (while it serves
+# requests; an idle process reads nothing). Every process serves a committed change, and
+# refuses a revoked key, at most this long after the commit (plus one query).
+AGENTCONFIG_REFRESH_INTERVAL = env.float("AGENTCONFIG_REFRESH_INTERVAL", default=0.25)
 
 # --- evaluations -------------------------------------------------------------------
 # The OpenAI-compatible Chat Completions endpoint that evaluation runs call (OpenAI,

@@ -32,24 +32,27 @@ PRODUCTION = {
     "SECRET_KEY": "a-long-random-production-secret-key-0123456789-abcdefghijklmnop",
     "ALLOWED_HOSTS": "agentconfig.example.com",
     "DATABASE_URL": "postgres://agentconfig@db.example.com:5432/agentconfig",
-    "CACHE_URL": "redis://cache.example.com:6379/0",
 }
 
 
-def test_check_deploy__production_variables__no_issue():
-    result = manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION)
+@pytest.mark.parametrize("cache_url", [None, "redis://cache.example.com:6379/0"])
+def test_check_deploy__production_variables_with_or_without_redis__no_issue(cache_url):
+    # Redis is optional: runtime delivery is correct without it (the change feed).
+    env = {**PRODUCTION, **({"CACHE_URL": cache_url} if cache_url else {})}
+
+    result = manage("check", "--deploy", "--fail-level", "WARNING", **env)
 
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
 
 
-def test_check_deploy__per_process_cache__warns_about_deploy_propagation():
-    env = {**PRODUCTION, "CACHE_URL": "locmemcache://"}
+def test_check_deploy__refresh_interval_over_half_a_second__warns_about_propagation():
+    env = {**PRODUCTION, "AGENTCONFIG_REFRESH_INTERVAL": "2"}
 
     result = manage("check", "--deploy", "--fail-level", "WARNING", **env)
 
     assert result.returncode == 1
-    assert "agentconfig.W001" in result.stderr
+    assert "agentconfig.W002" in result.stderr
 
 
 def test_production_settings__no_secret_key__refuses_to_start():

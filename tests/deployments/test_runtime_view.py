@@ -1,4 +1,4 @@
-"""GET /api/v1/agents/<slug>/config: statuses, caching headers, query budget, invalidation."""
+"""GET /api/v1/agents/<slug>/config: statuses, caching headers, I/O budget, the change feed."""
 
 import contextlib
 import json
@@ -8,9 +8,10 @@ from django.db import connection
 from django.urls import reverse
 
 from agentconfig.actors import Actor
-from agentconfig.caching import cache_add
 from deployments import runtime
+from deployments import views as runtime_views
 from deployments.services import revoke_api_key, rollback
+from deployments.snapshot import snapshot
 from tests import factories
 
 
@@ -124,41 +125,70 @@ def test_config__rollback__endpoint_serves_old_config_on_next_request(
     assert body["config"]["system_prompt"] == "You answer billing questions."
 
 
-def test_config__warm_cache__no_database_query(
-    client, deployed, api_key, django_assert_num_queries
+def test_config__warm__no_database_query_and_no_cache_call(
+    client, deployed, api_key, django_assert_num_queries, cache_calls
 ):
-    get(client, api_key)  # warms the key entry and the document
+    get(client, api_key)  # loads the snapshot and builds the document
 
     with django_assert_num_queries(0):
         response = get(client, api_key)
 
     assert response.status_code == 200
+    assert cache_calls == []
 
 
-def test_config__cold_cache__bounded_queries(
-    client, deployed, api_key, django_assert_max_num_queries
-):
-    # The key; pointer + versions + canary in one query; the agent's flags and tool gates.
-    with django_assert_max_num_queries(4):
+def test_config__cold__bounded_queries(client, deployed, api_key, django_assert_max_num_queries):
+    # Feed position; every active key; pointer + versions + canary in one query; the
+    # agent's flags and tool gates.
+    with django_assert_max_num_queries(5):
         assert get(client, api_key).status_code == 200
 
 
-def test_config__reader_races_with_deploy__stale_document_is_never_served(
-    client, agent, production, api_key, django_capture_on_commit_callbacks
+def test_config__after_the_refresh_interval__one_feed_query(
+    client, deployed, api_key, django_assert_num_queries, settings
 ):
-    # Given a reader that read the generation and built the document before a deploy...
-    with django_capture_on_commit_callbacks(execute=True):
-        v1 = factories.create_version(agent)
-        factories.deploy(v1, production)
-    key, generation = runtime.lookup(api_key, "support-bot")
-    stale = runtime.build_document(key, "support-bot")
+    settings.AGENTCONFIG_REFRESH_INTERVAL = 0
+    get(client, api_key)
 
-    # ...and a deploy that commits before the reader writes its document to the cache
-    with django_capture_on_commit_callbacks(execute=True):
+    # Nothing changed: one read of the feed, nothing rebuilt.
+    with django_assert_num_queries(1):
+        assert get(client, api_key).status_code == 200
+
+
+def test_config__burst_after_a_change__document_built_once(
+    client, deployed, api_key, production, django_assert_num_queries
+):
+    # Given a served document, then a rollback made by this process (it refreshes at once)
+    v1, _ = deployed
+    get(client, api_key)
+    rollback(agent=v1.agent, environment=production, actor=Actor.system("o"), reason="r")
+
+    # Then the first request reads the feed and rebuilds; the next ones do no I/O
+    with django_assert_num_queries(4):  # feed; pointer + versions; flags; tool gates
+        assert get(client, api_key).json()["version"]["number"] == 1
+    with django_assert_num_queries(0):
+        for _ in range(5):
+            assert get(client, api_key).json()["version"]["number"] == 1
+
+
+def test_config__build_races_with_a_deploy__stale_document_is_never_kept(
+    client, agent, production, api_key
+):
+    # Given a reader that builds v1's document while a deploy of v2 commits and is applied
+    factories.deploy(factories.create_version(agent), production)
+    get(client, api_key, slug="another-agent")  # loads the snapshot, not this document
+    key = snapshot.authenticate(api_key)
+
+    def build_then_deploy() -> runtime.Document:
+        stale = runtime.build_document(key, "support-bot")
         factories.deploy(factories.create_version(agent), production)
-    cache_add(runtime._document_key(key.environment_id, "support-bot", generation), stale, 60)
+        snapshot.ensure_fresh()  # the deploy is applied while the build is in flight
+        return stale
 
-    # Then the next request still sees the new version
+    served = snapshot.get(("doc", key.environment_id, "support-bot"), build_then_deploy)
+
+    # Then the stale build served its own request but was not kept: the next one gets v2
+    assert served.stable.payload["version"]["number"] == 1
     assert get(client, api_key).json()["version"]["number"] == 2
 
 
@@ -200,14 +230,13 @@ def test_config__right_key_id_wrong_secret__401(client, deployed, api_key):
     assert get(client, tampered).status_code == 401
 
 
-def test_config__revoked_key__401_on_next_request_even_when_cached(
-    client, deployed, production, django_capture_on_commit_callbacks
+def test_config__revoked_key__401_on_next_request_in_the_revoking_process(
+    client, deployed, production
 ):
     key, plaintext = factories.create_api_key(production, name="runtime-eu")
-    assert get(client, plaintext).status_code == 200  # cached as valid
+    assert get(client, plaintext).status_code == 200  # known as valid
 
-    with django_capture_on_commit_callbacks(execute=True):
-        revoke_api_key(key=key, actor=Actor.system("ops"))
+    revoke_api_key(key=key, actor=Actor.system("ops"))
 
     response = get(client, plaintext)
     assert response.status_code == 401
@@ -259,7 +288,7 @@ def database_unreachable():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_config__database_down_and_cold_cache__503_never_a_default(client):
+def test_config__database_down_and_nothing_known__503_never_a_default(client):
     production = factories.environment("production")
     agent = factories.create_agent(slug="support-bot")
     factories.deploy(factories.create_version(agent), production)
@@ -273,25 +302,61 @@ def test_config__database_down_and_cold_cache__503_never_a_default(client):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_config__database_down_and_warm_cache__still_200(client):
+def test_config__database_down_and_snapshot_known__last_snapshot_with_its_age(
+    client, settings, caplog
+):
+    settings.AGENTCONFIG_REFRESH_INTERVAL = 0  # every request tries the database
     production = factories.environment("production")
     agent = factories.create_agent(slug="support-bot")
     factories.deploy(factories.create_version(agent), production)
     key = factories.create_api_key(production)[1]
     warm = get(client, key)
+    assert runtime_views.SNAPSHOT_AGE_HEADER not in warm
 
     with database_unreachable():
-        response = get(client, key)
+        responses = [get(client, key) for _ in range(5)]
 
-    assert response.status_code == 200 and response.content == warm.content
+    assert all(r.status_code == 200 and r.content == warm.content for r in responses)
+    assert all(int(r[runtime_views.SNAPSHOT_AGE_HEADER]) >= 0 for r in responses)
+    # One line for the outage, not one per request.
+    assert len([r for r in caplog.records if "cannot read the change feed" in r.message]) == 1
+    # And when the database is back the header is gone.
+    assert runtime_views.SNAPSHOT_AGE_HEADER not in get(client, key)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_healthz__database_down__503(client):
+def test_config__database_down__unknown_agent_of_a_known_key__503(client):
+    production = factories.environment("production")
+    agent = factories.create_agent(slug="support-bot")
+    factories.deploy(factories.create_version(agent), production)
+    key = factories.create_api_key(production)[1]
+    assert get(client, key).status_code == 200
+
+    with database_unreachable():
+        response = get(client, key, slug="never-asked-for")
+
+    assert response.status_code == 503
+    assert error_code(response) == "database_unavailable"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_healthz__database_down_after_a_snapshot__200_degraded(client, settings):
+    settings.AGENTCONFIG_REFRESH_INTERVAL = 0
     assert client.get("/healthz").json() == {"database": "ok", "status": "ok"}
 
     with database_unreachable():
         response = client.get("/healthz")
 
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded" and body["database"] == "unavailable"
+    assert body["snapshot_age_seconds"] >= 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_healthz__database_down_from_the_start__503(client):
+    with database_unreachable():
+        response = client.get("/healthz")
+
     assert response.status_code == 503
-    assert response.json() == {"database": "unavailable", "status": "degraded"}
+    assert response.json()["status"] == "unavailable"

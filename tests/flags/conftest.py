@@ -7,16 +7,7 @@ from collections.abc import Callable
 import pytest
 from django.test import Client
 
-from flags import selectors
 from tests.flags.helpers import client_for
-
-
-@pytest.fixture(autouse=True)
-def _clear_local_snapshots():
-    # The root conftest clears the shared cache; OFREP also keeps a per-process copy.
-    selectors.local_snapshots.clear()
-    yield
-    selectors.local_snapshots.clear()
 
 
 @pytest.fixture

@@ -406,11 +406,11 @@ def test_evaluate_flags__event_stream_query_parameters__ignored(client, flags, a
 # --- query budget and freshness ---------------------------------------------------------------
 
 
-def test_ofrep__cold_then_warm__two_queries_then_none(
+def test_ofrep__cold_then_warm__three_queries_then_none(
     client, flags, api_key, django_assert_num_queries
 ):
     body = {"context": {"targetingKey": "ana"}}
-    with django_assert_num_queries(2):  # the API key, then every flag with its state
+    with django_assert_num_queries(3):  # feed position, the API keys, every flag and state
         assert post(client, api_key, body).status_code == 200
 
     with django_assert_num_queries(0):

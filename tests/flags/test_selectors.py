@@ -11,7 +11,6 @@ from flags.models import FlagEnvironment
 from flags.selectors import (
     build_environment_snapshot,
     build_flag_snapshot,
-    get_ofrep_snapshot,
     list_flag_changes,
 )
 from tests import factories
@@ -97,20 +96,6 @@ def test_build_flag_snapshot__rules_corrupted_outside_the_services__that_flag_er
 
     assert results["good"].value is True
     assert (results["bad"].reason, results["bad"].error_code) == ("ERROR", "GENERAL")
-
-
-def test_get_ofrep_snapshot__cached_per_generation(production, django_assert_num_queries):
-    make_flag("web-search")
-    first = get_ofrep_snapshot(production.pk, 1)
-    make_flag("second")
-
-    with django_assert_num_queries(0):
-        same_generation = get_ofrep_snapshot(production.pk, 1)
-    with django_assert_num_queries(1):
-        next_generation = get_ofrep_snapshot(production.pk, 2)
-
-    assert list(same_generation.flags) == list(first.flags) == ["web-search"]
-    assert sorted(next_generation.flags) == ["second", "web-search"]
 
 
 def test_list_flag_changes__every_kind_of_change__newest_first_with_who_and_why(agent, production):

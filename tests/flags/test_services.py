@@ -1,4 +1,4 @@
-"""flags.services: permissions, validation before writing, history (who, why), invalidation."""
+"""flags.services: permissions, validation before writing, history (who, why), change feed."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from django.core.exceptions import ValidationError
 
 from agentconfig.actors import Actor
 from agentconfig.errors import Conflict, Forbidden
-from deployments import runtime
 from flags import services
 from flags.models import Flag, FlagEnvironment, ToolGate
 from tests import factories
@@ -32,10 +31,11 @@ def user_with(db):
     return make
 
 
-def flags_generation() -> int | None:
-    from django.core.cache import cache
+def flags_generation() -> int:
+    """How many flag changes the change feed holds (each flag write records one)."""
+    from agentconfig.models import Change, ChangeTopic
 
-    return cache.get(runtime._generation_key(runtime.FLAGS_SCOPE))
+    return Change.objects.filter(topic=ChangeTopic.FLAGS).count()
 
 
 # --- create / update ------------------------------------------------------------------------

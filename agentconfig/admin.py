@@ -73,7 +73,7 @@ class EnvironmentRow:
     @property
     def guarded(self) -> bool:
         """Releases here need an approved request (or break glass)."""
-        return self.environment.required_approvals > 0
+        return self.environment.requires_approval
 
 
 class AgentChangeList(ChangeList):

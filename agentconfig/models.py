@@ -1,9 +1,14 @@
-"""The Agent: the thing whose configuration is versioned and deployed."""
+"""The Agent (the thing whose configuration is versioned and deployed), the change feed,
+and the audit record of governance changes."""
 
+from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 from simple_history.models import HistoricalRecords
+
+from agentconfig.append_only import AppendOnlyModel
 
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 slug_validator = RegexValidator(
@@ -74,3 +79,53 @@ class Change(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.topic}"
+
+
+class AuditAction(models.TextChoices):
+    ENVIRONMENT_SETTINGS = "environment_settings", "environment settings changed"
+    CANARY_POLICY = "canary_policy", "canary policy changed"
+    EVALUATION_POLICY = "evaluation_policy", "evaluation policy changed"
+    API_KEY_CREATED = "api_key_created", "API key created"
+    API_KEY_REVOKED = "api_key_revoked", "API key revoked"
+    ROLES_CHANGED = "roles_changed", "roles changed"
+    USER_CREATED = "user_created", "user created"
+
+
+class AuditRecord(AppendOnlyModel):
+    """A change to what governs releases, which no other log holds: an environment's
+    approval rules, canary and evaluation policies, API keys, people's roles.
+
+    Written by the service that makes the change, in its transaction; read by the audit
+    timeline. Append-only (model, queryset and, on PostgreSQL, a trigger).
+    """
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    action = models.CharField(max_length=32, choices=AuditAction.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    actor_label = models.CharField(max_length=200)
+    reason = models.TextField()
+    # What it concerns: an environment (id: environments live in a higher app, and are
+    # never deleted), a person, and a label for either ("production", "key runtime-eu").
+    environment_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    subject_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    subject_label = models.CharField(max_length=200)
+    before = models.JSONField(default=dict, blank=True)
+    after = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()}: {self.subject_label} by {self.actor_label}"

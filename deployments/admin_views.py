@@ -203,7 +203,7 @@ def deploy_view(
     target = load_target(
         model_admin, request, object_id, environment, DEPLOY_PERMISSION, "deploy versions"
     )
-    if target.environment.required_approvals > 0:
+    if target.environment.requires_approval:
         return _guarded_page(request, model_admin, target)
     if request.method == "POST":
         form = DeployForm(request.POST, agent=target.agent, active=target.active)

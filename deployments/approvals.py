@@ -31,15 +31,20 @@ from versions.models import AgentVersion
 BREAK_GLASS_PERMISSION = "deployments.break_glass"
 
 
-def valid_approvals(request: DeploymentRequest, active_version_id: object) -> list[Any]:
-    """The approvals that still count: reviewers other than the requester, same base."""
+def valid_approvals(request: DeploymentRequest, current: object) -> list[Any]:
+    """The approvals that still count: reviewers other than the requester, same base.
+
+    `current` is what the reviewers must have seen: the id of the version active in the
+    target environment for a release, the subject's state fingerprint for other changes.
+    """
     reviewers = []
     for review in request.reviews.all():
         if review.decision != ReviewDecision.APPROVE:
             continue
         if request.requested_by_id is not None and review.reviewer_id == request.requested_by_id:
             continue
-        if review.active_version_id != active_version_id:
+        seen = review.active_version_id if request.is_release else review.base_state
+        if seen != current:
             continue
         if review.reviewer_id not in reviewers:
             reviewers.append(review.reviewer_id)
@@ -65,9 +70,9 @@ def clear_release(
     if request is not None:
         _check_request(request, environment, version, kind, active_version_id)
         return {**details, "request": request.pk}
-    needed = environment.required_approvals
-    if needed == 0:
+    if not environment.requires_approval:
         return details
+    needed = environment.required_approvals
     approvals = "1 approval" if needed == 1 else f"{needed} approvals"
     raise Forbidden(
         f"{environment.slug} requires {approvals}: open a deployment request (admin: Request "
@@ -91,6 +96,18 @@ def _evaluation_gate(environment: Environment, version: AgentVersion) -> dict[st
     return details
 
 
+def check_change_request(
+    request: DeploymentRequest, *, kind: RequestKind, environment: Environment, state: str
+) -> None:
+    """Refuse unless `request` is an open, approved request of `kind` in `environment`
+    whose approvals were given on the subject's current `state` (caller holds its lock)."""
+    if (request.kind, request.environment_id) != (kind, environment.pk):
+        raise ServiceError(
+            f"request #{request.pk} is for {request} — not for this change; apply it as it is."
+        )
+    _check_open_and_approved(request, environment, state, "the state it changes")
+
+
 def _check_request(
     request: DeploymentRequest,
     environment: Environment,
@@ -106,17 +123,25 @@ def _check_request(
         raise ServiceError(
             f"request #{request.pk} is for {request} — not for this change; apply it as it is."
         )
+    _check_open_and_approved(
+        request, environment, active_version_id, f"the active version in {environment.slug}"
+    )
+
+
+def _check_open_and_approved(
+    request: DeploymentRequest, environment: Environment, current: object, what: str
+) -> None:
     if request.status != RequestStatus.OPEN:
         raise Conflict(f"request #{request.pk} is {request.get_status_display().lower()}.")
     if any(r.decision == ReviewDecision.REJECT for r in request.reviews.all()):
         raise Conflict(f"request #{request.pk} was rejected.")
-    have = len(valid_approvals(request, active_version_id))
+    have = len(valid_approvals(request, current))
     needed = environment.required_approvals
     if have < needed:
         stale = sum(r.decision == ReviewDecision.APPROVE for r in request.reviews.all()) - have
         note = (
-            f" ({stale} approval(s) no longer count: the active version in "
-            f"{environment.slug} changed after they were given, so they approved another diff)"
+            f" ({stale} approval(s) no longer count: {what} changed after they were given, "
+            "so they approved another diff)"
             if stale
             else ""
         )

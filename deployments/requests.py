@@ -1,14 +1,26 @@
-"""Deployment requests: an editor asks, reviewers approve or reject, a deployer applies.
+"""Change requests: someone asks, reviewers approve or reject, someone applies.
+
+A request is a release (a version as stable or canary) or another change that reaches
+runtimes or governs releases (a flag change, an environment's settings). The mechanics are
+the same for all: a reason, N approvals by people other than the requester, approvals that
+go stale when what they approved moved, and applying through the one service that writes
+the change. What a non-release request changes is its *subject*, registered by the app
+that owns it (`register_subject`), so this module never imports a higher app.
 
 Invariants:
 - Nobody approves their own request (the service refuses, whatever the permissions).
-- A review always carries a comment and the version active in the target environment
-  at that moment (deployments.approvals decides whether it still counts).
-- Applying goes through deploy_version / start_canary with the request, so the same
-  locks, checks and release-log rows apply as for any other release.
+- A review always carries a comment and what the reviewer saw: the version active in the
+  target environment, or the subject's state fingerprint (deployments.approvals decides
+  whether it still counts).
+- Applying goes through deploy_version / start_canary / the subject's service with the
+  request, so the same locks, checks and log rows apply as for any other change.
+- Whatever a person confirmed (the active version, the subject's state) is checked under
+  the same lock as the write; if it moved, the call is refused with a Conflict.
 """
 
 from __future__ import annotations
+
+from typing import Any, Protocol
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -30,11 +42,73 @@ from deployments.models import (
     ReviewDecision,
 )
 from deployments.selectors import get_pointer
-from deployments.services import deploy_version, lock_pointer
+from deployments.services import check_expected_active, deploy_version, lock_pointer
 from versions.models import AgentVersion
 
 REQUEST_PERMISSION = "deployments.add_deploymentrequest"
 REVIEW_PERMISSION = "deployments.review_deploymentrequest"
+# Withdrawing someone else's request is an administrator's call (the Admins group holds
+# every permission of the app); the requester may always withdraw their own.
+WITHDRAW_ANY_PERMISSION = "deployments.change_deploymentrequest"
+
+
+class RequestSubject(Protocol):
+    """What a kind of non-release request changes; implemented by the app that owns it."""
+
+    def prepare(
+        self, *, environment: Environment, proposal: dict[str, Any], actor: Actor
+    ) -> tuple[dict[str, Any], Agent | None]:
+        """Check the actor may propose it and validate it (nothing written): the proposal
+        as it will be applied (with a one-line "summary") and the agent it concerns."""
+
+    def lock(self, request: DeploymentRequest) -> str:
+        """Lock the subject's rows for this transaction; its state fingerprint."""
+
+    def apply(self, request: DeploymentRequest, actor: Actor, reason: str) -> Any:
+        """Apply the proposal through the subject's own service, with `request`."""
+
+    def describe(self, request: DeploymentRequest) -> list[str]:
+        """What applying it changes for runtimes, in words (for the request page)."""
+
+
+_subjects: dict[str, RequestSubject] = {}
+
+
+def register_subject(kind: RequestKind, subject: RequestSubject) -> None:
+    """Called from the owning app's ready(): requests of `kind` change `subject`."""
+    _subjects[kind] = subject
+
+
+def subject_of(request: DeploymentRequest) -> RequestSubject:
+    return _subjects[request.kind]
+
+
+def propose_change(
+    *,
+    kind: RequestKind,
+    environment: Environment,
+    proposal: dict[str, Any],
+    actor: Actor,
+    reason: str,
+) -> DeploymentRequest:
+    """Open a request for a change that is not a release (a flag, environment settings)."""
+    actor.require(REQUEST_PERMISSION, "ask for changes")
+    reason = validate_reason(reason)
+    subject = _subjects[kind]
+    proposal, agent = subject.prepare(environment=environment, proposal=proposal, actor=actor)
+    with transaction.atomic():
+        request = DeploymentRequest(
+            agent=agent,
+            environment=environment,
+            kind=kind,
+            reason=reason,
+            proposal=proposal,
+            requested_by=actor.user,
+            requested_by_label=actor.label,
+        )
+        request.base_state = subject.lock(request)
+        request.save()
+        return request
 
 
 def create_request(
@@ -52,7 +126,7 @@ def create_request(
     reason = validate_reason(reason)
     if version.agent_id != agent.pk:
         raise ValidationError({"version": f"{version} is not a version of {agent.slug}."})
-    if kind not in RequestKind.values:
+    if kind not in (RequestKind.STABLE, RequestKind.CANARY):
         raise ValidationError({"kind": f"unknown kind {kind!r}: use stable or canary."})
     canary_plan = canary_plan.strip()
     if kind == RequestKind.CANARY:
@@ -83,40 +157,85 @@ def create_request(
 
 
 def approve_request(
-    *, request: DeploymentRequest, actor: Actor, comment: str, seen_active_id: str | None = None
+    *,
+    request: DeploymentRequest,
+    actor: Actor,
+    comment: str,
+    seen_active_id: str | None = None,
+    seen_state: str | None = None,
 ) -> RequestReview:
     """Approve `request`, as a reviewer who is not its requester.
 
-    `seen_active_id` is the id of the version that was active when the reviewer read the
-    diff ("" for none); if it is no longer active, nothing is recorded (Conflict).
+    `seen_active_id` (releases) is the id of the version that was active when the reviewer
+    read the diff ("" for none); `seen_state` (other changes) the subject's state
+    fingerprint the page showed. If it moved, nothing is recorded (Conflict).
     """
-    return _review(request, actor, comment, ReviewDecision.APPROVE, seen_active_id)
+    return _review(request, actor, comment, ReviewDecision.APPROVE, seen_active_id, seen_state)
 
 
 def reject_request(
-    *, request: DeploymentRequest, actor: Actor, comment: str, seen_active_id: str | None = None
+    *,
+    request: DeploymentRequest,
+    actor: Actor,
+    comment: str,
+    seen_active_id: str | None = None,
+    seen_state: str | None = None,
 ) -> RequestReview:
     """Reject `request`: it is closed and cannot be applied."""
-    return _review(request, actor, comment, ReviewDecision.REJECT, seen_active_id)
+    return _review(request, actor, comment, ReviewDecision.REJECT, seen_active_id, seen_state)
 
 
 def withdraw_request(*, request: DeploymentRequest, actor: Actor) -> DeploymentRequest:
-    """Withdraw an open request (its requester, or someone who may review requests)."""
-    is_requester = actor.user is not None and actor.user.pk == request.requested_by_id
-    if not is_requester:
-        actor.require(REVIEW_PERMISSION, "withdraw someone else's request")
+    """Withdraw an open request: its requester's right, or an administrator's."""
+    if not may_withdraw(request, actor):
+        raise Forbidden(
+            f"{actor.label} may not withdraw request #{request.pk}: only its requester "
+            f"({request.requested_by_label}) or an administrator can."
+        )
     with transaction.atomic():
         request = _lock_open(request)
         return _close(request, RequestStatus.WITHDRAWN, actor)
 
 
+def may_withdraw(request: DeploymentRequest, actor: Actor) -> bool:
+    """The one rule for withdrawing: the requester, or an administrator (pages ask it too)."""
+    user = actor.user
+    if user is None:
+        return True  # a system actor (the CLI) holds the database credentials anyway
+    is_requester = request.requested_by_id is not None and user.pk == request.requested_by_id
+    return bool(user.is_active and (is_requester or user.has_perm(WITHDRAW_ANY_PERMISSION)))
+
+
 def apply_request(
-    *, request: DeploymentRequest, actor: Actor, reason: str = ""
-) -> ReleaseLogEntry | CanaryRollout:
-    """Release an approved request through the deploy or canary service."""
+    *,
+    request: DeploymentRequest,
+    actor: Actor,
+    reason: str = "",
+    expected_active_id: str | None = None,
+    expected_state: str | None = None,
+) -> Any:
+    """Apply an approved request through the service that writes its change.
+
+    `expected_active_id` (releases) / `expected_state` (other changes) is what the person
+    confirmed; it is checked under the same lock as the write.
+    """
     with transaction.atomic():
         request = _lock_open(request)
         reason = reason.strip() or f"Request #{request.pk}: {request.reason}"
+        if not request.is_release:
+            subject = subject_of(request)
+            state = subject.lock(request)
+            if expected_state is not None and expected_state != state:
+                raise Conflict(
+                    f"what request #{request.pk} changes moved while you were reviewing it; "
+                    "read the request again before you apply it."
+                )
+            result = subject.apply(request, actor, reason)
+            _close(request, RequestStatus.APPLIED, actor)
+            return result
+        if expected_active_id is not None:
+            pointer = lock_pointer(request.agent, request.environment)
+            check_expected_active(pointer, request.environment, expected_active_id)
         if request.kind == RequestKind.CANARY:
             plan = request.canary_plan
             result: ReleaseLogEntry | CanaryRollout = canary.start_canary(
@@ -148,8 +267,15 @@ def _review(
     comment: str,
     decision: ReviewDecision,
     seen_active_id: str | None,
+    seen_state: str | None,
 ) -> RequestReview:
-    actor.require(REVIEW_PERMISSION, "review deployment requests")
+    # A subject may ask more of its reviewers (settings changes: an administrator).
+    permission = (
+        REVIEW_PERMISSION
+        if request.is_release
+        else getattr(subject_of(request), "review_permission", REVIEW_PERMISSION)
+    )
+    actor.require(permission, "review this request")
     if actor.user is None:
         raise Forbidden("reviews are given by people: sign in to review a request.")
     comment = (comment or "").strip()
@@ -161,6 +287,24 @@ def _review(
         request = _lock_open(request)
         if request.reviews.filter(reviewer=actor.user).exists():
             raise Conflict(f"you already reviewed request #{request.pk}.")
+        if not request.is_release:
+            # The subject's lock keeps its state still while the review records it.
+            state = subject_of(request).lock(request)
+            if seen_state is not None and seen_state != state:
+                raise Conflict(
+                    f"what request #{request.pk} changes moved while you were reading: read "
+                    "it again before you decide."
+                )
+            review = RequestReview.objects.create(
+                request=request,
+                reviewer=actor.user,
+                decision=decision,
+                comment=comment,
+                base_state=state,
+            )
+            if decision == ReviewDecision.REJECT:
+                _close(request, RequestStatus.REJECTED, actor)
+            return review
         # The agent row lock keeps the pointer still while the review records it.
         pointer = lock_pointer(request.agent, request.environment)
         active = pointer.stable_version if pointer else None

@@ -139,6 +139,11 @@ class FlagEnvironment(models.Model):
     rules = models.JSONField(default=list, blank=True)
     # Incremented by every change, so an editor can tell that someone else saved first.
     revision = models.PositiveIntegerField(default=0)
+    # Set by the kill switch, cleared when the flag is turned on again: while it is set,
+    # only someone who may use the kill switch can undo what it did (turn the flag on, or
+    # change the variant served while off).
+    killed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    killed_by_label = models.CharField(max_length=200, blank=True, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
     updated_by_label = models.CharField(max_length=200, editable=False)
     change_reason = models.TextField(blank=True, help_text="Why the latest change was made.")

@@ -472,7 +472,7 @@ def _release_targets(deploy_to: str | None, request_for: str | None) -> _Targets
             "deployed to directly or through a request, not both."
         )
     deploy_env = get_environment(deploy_to) if deploy_to else None
-    if deploy_env is not None and deploy_env.required_approvals > 0:
+    if deploy_env is not None and deploy_env.requires_approval:
         raise ServiceError(
             f"{deploy_env.slug} requires approval before a deploy, so --deploy-to "
             f"{deploy_env.slug} cannot deploy there. Use --request {deploy_env.slug} to open "

@@ -18,6 +18,7 @@ from deployments.models.core import (
     ReleaseLogEntry,
 )
 from deployments.models.requests import (
+    VERSION_KINDS,
     DeploymentRequest,
     RequestKind,
     RequestReview,
@@ -27,6 +28,7 @@ from deployments.models.requests import (
 
 __all__ = [
     "STABLE_KINDS",
+    "VERSION_KINDS",
     "ApiKey",
     "CanaryDecision",
     "CanaryPolicy",

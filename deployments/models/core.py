@@ -38,6 +38,11 @@ class Environment(models.Model):
     def __str__(self) -> str:
         return self.slug
 
+    @property
+    def requires_approval(self) -> bool:
+        """Whether changes that reach runtimes here need approved requests."""
+        return self.required_approvals > 0
+
 
 class Pointer(models.Model):
     """Which version of an agent is active in an environment."""

@@ -24,6 +24,14 @@ from versions.models import AgentVersion
 class RequestKind(models.TextChoices):
     STABLE = "stable", "Deploy as stable"
     CANARY = "canary", "Start a canary"
+    # Changes that are not a version: what to apply is the request's `proposal`, handled
+    # by the subject registered for the kind (deployments.requests.register_subject).
+    FLAG = "flag", "Change a flag"
+    SETTINGS = "settings", "Change environment settings"
+
+
+# Kinds whose subject is a version of the agent.
+VERSION_KINDS = (RequestKind.STABLE, RequestKind.CANARY)
 
 
 class RequestStatus(models.TextChoices):
@@ -34,15 +42,33 @@ class RequestStatus(models.TextChoices):
 
 
 class DeploymentRequest(models.Model):
-    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="deployment_requests")
+    """A change that needs approval before it reaches runtimes: a release (a version, as
+    stable or canary), a flag change, or a change of an environment's release rules."""
+
+    # None for changes that concern no single agent (a global flag, environment settings).
+    agent = models.ForeignKey(
+        Agent,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="deployment_requests",
+    )
     environment = models.ForeignKey(
         Environment, on_delete=models.PROTECT, related_name="deployment_requests"
     )
-    version = models.ForeignKey(AgentVersion, on_delete=models.PROTECT, related_name="+")
+    # Releases only.
+    version = models.ForeignKey(
+        AgentVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     kind = models.CharField(max_length=10, choices=RequestKind.choices, default=RequestKind.STABLE)
     # For canaries: "5" (a percentage) or "1,5,25,50" (steps).
     canary_plan = models.CharField(max_length=200, blank=True)
     reason = models.TextField()
+    # Flag and settings changes: what will be applied, exactly (validated by the subject).
+    proposal = models.JSONField(default=dict, blank=True)
+    # Flag and settings changes: a fingerprint of the subject's state when the request was
+    # opened; approvals count only while the state is still the one they saw.
+    base_state = models.CharField(max_length=64, blank=True)
     # The stable version in the target environment when the request was opened, for context.
     base_version = models.ForeignKey(
         AgentVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
@@ -67,7 +93,14 @@ class DeploymentRequest(models.Model):
                 fields=["agent", "environment", "version"],
                 condition=Q(status="open"),
                 name="one_open_request_per_target",
-            )
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    kind__in=["stable", "canary"], version__isnull=False, agent__isnull=False
+                )
+                | Q(kind__in=["flag", "settings"], version__isnull=True),
+                name="release_requests_name_a_version",
+            ),
         ]
         permissions = [
             ("review_deploymentrequest", "Can approve or reject deployment requests"),
@@ -75,9 +108,16 @@ class DeploymentRequest(models.Model):
         ]
 
     def __str__(self) -> str:
+        if self.version is None or self.agent is None:
+            summary = self.proposal.get("summary", self.get_kind_display().lower())
+            return f"#{self.pk} {summary} in {self.environment.slug}"
         what = "canary" if self.kind == RequestKind.CANARY else "deploy"
         target = f"{self.agent.slug} v{self.version.version_number}"
         return f"#{self.pk} {what} {target} to {self.environment.slug}"
+
+    @property
+    def is_release(self) -> bool:
+        return self.kind in VERSION_KINDS
 
     @property
     def is_open(self) -> bool:
@@ -100,6 +140,8 @@ class RequestReview(AppendOnlyModel):
     active_version = models.ForeignKey(
         AgentVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
+    # Flag and settings changes: the subject's state fingerprint the reviewer saw.
+    base_state = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

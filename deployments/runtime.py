@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agentconfig.bucketing import bucket
@@ -25,6 +25,8 @@ from flags.evaluation import FlagSnapshot, evaluate_all, filter_tools
 from flags.selectors import build_flag_snapshot
 from versions.models import AgentVersion
 
+# Distinct flag outcomes kept per document (a few per flag in practice; bounded anyway).
+MAX_ANSWERS_PER_DOCUMENT = 512
 KEY_FORMAT = re.compile(r"^acfg_([0-9a-f]{12})_[A-Za-z0-9_-]{20,100}$")
 
 
@@ -73,6 +75,8 @@ class Document:
     stable: Variant | None = None
     canary: CanaryRoute | None = None
     flags: FlagSnapshot | None = None
+    # Answers by (track, flag resolutions): the document is immutable, so they never go stale.
+    _answers: dict[Any, Answer] = field(default_factory=dict, compare=False, repr=False)
 
     def for_user(self, user_id: str | None) -> tuple[str, Variant]:
         """The track and its answer for this user: sticky canary routing by bucket."""
@@ -90,6 +94,17 @@ class Document:
         if snapshot is None or not (snapshot.flags or snapshot.tool_gates):
             return Answer(track, variant.body, variant.etag, variant.payload)
         resolutions = evaluate_all(snapshot, user_id, context)
+        # Users who resolve alike get the same bytes: serialise each combination once.
+        combination = (
+            track,
+            tuple(
+                (key, r.reason, r.variant, r.rule_number, r.error_code, r.error_details)
+                for key, r in sorted(resolutions.items())
+            ),
+        )
+        cached = self._answers.get(combination)
+        if cached is not None:
+            return cached
         config = dict(variant.payload["config"])
         config["tools"] = filter_tools(snapshot, config["tools"], resolutions)
         payload = {
@@ -98,7 +113,11 @@ class Document:
             "flags": {key: r.as_dict() for key, r in sorted(resolutions.items())},
         }
         body = serialize(payload)
-        return Answer(track, body, _etag(body), payload)
+        answer = Answer(track, body, _etag(body), payload)
+        if len(self._answers) >= MAX_ANSWERS_PER_DOCUMENT:
+            self._answers.clear()
+        self._answers[combination] = answer
+        return answer
 
 
 def hash_key(raw_key: str) -> str:

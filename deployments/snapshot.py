@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, close_old_connections, connection
 
 from agentconfig.change_feed import ChangeRow, FeedReader, on_local_change
 from agentconfig.models import ChangeTopic
@@ -113,6 +113,7 @@ class Snapshot:
     def _refresh(self) -> None:
         started = time.monotonic()
         self._poked = False
+        _db_ready()
         try:
             if self._keys is None:
                 self._load()
@@ -197,6 +198,7 @@ class Snapshot:
                 return value  # type: ignore[no-any-return]
             with self._lock:
                 self._building[entry_key] = False
+            _db_ready()
             try:
                 value = build()
             finally:
@@ -229,6 +231,14 @@ class Snapshot:
             self._retry_at = -math.inf
             self._poked = False
             self.failing = False
+
+
+def _db_ready() -> None:
+    """What Django's request signals do for connections, before this path reads the
+    database (the lean WSGI path sends none): drop a connection that is broken or past
+    CONN_MAX_AGE, so the query reconnects instead of failing."""
+    if not connection.in_atomic_block:
+        close_old_connections()
 
 
 def _touches(changes: Iterable[ChangeRow], entry_key: EntryKey) -> bool:

@@ -7,6 +7,8 @@ these views are exempt from CSRF: a forged cross-site request carries no credent
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -33,40 +35,134 @@ MAX_USER_ID = 256
 SNAPSHOT_AGE_HEADER = "Agentconfig-Snapshot-Age"
 
 
+@dataclass(frozen=True)
+class Raw:
+    """A response as plain data, so the lean WSGI path can send it without HttpResponse."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
 @csrf_exempt
 def agent_config(request: HttpRequest, slug: str) -> HttpResponse:
     """GET /api/v1/agents/<slug>/config: the active config for the key's environment."""
-    if request.method not in ALLOWED_METHODS:
-        response = _error(405, "method_not_allowed", f"use {' or '.join(ALLOWED_METHODS)}.")
-        response["Allow"] = ", ".join(ALLOWED_METHODS)
-        return response
-    if "at" in request.GET:
+    if request.method in ALLOWED_METHODS and "at" in request.GET:
         return _config_at(request, slug)
-    # Everything about the request itself is checked before any I/O.
-    raw_key = _bearer_token(request)
+    return to_http(
+        answer_config(
+            request.method or "",
+            slug,
+            request.GET,
+            request.headers.get("Authorization", ""),
+            request.headers.get(CONTEXT_HEADER),
+            request.headers.get("If-None-Match", ""),
+        )
+    )
+
+
+def answer_config(
+    method: str,
+    slug: str,
+    query: Mapping[str, Any],
+    authorization: str,
+    context_header: str | None,
+    if_none_match: str,
+) -> Raw:
+    """The config endpoint's answer (every path calls this: the view and the lean WSGI
+    path). No I/O while the snapshot is fresh; the request is checked before any I/O."""
+    if method not in ALLOWED_METHODS:
+        return _raw_error(
+            405,
+            "method_not_allowed",
+            f"use {' or '.join(ALLOWED_METHODS)}.",
+            [("Allow", ", ".join(ALLOWED_METHODS))],
+        )
+    raw_key = _token(authorization)
     if raw_key is None:
-        return _missing_key()
+        return _raw_unauthorized("missing_api_key", _MISSING_KEY)
     if len(raw_key) > MAX_KEY_LENGTH or runtime.key_id_of(raw_key) is None:
-        return _invalid_key()
-    user_id = request.GET.get("user_id") or None
+        return _raw_unauthorized("invalid_api_key", _INVALID_KEY)
+    user_id = query.get("user_id") or None
     if user_id is not None and len(user_id) > MAX_USER_ID:
-        return _error(
+        return _raw_error(
             400,
             "invalid_user_id",
             f"user_id is {len(user_id):,} characters long; the maximum is {MAX_USER_ID}.",
         )
     try:
-        context = parse_context(request.GET, request.headers.get(CONTEXT_HEADER))
+        context = (
+            parse_context(query, context_header) if _has_context(query, context_header) else {}
+        )
     except ContextError as exc:
-        return _error(400, "invalid_context", exc.message)
+        return _raw_error(400, "invalid_context", exc.message)
     try:
         key = authenticate(raw_key)
         if key is None:
-            return _invalid_key()
+            return _raw_unauthorized("invalid_api_key", _INVALID_KEY)
         document = get_document(key, slug)
     except (DatabaseError, SnapshotUnavailable):
-        return _database_unavailable()
-    return _answer(request, document, user_id, context)
+        return _raw_error(503, "database_unavailable", _UNAVAILABLE)
+    return answer_document(document, user_id, context, if_none_match)
+
+
+def _has_context(query: Mapping[str, Any], context_header: str | None) -> bool:
+    # Most runtimes send no context: skip parsing then.
+    return bool(context_header) or any(name.startswith("ctx.") for name in query)
+
+
+def answer_document(
+    document: runtime.Document, user_id: str | None, context: dict[str, Any], if_none_match: str
+) -> Raw:
+    """The answer of `document` for this user and context, with its caching headers."""
+    headers = [("Content-Type", _JSON), ("Vary", _VARY)]
+    if snapshot.failing:
+        headers.append((SNAPSHOT_AGE_HEADER, str(int(snapshot.age))))
+    if document.status != 200:
+        return Raw(document.status, headers, document.body)
+    answer = document.answer(user_id, context)
+    headers += [("ETag", answer.etag), ("Cache-Control", _CACHE_CONTROL())]
+    if _matches(if_none_match, answer.etag):
+        return Raw(304, headers[1:], b"")
+    return Raw(200, headers, answer.body)
+
+
+def _CACHE_CONTROL() -> str:
+    return f"private, max-age={settings.AGENTCONFIG_RUNTIME_MAX_AGE}"
+
+
+def to_http(raw: Raw) -> HttpResponse:
+    """The Django response of a Raw answer (the view path)."""
+    response = HttpResponse(raw.body, status=raw.status)
+    if raw.status == 304:
+        del response["Content-Type"]
+    for name, value in raw.headers:
+        response[name] = value
+    return response
+
+
+def _token(authorization: str) -> str | None:
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
+def _raw_error(
+    status: int, code: str, message: str, extra: list[tuple[str, str]] | None = None
+) -> Raw:
+    headers = [
+        ("Content-Type", _JSON),
+        ("Cache-Control", "no-store"),
+        ("Vary", _VARY),
+        *(extra or []),
+    ]
+    return Raw(status, headers, runtime.error_body(code, message))
+
+
+def _raw_unauthorized(code: str, message: str) -> Raw:
+    return _raw_error(status=401, code=code, message=message, extra=[_WWW_AUTHENTICATE])
 
 
 def authenticate(raw_key: str) -> runtime.KeyEntry | None:
@@ -106,7 +202,10 @@ def _config_at(request: HttpRequest, slug: str) -> HttpResponse:
         context = parse_context(request.GET, request.headers.get(CONTEXT_HEADER))
     except ContextError as exc:
         return _error(400, "invalid_context", exc.message)
-    return _answer(request, document, request.GET.get("user_id") or None, context)
+    user_id = request.GET.get("user_id") or None
+    return to_http(
+        answer_document(document, user_id, context, request.headers.get("If-None-Match", ""))
+    )
 
 
 def _history_reader(request: HttpRequest) -> runtime.KeyEntry | HttpResponse:
@@ -126,31 +225,6 @@ def _history_reader(request: HttpRequest) -> runtime.KeyEntry | HttpResponse:
     if environment is None:
         return _error(400, "invalid_environment", "name the environment: ?environment=<slug>.")
     return runtime.KeyEntry(environment.pk, environment.slug)
-
-
-def _answer(
-    request: HttpRequest,
-    document: runtime.Document,
-    user_id: str | None,
-    context: dict[str, Any],
-) -> HttpResponse:
-    if document.status != 200:
-        response = HttpResponse(document.body, status=document.status, content_type=_JSON)
-        return _vary(_with_age(response))
-    answer = document.answer(user_id, context)
-    if _matches(request.headers.get("If-None-Match", ""), answer.etag):
-        response = HttpResponse(status=304)
-    else:
-        response = HttpResponse(answer.body, content_type=_JSON)
-    response["ETag"] = answer.etag
-    response["Cache-Control"] = f"private, max-age={settings.AGENTCONFIG_RUNTIME_MAX_AGE}"
-    return _vary(_with_age(response))
-
-
-def _with_age(response: HttpResponse) -> HttpResponse:
-    if snapshot.failing:
-        response[SNAPSHOT_AGE_HEADER] = str(int(snapshot.age))
-    return response
 
 
 @csrf_exempt
@@ -228,11 +302,7 @@ _JSON = "application/json"
 
 
 def _bearer_token(request: HttpRequest) -> str | None:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        return None
-    return token
+    return _token(request.headers.get("Authorization", ""))
 
 
 def _matches(if_none_match: str, etag: str) -> bool:
@@ -248,23 +318,27 @@ def _error(status: int, code: str, message: str) -> HttpResponse:
     return _vary(response)
 
 
+_MISSING_KEY = "send the key as 'Authorization: Bearer <key>'."
+_INVALID_KEY = "the API key is unknown or revoked."
+_UNAVAILABLE = "the configuration store cannot be reached; retry later."
+_WWW_AUTHENTICATE = ("WWW-Authenticate", 'Bearer realm="agentconfig"')
+
+
 def _missing_key() -> HttpResponse:
-    return _unauthorized("missing_api_key", "send the key as 'Authorization: Bearer <key>'.")
+    return _unauthorized("missing_api_key", _MISSING_KEY)
 
 
 def _invalid_key() -> HttpResponse:
-    return _unauthorized("invalid_api_key", "the API key is unknown or revoked.")
+    return _unauthorized("invalid_api_key", _INVALID_KEY)
 
 
 def _database_unavailable() -> HttpResponse:
-    return _error(
-        503, "database_unavailable", "the configuration store cannot be reached; retry later."
-    )
+    return _error(503, "database_unavailable", _UNAVAILABLE)
 
 
 def _unauthorized(code: str, message: str) -> HttpResponse:
     response = _error(401, code, message)
-    response["WWW-Authenticate"] = 'Bearer realm="agentconfig"'
+    response[_WWW_AUTHENTICATE[0]] = _WWW_AUTHENTICATE[1]
     return response
 
 

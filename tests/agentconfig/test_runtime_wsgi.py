@@ -49,7 +49,7 @@ def call(
     try:
         content = b"".join(result)
     finally:
-        result.close()
+        getattr(result, "close", lambda: None)()  # WSGI: close if it can be closed
     return started["status"], started["headers"], content
 
 

@@ -18,12 +18,18 @@ from functools import wraps
 from typing import TYPE_CHECKING, Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
 from django.template.response import TemplateResponse
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -128,6 +134,25 @@ class HistoryAdmin(SimpleHistoryAdmin):
         if request.method not in ("GET", "HEAD"):
             return HttpResponseNotAllowed(["GET", "HEAD"])
         return super().history_form_view(request, object_id, version_id, extra_context)
+
+
+class ServiceDeleteMixin:
+    """The stock delete page, whose service refusals are shown, never a 500.
+
+    `delete_model` calls a service; a Forbidden refusal is the admin's 403 page with the
+    service's words, any other refusal a message on the object's page (nothing deleted).
+    """
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        try:
+            return super().delete_view(request, object_id, extra_context)  # type: ignore[misc]
+        except Forbidden as exc:
+            return render_forbidden(request, self, exc.message)  # type: ignore[arg-type]
+        except ServiceError as exc:
+            messages.error(request, f"Nothing was deleted: {exc.message}")
+            return HttpResponseRedirect(request.path.removesuffix("delete/") or "../")
 
 
 class ServiceAddAdmin(admin.ModelAdmin):

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect
@@ -36,6 +37,7 @@ from django.urls import reverse
 from agentconfig.actors import Actor
 from agentconfig.admin_views import apply_service_error, page_context, refusals_as_pages
 from agentconfig.errors import Forbidden, ServiceError
+from agentconfig.people import users_granted_by
 from deployments import requests as request_services
 from deployments.admin_views import (
     DEPLOY_PERMISSION,
@@ -83,6 +85,9 @@ def plan_steps(request: DeploymentRequest) -> list[str]:
 
 def release_permission(request: DeploymentRequest) -> tuple[str, str]:
     """The permission applying `request` needs, and the action for the refusal message."""
+    if not request.is_release:
+        subject = request_services.subject_of(request)
+        return getattr(subject, "apply_permission", DEPLOY_PERMISSION), "apply approved changes"
     if request.kind == RequestKind.CANARY:
         return MANAGE_PERMISSION, "start canaries (apply a canary request)"
     return DEPLOY_PERMISSION, "deploy versions (apply a deployment request)"
@@ -137,6 +142,18 @@ def _review_rows(
 ) -> list[ReviewRow]:
     active_id = active.pk if active else None
     counting = set(valid_approvals(request, active_id))
+    # Why an approval that does not count does not: the requester made its reviewer.
+    uncounted = {
+        r.reviewer_id
+        for r in request.reviews.all()
+        if is_open and r.decision == ReviewDecision.APPROVE and r.reviewer_id not in counting
+    }
+    granted = users_granted_by(
+        granter_id=request.requested_by_id,
+        user_ids=uncounted,
+        since=request.created_at,
+        permission=REVIEW_PERMISSION,
+    )
     environment = request.environment.slug
     rows = []
     for review in request.reviews.all():
@@ -149,6 +166,16 @@ def _review_rows(
             rows.append(ReviewRow(review, "counts", f"given while {given_on} was active"))
         elif review.reviewer_id == request.requested_by_id:
             rows.append(ReviewRow(review, "own", "the requester's own approval never counts"))
+        elif review.reviewer_id in granted:
+            rows.append(
+                ReviewRow(
+                    review,
+                    "own",
+                    f"does not count: granted by the requester — {request.requested_by_label} "
+                    "created this reviewer or gave them review rights after opening the "
+                    "request, so it is the requester's own approval",
+                )
+            )
         else:
             now = active.label if active else "nothing"
             rows.append(
@@ -197,6 +224,10 @@ def render_request_page(
     status: int = 200,
 ) -> TemplateResponse:
     """The request page: what is asked, the diff, reviews, the gate and the actions."""
+    if not request.is_release:
+        return _render_change_page(
+            model_admin, http_request, request, review_form=review_form, error=error, status=status
+        )
     user = http_request.user
     pointer = get_pointer(request.agent, request.environment)
     active = pointer.stable_version if pointer else None
@@ -251,7 +282,7 @@ def render_request_page(
         ),
         can_apply=is_open and user.has_perm(permission),
         ready=is_open and state.enough and (gate is None or gate.allowed) and running is None,
-        can_withdraw=is_open and is_requester,
+        can_withdraw=is_open and request_services.may_withdraw(request, Actor.of(user)),
         review_form=review_form
         or ReviewForm(initial={"expected_active": active.pk if active else ""}),
         override_form=override_form or GateOverrideForm(),
@@ -267,7 +298,81 @@ def render_request_page(
     )
 
 
-@refusals_as_pages
+def _subject_state(request: DeploymentRequest) -> str:
+    """The fingerprint of what a non-release request changes, as it is now."""
+    with transaction.atomic():
+        return request_services.subject_of(request).lock(request)
+
+
+def _render_change_page(
+    model_admin: admin.ModelAdmin,
+    http_request: HttpRequest,
+    request: DeploymentRequest,
+    *,
+    review_form: ReviewForm | None,
+    error: str,
+    status: int,
+) -> TemplateResponse:
+    """The page of a request that is not a release: what changes for runtimes, in words."""
+    user = http_request.user
+    actor = Actor.of(user)
+    is_open = request.is_open
+    state_now = _subject_state(request) if is_open else ""
+    state = approval_state(request, state_now)
+    counting = set(valid_approvals(request, state_now))
+    reviews = []
+    for review in request.reviews.all():
+        if review.decision == ReviewDecision.REJECT:
+            reviews.append(ReviewRow(review, "rejection", "a rejection closes the request"))
+        elif not is_open:
+            reviews.append(ReviewRow(review, "recorded", "given on the state it was asked for"))
+        elif review.reviewer_id in counting:
+            reviews.append(ReviewRow(review, "counts", "given on the state that is live now"))
+        elif review.reviewer_id == request.requested_by_id:
+            reviews.append(ReviewRow(review, "own", "the requester's own approval never counts"))
+        else:
+            reviews.append(
+                ReviewRow(
+                    review,
+                    "stale",
+                    "given before what it changes moved, so it approved another change",
+                )
+            )
+    subject = request_services.subject_of(request)
+    is_requester = request.requested_by_id is not None and request.requested_by_id == user.pk
+    has_reviewed = any(r.reviewer_id == user.pk for r in request.reviews.all())
+    review_permission = getattr(subject, "review_permission", REVIEW_PERMISSION)
+    may_review = user.has_perm(review_permission)
+    permission, _ = release_permission(request)
+    context = page_context(
+        http_request,
+        model_admin,
+        f"Request #{request.pk}: {request.proposal.get('summary', request.get_kind_display())}",
+        dr=request,
+        environment=request.environment,
+        agent=request.agent,
+        what=subject.describe(request) if is_open else [request.proposal.get("summary", "")],
+        state=state,
+        reviews=reviews,
+        is_requester=is_requester,
+        has_reviewed=has_reviewed,
+        may_review=may_review,
+        can_review=is_open and may_review and not is_requester and not has_reviewed,
+        can_apply=is_open and user.has_perm(permission),
+        ready=is_open and state.enough,
+        can_withdraw=is_open and request_services.may_withdraw(request, actor),
+        review_form=review_form or ReviewForm(initial={"expected_active": state_now}),
+        seen_state=state_now,
+        action_error=error,
+    )
+    return TemplateResponse(
+        http_request,
+        "admin/deployments/deploymentrequest/change_detail.html",
+        context,
+        status=status,
+    )
+
+
 def request_detail_view(
     model_admin: admin.ModelAdmin, http_request: HttpRequest, object_id: str
 ) -> HttpResponse:
@@ -281,6 +386,9 @@ def _detail_url(request: DeploymentRequest) -> str:
 
 
 def _active_pk(request: DeploymentRequest) -> str:
+    """What the page showed and the person confirms: the active version, or the state."""
+    if not request.is_release:
+        return _subject_state(request)
     pointer = get_pointer(request.agent, request.environment)
     return str(pointer.stable_version_id) if pointer else ""
 
@@ -289,6 +397,13 @@ def _moved(http_request: HttpRequest, request: DeploymentRequest, expected: str)
     """Warn and return True if the active version moved since the page was shown."""
     if expected == _active_pk(request):
         return False
+    if not request.is_release:
+        messages.warning(
+            http_request,
+            "What this request changes moved while you were reading: the page below shows it "
+            "as it is now. Nothing was recorded; read it again before you decide.",
+        )
+        return True
     messages.warning(
         http_request,
         f"The active version of {request.agent.slug} in {request.environment.slug} changed "
@@ -307,7 +422,6 @@ def review_view(
         return HttpResponseNotAllowed(["POST"])
     request = _load_request(model_admin, http_request, object_id)
     actor = Actor.of(http_request.user)
-    actor.require(REVIEW_PERMISSION, "review deployment requests")
     form = ReviewForm(http_request.POST)
     if not form.is_valid():
         return render_request_page(model_admin, http_request, request, review_form=form)
@@ -322,12 +436,13 @@ def review_view(
         return render_request_page(model_admin, http_request, request, review_form=fresh)
     approve = form.cleaned_data["decision"] == ReviewDecision.APPROVE
     service = request_services.approve_request if approve else request_services.reject_request
+    seen = form.cleaned_data["expected_active"]
     try:
         service(
             request=request,
             actor=actor,
             comment=form.cleaned_data["comment"],
-            seen_active_id=form.cleaned_data["expected_active"],
+            **({"seen_active_id": seen} if request.is_release else {"seen_state": seen}),
         )
     except ValidationError as exc:
         apply_service_error(form, exc)
@@ -404,10 +519,16 @@ def apply_view(
     actor.require(*release_permission(request))
     form = ApplyRequestForm(http_request.POST)
     form.is_valid()  # one optional hidden field: always valid
-    if _moved(http_request, request, form.cleaned_data.get("expected_active", "")):
+    expected = form.cleaned_data.get("expected_active", "")
+    if _moved(http_request, request, expected):
         return render_request_page(model_admin, http_request, request)
     try:
-        result = request_services.apply_request(request=request, actor=actor)
+        result = request_services.apply_request(
+            request=request,
+            actor=actor,
+            **({"expected_active_id": expected} if request.is_release else {}),
+            **({} if request.is_release else {"expected_state": expected}),
+        )
     except ServiceError as exc:
         return render_request_page(
             model_admin,
@@ -416,6 +537,13 @@ def apply_view(
             error=f"Not applied: {exc.message}",
             status=exc.http_status,
         )
+    if not request.is_release:
+        messages.success(
+            http_request,
+            f"Applied request #{request.pk}: {request.proposal.get('summary', '')}. Runtimes get "
+            "it within a second.",
+        )
+        return redirect(_detail_url(request))
     name = f"{request.agent.slug} {request.version.label}"
     agent_url = reverse("admin:agentconfig_agent_change", args=[request.agent.pk])
     if isinstance(result, CanaryRollout):

@@ -328,7 +328,7 @@ def _review(
 
 def _lock_open(request: DeploymentRequest) -> DeploymentRequest:
     locked = (
-        DeploymentRequest.objects.select_for_update()
+        DeploymentRequest.objects.select_for_update(of=("self",))
         .select_related("agent", "environment", "version")
         .get(pk=request.pk)
     )

@@ -31,12 +31,13 @@ from agentconfig.admin_views import (
     AdminPageView,
     HistoryAdmin,
     ServiceAddAdmin,
-    render_forbidden,
+    ServiceDeleteMixin,
     text_column,
 )
-from agentconfig.errors import Forbidden, ServiceError
+from agentconfig.errors import ServiceError
 from deployments.models import Environment
 from flags import admin_views as flag_pages
+from flags.approvals import ApprovalRequired
 from flags.forms import FlagAddForm, FlagChangeForm, FlagVariantsChangeForm, ToolGateAddForm
 from flags.models import Flag, FlagEnvironment, FlagKind, ToolGate
 from flags.selectors import list_flag_changes
@@ -78,7 +79,7 @@ class _RefusedChange(Exception):
 
 
 @admin.register(Flag)
-class FlagAdmin(ServiceAddAdmin, HistoryAdmin):
+class FlagAdmin(ServiceDeleteMixin, ServiceAddAdmin, HistoryAdmin):
     add_form = FlagAddForm
     list_display = ("key", "kind", "scope", "environments", "owner", "updated_at")
     list_filter = ("kind", ("agent", admin.RelatedOnlyFieldListFilter))
@@ -274,7 +275,7 @@ class FlagAdmin(ServiceAddAdmin, HistoryAdmin):
 
 
 @admin.register(ToolGate)
-class ToolGateAdmin(ServiceAddAdmin, HistoryAdmin):
+class ToolGateAdmin(ServiceDeleteMixin, ServiceAddAdmin, HistoryAdmin):
     add_form = ToolGateAddForm
     list_display = ("agent", "tool_name", "flag_link", "created_at", "created_by")
     list_filter = (("agent", admin.RelatedOnlyFieldListFilter),)
@@ -294,7 +295,14 @@ class ToolGateAdmin(ServiceAddAdmin, HistoryAdmin):
         return format_html('<a href="{}">{}</a>', url, obj.flag.key)
 
     def create_via_service(self, request: HttpRequest, form: forms.BaseForm) -> HttpResponse:
-        gate = create_tool_gate(actor=Actor.of(request.user), **form.cleaned_data)
+        data = dict(form.cleaned_data)
+        reason = data.pop("reason", "")
+        try:
+            gate = create_tool_gate(actor=Actor.of(request.user), **data)
+        except ApprovalRequired as exc:
+            # A gate changes every environment's tools: where one needs approval, the
+            # gate is proposed as a change request instead (ValidationError without reason).
+            return flag_pages.propose_instead(request, exc, reason)
         self.log_addition(request, gate, [{"added": {}}])
         messages.success(
             request,
@@ -302,14 +310,6 @@ class ToolGateAdmin(ServiceAddAdmin, HistoryAdmin):
             f"{gate.flag.key} is on.",
         )
         return HttpResponseRedirect(reverse("admin:flags_toolgate_changelist"))
-
-    def delete_view(
-        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        try:
-            return super().delete_view(request, object_id, extra_context)
-        except Forbidden as exc:
-            return render_forbidden(request, self, exc.message)
 
     def delete_model(self, request: HttpRequest, obj: ToolGate) -> None:
         delete_tool_gate(gate=obj, actor=Actor.of(request.user))

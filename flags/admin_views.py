@@ -27,13 +27,15 @@ from django.urls import reverse
 
 from agentconfig.actors import Actor
 from agentconfig.admin_views import apply_service_error, page_context, refusals_as_pages
-from agentconfig.errors import Conflict, Forbidden, NotFound
+from agentconfig.errors import Conflict, Forbidden, NotFound, ServiceError
 from deployments.models import Environment
 from deployments.selectors import get_environment
 from flags import evaluation
 from flags import rules as schema
+from flags.approvals import ApprovalRequired
 from flags.forms import EvaluateForm, FlagRulesForm, ReasonForm, pretty_json
 from flags.models import Flag, FlagEnvironment
+from flags.requests import propose_flag_change
 from flags.selectors import get_flag_state
 from flags.services import (
     CHANGE_PERMISSION,
@@ -123,6 +125,45 @@ def _render(
     return TemplateResponse(request, f"admin/flags/flag/{template}.html", context)
 
 
+def propose_instead(request: HttpRequest, refusal: ApprovalRequired, reason: str) -> HttpResponse:
+    """Where a change needs approval: open its change request with the form's reason and
+    go to it. Without a reason, a ValidationError on "reason" says why one is needed."""
+    environment = refusal.environment
+    if not reason:
+        raise ValidationError(
+            {
+                "reason": f"{environment.slug} needs an approved change request for this: say "
+                "why, and saving opens the request for a reviewer."
+            }
+        )
+    change_request = propose_flag_change(
+        required=refusal, actor=Actor.of(request.user), reason=reason
+    )
+    approvals = environment.required_approvals
+    messages.success(
+        request,
+        f"{environment.slug} needs {approvals} approval{'s' if approvals != 1 else ''}: "
+        f"change request #{change_request.pk} is open. Runtimes keep their current answers "
+        "until it is approved and applied.",
+    )
+    return HttpResponseRedirect(
+        reverse("admin:deployments_deploymentrequest_change", args=[change_request.pk])
+    )
+
+
+def _propose_on_form(
+    request: HttpRequest, form: Any, refusal: ApprovalRequired, reason: str
+) -> HttpResponse | None:
+    """propose_instead, with its refusals shown on `form` (None: re-render the form)."""
+    try:
+        return propose_instead(request, refusal, reason)
+    except ValidationError as exc:
+        apply_service_error(form, exc)
+    except ServiceError as exc:
+        form.add_error(None, exc.message)
+    return None
+
+
 # --- rules ------------------------------------------------------------------------------
 
 
@@ -159,6 +200,10 @@ def rules_view(
                 expected_revision=data["revision"],
                 reason=data["reason"],
             )
+        except ApprovalRequired as exc:
+            proposed = _propose_on_form(request, form, exc, data["reason"])
+            if proposed is not None:
+                return proposed
         except ValidationError as exc:
             apply_service_error(form, exc)
         except Conflict as exc:
@@ -203,6 +248,10 @@ def enable_view(
                 actor=Actor.of(request.user),
                 reason=form.cleaned_data["reason"],
             )
+        except ApprovalRequired as exc:
+            proposed = _propose_on_form(request, form, exc, form.cleaned_data["reason"])
+            if proposed is not None:
+                return proposed
         except ValidationError as exc:
             apply_service_error(form, exc)
         except Conflict as exc:

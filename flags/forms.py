@@ -247,3 +247,9 @@ class ToolGateAddForm(forms.Form):
         queryset=Flag.objects.filter(kind=FlagKind.BOOLEAN).select_related("agent"),
         help_text="A boolean flag, global or scoped to the same agent.",
     )
+    reason = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Why. Required where an environment needs approval: a gate changes the "
+        "tools of every environment, so it is then opened as a change request.",
+    )

@@ -61,7 +61,7 @@ def build_flag_snapshot_at(environment_id: int, agent_id: int | None, at: dateti
     for flag in sorted(flags, key=lambda f: f.key):
         state = states.get(flag.pk)
         columns = [getattr(state, c) for c in _STATE_COLUMNS] if state else [None] * 4
-        compiled[flag.key] = _compile(flag.key, flag.kind, flag.variants, *columns)
+        compiled[flag.key] = compile_flag_state(flag.key, flag.kind, flag.variants, *columns)
     keys = {flag.pk: flag.key for flag in flags}
     gates = (
         {
@@ -91,10 +91,10 @@ def _flag_states(environment_id: int, flags: Any) -> dict[str, FlagState]:
         .order_by("key")
         .values_list("key", "kind", "variants", *(f"state__{c}" for c in _STATE_COLUMNS))
     )
-    return {row[0]: _compile(*row) for row in rows}
+    return {row[0]: compile_flag_state(*row) for row in rows}
 
 
-def _compile(
+def compile_flag_state(
     key: str,
     kind: str,
     variants: list[dict[str, Any]],

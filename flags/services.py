@@ -9,6 +9,9 @@ Invariants:
   (the FlagEnvironment's change_reason, kept in its history row).
 - Every write records its change-feed row in its own transaction (agentconfig.change_feed),
   so every server process serves it within AGENTCONFIG_REFRESH_INTERVAL.
+- In an environment that requires approval, a change that reaches its runtimes applies
+  only with an approved change request for exactly that change (flags.approvals), checked
+  under the flag's lock; the kill switch never waits for one.
 - Nothing here uses QuerySet.update() or bulk writes: they would skip the history.
 """
 
@@ -19,20 +22,26 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from agentconfig.actors import Actor
 from agentconfig.change_feed import record_change
 from agentconfig.errors import Conflict
 from agentconfig.models import Agent, ChangeTopic
 from agentconfig.reasons import validate_reason
-from deployments.models import Environment
+from deployments.models import DeploymentRequest, Environment
 from flags import rules as schema
+from flags.approvals import (
+    KILL_SWITCH_PERMISSION,
+    clear_flag_change,
+    permit,
+    require_kill_switch_to_undo,
+)
 from flags.models import Flag, FlagEnvironment, FlagKind, ToolGate
 
 ADD_PERMISSION = "flags.add_flag"
 CHANGE_PERMISSION = "flags.change_flag"
 DELETE_PERMISSION = "flags.delete_flag"
-KILL_SWITCH_PERMISSION = "flags.kill_switch"
 ADD_GATE_PERMISSION = "flags.add_toolgate"
 DELETE_GATE_PERMISSION = "flags.delete_toolgate"
 
@@ -95,13 +104,15 @@ def update_flag(
     owner: str,
     variants: list[dict[str, Any]] | None = None,
     reason: str = "",
+    request: DeploymentRequest | None = None,
+    break_glass: str = "",
 ) -> tuple[str, ...]:
     """Set a flag's description, owner and (string/JSON flags) variants; returns what changed.
 
     Key, kind and scope never change. A variant still used by an environment (as its
     off or default variant, or in a rule) cannot be removed or renamed.
     """
-    actor.require(CHANGE_PERMISSION, "change flags")
+    permit(actor, CHANGE_PERMISSION, "change flags", request)
     reason = validate_reason(reason, required=False)
     with transaction.atomic():
         locked = _lock(flag)
@@ -119,6 +130,12 @@ def update_flag(
         locked.full_clean()
         if "variants" in changed:
             check_variants_in_use(locked, schema.variant_names(locked.variants))
+            # The values every environment serves: a change in each of them.
+            change = {"op": "set_variants", "flag": locked.key, "variants": locked.variants}
+            note = clear_flag_change(
+                flag=locked, change=change, actor=actor, request=request, break_glass=break_glass
+            )
+            reason = _with_note(reason, note)
         _attribute(locked, actor, reason or f"changed {', '.join(changed)}")
         locked.save()
         _flags_changed(locked)
@@ -144,9 +161,11 @@ def check_variants_in_use(flag: Flag, names: Sequence[str]) -> None:
         raise ValidationError({"variants": problems})
 
 
-def delete_flag(*, flag: Flag, actor: Actor) -> None:
+def delete_flag(
+    *, flag: Flag, actor: Actor, request: DeploymentRequest | None = None, break_glass: str = ""
+) -> None:
     """Delete a flag and its per-environment states; refused while it gates a tool."""
-    actor.require(DELETE_PERMISSION, "delete flags")
+    permit(actor, DELETE_PERMISSION, "delete flags", request)
     with transaction.atomic():
         locked = _lock(flag)
         gates = [
@@ -157,11 +176,19 @@ def delete_flag(*, flag: Flag, actor: Actor) -> None:
                 f"flag {locked.key!r} gates the tools {', '.join(gates)}; remove those tool "
                 "gates first (deleting the flag would turn the tools on for everyone)."
             )
+        # A flag that is off everywhere serves only its off variant, which nothing relied
+        # on before it was created: deleting it is as immediate as creating it was.
+        note = ""
+        if locked.states.filter(enabled=True).exists():
+            change = {"op": "delete_flag", "flag": locked.key}
+            note = clear_flag_change(
+                flag=locked, change=change, actor=actor, request=request, break_glass=break_glass
+            )
         for state in locked.states.all():
-            _attribute(state, actor, "flag deleted")
+            _attribute(state, actor, _with_note("flag deleted", note))
             state.delete()
         _flags_changed(locked)
-        _attribute(locked, actor, "deleted")
+        _attribute(locked, actor, _with_note("deleted", note))
         locked.delete()
 
 
@@ -178,13 +205,15 @@ def set_flag_rules(
     off_variant: str,
     expected_revision: int | None = None,
     reason: str = "",
+    request: DeploymentRequest | None = None,
+    break_glass: str = "",
 ) -> FlagEnvironment:
     """Replace a flag's targeting rules and default/off variants in one environment.
 
     With `expected_revision`, refuse (Conflict) if someone else changed the state since
     the editor loaded it.
     """
-    actor.require(CHANGE_PERMISSION, "change flag rules")
+    permit(actor, CHANGE_PERMISSION, "change flag rules", request)
     reason = validate_reason(reason, required=False)
     with transaction.atomic():
         locked, state = _lock_state(flag, environment)
@@ -195,6 +224,7 @@ def set_flag_rules(
                 "reload the page to see their change, then apply yours again."
             )
         before = (state.rules, state.default_variant, state.off_variant)
+        require_kill_switch_to_undo(state, actor, turns_on=False, off_variant=off_variant)
         state.rules = rules
         state.default_variant = default_variant
         state.off_variant = off_variant
@@ -203,20 +233,45 @@ def set_flag_rules(
         after = (state.rules, state.default_variant, state.off_variant)
         if state.pk is not None and before == after:
             return state  # nothing changed: no history row, no invalidation
-        _record(state, actor, reason, "rules changed")
+        change = {
+            "op": "set_rules",
+            "flag": locked.key,
+            "environment": environment.slug,
+            "rules": state.rules,
+            "default_variant": state.default_variant,
+            "off_variant": state.off_variant,
+        }
+        note = clear_flag_change(
+            flag=locked, change=change, actor=actor, request=request, break_glass=break_glass
+        )
+        _record(state, actor, _with_note(reason, note), "rules changed")
         state.save()
         _flags_changed(locked, environment)
     return state
 
 
 def set_flag_enabled(
-    *, flag: Flag, environment: Environment, enabled: bool, actor: Actor, reason: str = ""
+    *,
+    flag: Flag,
+    environment: Environment,
+    enabled: bool,
+    actor: Actor,
+    reason: str = "",
+    request: DeploymentRequest | None = None,
+    break_glass: str = "",
 ) -> FlagEnvironment:
-    """Turn a flag on or off in one environment."""
-    actor.require(CHANGE_PERMISSION, "turn flags on or off")
+    """Turn a flag on or off in one environment (with an approved request where needed)."""
+    permit(actor, CHANGE_PERMISSION, "turn flags on or off", request)
     reason = validate_reason(reason, required=False)
     return _switch(
-        flag, environment, enabled, actor, reason, "turned on" if enabled else "turned off"
+        flag,
+        environment,
+        enabled,
+        actor,
+        reason,
+        "turned on" if enabled else "turned off",
+        request=request,
+        break_glass=break_glass,
     )
 
 
@@ -226,7 +281,9 @@ def kill_flag(
     """The kill switch: turn a flag off in one environment now, with a required reason."""
     actor.require(KILL_SWITCH_PERMISSION, "use the kill switch")
     reason = validate_reason(reason, required=True)
-    return _switch(flag, environment, False, actor, f"Kill switch: {reason}", "kill switch")
+    return _switch(
+        flag, environment, False, actor, f"Kill switch: {reason}", "kill switch", kill=True
+    )
 
 
 def _switch(
@@ -236,6 +293,10 @@ def _switch(
     actor: Actor,
     reason: str,
     summary: str,
+    *,
+    kill: bool = False,
+    request: DeploymentRequest | None = None,
+    break_glass: str = "",
 ) -> FlagEnvironment:
     with transaction.atomic():
         locked, state = _lock_state(flag, environment)
@@ -243,6 +304,24 @@ def _switch(
             raise Conflict(
                 f"{locked.key!r} is already {'on' if enabled else 'off'} in {environment.slug}."
             )
+        if kill:
+            # Safer by definition: no approval, and only its permission can undo it.
+            state.killed_at = timezone.now()
+            state.killed_by_label = actor.label
+        else:
+            require_kill_switch_to_undo(state, actor, turns_on=enabled, off_variant=None)
+            change = {
+                "op": "set_enabled",
+                "flag": locked.key,
+                "environment": environment.slug,
+                "enabled": enabled,
+            }
+            note = clear_flag_change(
+                flag=locked, change=change, actor=actor, request=request, break_glass=break_glass
+            )
+            reason = _with_note(reason, note)
+            if enabled:
+                state.killed_at, state.killed_by_label = None, ""
         state.enabled = enabled
         _record(state, actor, reason, summary)
         state.save()
@@ -253,9 +332,17 @@ def _switch(
 # --- tool gates ---------------------------------------------------------------------------
 
 
-def create_tool_gate(*, agent: Agent, tool_name: str, flag: Flag, actor: Actor) -> ToolGate:
+def create_tool_gate(
+    *,
+    agent: Agent,
+    tool_name: str,
+    flag: Flag,
+    actor: Actor,
+    request: DeploymentRequest | None = None,
+    break_glass: str = "",
+) -> ToolGate:
     """Gate an agent's tool behind a boolean flag (global or scoped to the same agent)."""
-    actor.require(ADD_GATE_PERMISSION, "gate tools behind flags")
+    permit(actor, ADD_GATE_PERMISSION, "gate tools behind flags", request)
     gate = ToolGate(
         agent=agent,
         tool_name=(tool_name or "").strip(),
@@ -276,8 +363,14 @@ def create_tool_gate(*, agent: Agent, tool_name: str, flag: Flag, actor: Actor) 
             }
         )
     _attribute(gate, actor, "created")
+    change = {"op": "create_gate", "flag": flag.key, "agent": agent.slug, "tool": gate.tool_name}
     try:
         with transaction.atomic():
+            locked = _lock(flag)
+            note = clear_flag_change(
+                flag=locked, change=change, actor=actor, request=request, break_glass=break_glass
+            )
+            _attribute(gate, actor, _with_note("created", note))
             gate.save()
             record_change(topic=ChangeTopic.FLAGS, agent=agent)
     except IntegrityError:
@@ -287,12 +380,24 @@ def create_tool_gate(*, agent: Agent, tool_name: str, flag: Flag, actor: Actor) 
     return gate
 
 
-def delete_tool_gate(*, gate: ToolGate, actor: Actor) -> None:
+def delete_tool_gate(
+    *, gate: ToolGate, actor: Actor, request: DeploymentRequest | None = None, break_glass: str = ""
+) -> None:
     """Remove a gate: the tool is then served to everyone whose version lists it."""
-    actor.require(DELETE_GATE_PERMISSION, "remove tool gates")
+    permit(actor, DELETE_GATE_PERMISSION, "remove tool gates", request)
     with transaction.atomic():
+        locked = _lock(gate.flag)
+        change = {
+            "op": "delete_gate",
+            "flag": locked.key,
+            "agent": gate.agent.slug,
+            "tool": gate.tool_name,
+        }
+        note = clear_flag_change(
+            flag=locked, change=change, actor=actor, request=request, break_glass=break_glass
+        )
         record_change(topic=ChangeTopic.FLAGS, agent=gate.agent_id)
-        _attribute(gate, actor, "deleted")
+        _attribute(gate, actor, _with_note("deleted", note))
         gate.delete()
 
 
@@ -307,6 +412,13 @@ def _flags_changed(flag: Flag, environment: Environment | None = None) -> None:
         agent=flag.agent_id,
         environment_id=environment.pk if environment is not None else None,
     )
+
+
+def _with_note(reason: str, note: str) -> str:
+    """The history reason with what cleared the change ("Request #3", "Break glass: …")."""
+    if not note:
+        return reason
+    return f"{note} — {reason}" if reason else note
 
 
 def _lock(flag: Flag) -> Flag:

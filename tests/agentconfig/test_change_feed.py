@@ -13,6 +13,7 @@ from agentconfig.models import Change, ChangeTopic
 from deployments import canary, services
 from flags import services as flag_services
 from tests import factories
+from tests.factories import SETUP_BREAK_GLASS
 from tests.flags.helpers import make_flag
 
 ACTOR = Actor.system("tests")
@@ -89,7 +90,9 @@ def _canary_lifecycle(agent, production, staging):
 
 def _flag_lifecycle(agent, production, staging):
     flag = make_flag("web-search", agent=agent)
-    flag_services.set_flag_enabled(flag=flag, environment=production, enabled=True, actor=ACTOR)
+    flag_services.set_flag_enabled(
+        flag=flag, environment=production, enabled=True, actor=ACTOR, break_glass=SETUP_BREAK_GLASS
+    )
     flag_services.set_flag_rules(
         flag=flag,
         environment=production,
@@ -97,18 +100,19 @@ def _flag_lifecycle(agent, production, staging):
         rules=[{"users": ["ana"], "variant": "off"}],
         default_variant="on",
         off_variant="off",
+        break_glass=SETUP_BREAK_GLASS,
     )
     gate = flag_services.create_tool_gate(
-        agent=agent, tool_name="lookup_order", flag=flag, actor=ACTOR
+        agent=agent, tool_name="lookup_order", flag=flag, actor=ACTOR, break_glass=SETUP_BREAK_GLASS
     )
     flag_services.kill_flag(flag=flag, environment=production, actor=ACTOR, reason="loops")
-    flag_services.delete_tool_gate(gate=gate, actor=ACTOR)
-    flag_services.delete_flag(flag=flag, actor=ACTOR)
+    flag_services.delete_tool_gate(gate=gate, actor=ACTOR, break_glass=SETUP_BREAK_GLASS)
+    flag_services.delete_flag(flag=flag, actor=ACTOR, break_glass=SETUP_BREAK_GLASS)
 
 
 def _key_lifecycle(agent, production, staging):
     key, _ = factories.create_api_key(production, name="runtime-eu")
-    services.revoke_api_key(key=key, actor=ACTOR)
+    services.revoke_api_key(key=key, actor=ACTOR, reason="rotated")
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from deployments.services import rollback
 from flags import services as flag_services
 from tests import factories
 from tests.deployments.canary_helpers import start
+from tests.factories import SETUP_BREAK_GLASS
 from tests.flags.helpers import make_flag, set_rules, turn_on
 
 OPS = Actor.system("ops")
@@ -69,7 +70,9 @@ def test_config_at__flags_as_they_were(client, agent, production, api_key):
     factories.deploy(version, production)
     flag = make_flag("refunds-tool", agent=agent)
     set_rules(flag, production, [{"users": ["u-1"], "variant": "on"}], default_variant="off")
-    flag_services.create_tool_gate(agent=agent, tool_name="refunds", flag=flag, actor=OPS)
+    flag_services.create_tool_gate(
+        agent=agent, tool_name="refunds", flag=flag, actor=OPS, break_glass=SETUP_BREAK_GLASS
+    )
     turn_on(flag, production)
     while_on = timezone.now()
     flag_services.kill_flag(flag=flag, environment=production, actor=OPS, reason="bug")

@@ -9,6 +9,7 @@ from django.urls import reverse
 from agentconfig.actors import Actor
 from flags import services as flag_services
 from tests import factories
+from tests.factories import SETUP_BREAK_GLASS
 from tests.flags.helpers import make_flag, set_rules, turn_on
 
 OPS = Actor.system("ops")
@@ -33,7 +34,9 @@ def gated(agent, production, django_capture_on_commit_callbacks):
             ],
             default_variant="off",
         )
-        flag_services.create_tool_gate(agent=agent, tool_name="refunds", flag=flag, actor=OPS)
+        flag_services.create_tool_gate(
+            agent=agent, tool_name="refunds", flag=flag, actor=OPS, break_glass=SETUP_BREAK_GLASS
+        )
         turn_on(flag, production)
     return flag
 

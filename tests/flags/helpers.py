@@ -20,23 +20,35 @@ def make_flag(key: str = "web-search", kind: str = "boolean", **fields: Any) -> 
     return services.create_flag(key=key, kind=kind, actor=ACTOR, **fields)
 
 
+def _setup(fields: dict[str, Any]) -> dict[str, Any]:
+    """Test setup by the system actor skips approvals (break glass), like factories.deploy;
+    a test that passes its own actor gets the real rule."""
+    actor = fields.pop("actor", ACTOR)
+    if actor is ACTOR:
+        fields.setdefault("break_glass", factories.SETUP_BREAK_GLASS)
+    return {"actor": actor, **fields}
+
+
 def set_rules(flag: Flag, environment, rules: list[dict[str, Any]], **fields: Any):
     default_variant, off_variant = flag.initial_variants
     return services.set_flag_rules(
         flag=flag,
         environment=environment,
-        actor=fields.pop("actor", ACTOR),
         rules=rules,
         default_variant=fields.pop("default_variant", default_variant),
         off_variant=fields.pop("off_variant", off_variant),
-        **fields,
+        **_setup(fields),
     )
 
 
-def turn_on(flag: Flag, environment, reason: str = "") -> None:
+def turn_on(flag: Flag, environment, reason: str = "", **fields: Any) -> None:
     services.set_flag_enabled(
-        flag=flag, environment=environment, enabled=True, actor=ACTOR, reason=reason
+        flag=flag, environment=environment, enabled=True, reason=reason, **_setup(fields)
     )
+
+
+def gate(agent, tool_name: str, flag: Flag, **fields: Any):
+    return services.create_tool_gate(agent=agent, tool_name=tool_name, flag=flag, **_setup(fields))
 
 
 def client_for(*permissions: str) -> Client:

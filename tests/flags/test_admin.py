@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from flags import services
 from flags.models import Flag, FlagEnvironment, ToolGate
+from tests.factories import SETUP_BREAK_GLASS
 from tests.flags.helpers import ACTOR, make_flag, set_rules, turn_on
 
 VIEW = "flags.view_flag"
@@ -94,7 +95,9 @@ def test_flag_add__string_flag_without_variants__error_on_variants(admin_client,
 
 
 def test_flag_page__environments_actions_gates_and_changes(admin_client, flag, agent):
-    services.create_tool_gate(agent=agent, tool_name="web_search", flag=flag, actor=ACTOR)
+    services.create_tool_gate(
+        agent=agent, tool_name="web_search", flag=flag, actor=ACTOR, break_glass=SETUP_BREAK_GLASS
+    )
 
     response = admin_client.get(url("change", flag))
 
@@ -421,7 +424,9 @@ def test_tool_gate_add__flag_of_another_agent__error_nothing_saved(admin_client,
 
 
 def test_tool_gate_delete__through_service_with_history(admin_client, flag, agent):
-    gate = services.create_tool_gate(agent=agent, tool_name="web_search", flag=flag, actor=ACTOR)
+    gate = services.create_tool_gate(
+        agent=agent, tool_name="web_search", flag=flag, actor=ACTOR, break_glass=SETUP_BREAK_GLASS
+    )
 
     response = admin_client.post(
         reverse("admin:flags_toolgate_delete", args=[gate.pk]), {"post": "yes"}
@@ -434,7 +439,9 @@ def test_tool_gate_delete__through_service_with_history(admin_client, flag, agen
 
 
 def test_flag_delete__gates_a_tool__refused_by_the_stock_page(admin_client, flag, agent):
-    services.create_tool_gate(agent=agent, tool_name="web_search", flag=flag, actor=ACTOR)
+    services.create_tool_gate(
+        agent=agent, tool_name="web_search", flag=flag, actor=ACTOR, break_glass=SETUP_BREAK_GLASS
+    )
 
     response = admin_client.post(
         reverse("admin:flags_flag_delete", args=[flag.pk]), {"post": "yes"}

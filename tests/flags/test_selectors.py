@@ -14,6 +14,7 @@ from flags.selectors import (
     list_flag_changes,
 )
 from tests import factories
+from tests.factories import SETUP_BREAK_GLASS
 from tests.flags.helpers import ACTOR, make_flag, set_rules, turn_on
 
 
@@ -27,7 +28,9 @@ def test_build_flag_snapshot__agent__global_and_own_flags_and_gates_in_two_queri
     make_flag("other-only", agent=other)
     set_rules(search, production, [{"users": ["ana"], "variant": "on"}], default_variant="off")
     turn_on(search, production)
-    services.create_tool_gate(agent=agent, tool_name="web_search", flag=search, actor=ACTOR)
+    services.create_tool_gate(
+        agent=agent, tool_name="web_search", flag=search, actor=ACTOR, break_glass=SETUP_BREAK_GLASS
+    )
 
     # When
     with django_assert_num_queries(2):

@@ -10,6 +10,7 @@ from agentconfig.errors import Conflict, Forbidden
 from flags import services
 from flags.models import Flag, FlagEnvironment, ToolGate
 from tests import factories
+from tests.factories import SETUP_BREAK_GLASS
 from tests.flags.helpers import ACTOR, make_flag, set_rules, turn_on
 
 ROLLOUT_10 = [{"split": [{"variant": "on", "weight": 1000}, {"variant": "off", "weight": 9000}]}]
@@ -253,7 +254,9 @@ def test_set_flag_rules__without_permission__forbidden(production, user_with):
 def test_set_flag_enabled__on_then_on_again__conflict(production):
     flag = make_flag("web-search")
 
-    state = services.set_flag_enabled(flag=flag, environment=production, enabled=True, actor=ACTOR)
+    state = services.set_flag_enabled(
+        flag=flag, environment=production, enabled=True, actor=ACTOR, break_glass=SETUP_BREAK_GLASS
+    )
 
     assert state.enabled and state.revision == 1
     with pytest.raises(Conflict, match="already on in production"):
@@ -337,7 +340,9 @@ def test_kill_flag__long_reason__kept_whole_on_the_state(production):
 def test_create_tool_gate__global_boolean_flag__created(agent, production):
     flag = make_flag("web-search")
 
-    gate = services.create_tool_gate(agent=agent, tool_name="web_search", flag=flag, actor=ACTOR)
+    gate = services.create_tool_gate(
+        agent=agent, tool_name="web_search", flag=flag, actor=ACTOR, break_glass=SETUP_BREAK_GLASS
+    )
 
     assert (gate.agent, gate.tool_name, gate.flag) == (agent, "web_search", flag)
     assert gate.history.get().history_type == "+"
@@ -362,27 +367,35 @@ def test_create_tool_gate__invalid__refused(agent, production, case, field, mess
     }.get(case, lambda: make_flag("web-search"))()
     tool = "web search" if case == "bad tool name" else "web_search"
     if case == "duplicate":
-        services.create_tool_gate(agent=agent, tool_name=tool, flag=flag, actor=ACTOR)
+        services.create_tool_gate(
+            agent=agent, tool_name=tool, flag=flag, actor=ACTOR, break_glass=SETUP_BREAK_GLASS
+        )
 
     with pytest.raises(ValidationError) as caught:
-        services.create_tool_gate(agent=agent, tool_name=tool, flag=flag, actor=ACTOR)
+        services.create_tool_gate(
+            agent=agent, tool_name=tool, flag=flag, actor=ACTOR, break_glass=SETUP_BREAK_GLASS
+        )
 
     assert any(message in m for m in caught.value.message_dict[field])
 
 
 def test_delete_flag__gates_a_tool__conflict_and_kept(agent, production):
     flag = make_flag("web-search")
-    services.create_tool_gate(agent=agent, tool_name="web_search", flag=flag, actor=ACTOR)
+    services.create_tool_gate(
+        agent=agent, tool_name="web_search", flag=flag, actor=ACTOR, break_glass=SETUP_BREAK_GLASS
+    )
 
     with pytest.raises(Conflict, match="gates the tools support-bot: web_search"):
-        services.delete_flag(flag=flag, actor=ACTOR)
+        services.delete_flag(flag=flag, actor=ACTOR, break_glass=SETUP_BREAK_GLASS)
 
     assert Flag.objects.filter(pk=flag.pk).exists()
 
 
 def test_delete_flag__after_removing_gate__deleted_with_history(agent, production, user_with):
     flag = make_flag("web-search")
-    gate = services.create_tool_gate(agent=agent, tool_name="web_search", flag=flag, actor=ACTOR)
+    gate = services.create_tool_gate(
+        agent=agent, tool_name="web_search", flag=flag, actor=ACTOR, break_glass=SETUP_BREAK_GLASS
+    )
     admin_user = user_with("flags.delete_toolgate", "flags.delete_flag")
 
     services.delete_tool_gate(gate=gate, actor=Actor.of(admin_user))

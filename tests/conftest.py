@@ -24,18 +24,23 @@ CACHE_METHODS = ("get", "get_many", "set", "set_many", "add", "incr", "delete", 
 
 
 @pytest.fixture
-def cache_calls(monkeypatch) -> list[str]:
-    """Every call made to Django's cache (locmem or Redis) while the test runs."""
+def cache_calls():
+    """Every call made to Django's cache (locmem or Redis) while the test runs.
+
+    Its own MonkeyPatch, undone before pytest-django restores changed settings: the spies
+    sit on the cache object the test used.
+    """
     calls: list[str] = []
-    for name in CACHE_METHODS:
-        method = getattr(cache, name)
+    with pytest.MonkeyPatch.context() as patch:
+        for name in CACHE_METHODS:
+            method = getattr(cache, name)
 
-        def spy(*args, _name=name, _method=method, **kwargs):
-            calls.append(_name)
-            return _method(*args, **kwargs)
+            def spy(*args, _name=name, _method=method, **kwargs):
+                calls.append(_name)
+                return _method(*args, **kwargs)
 
-        monkeypatch.setattr(cache, name, spy)
-    return calls
+            patch.setattr(cache, name, spy)
+        yield calls
 
 
 @pytest.fixture

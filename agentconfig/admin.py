@@ -36,9 +36,15 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+import agentconfig.user_admin  # noqa: F401  (replaces the stock User admin)
 from agentconfig import timeline_views
 from agentconfig.actors import Actor
-from agentconfig.admin_views import AdminPageView, HistoryAdmin, ServiceAddAdmin
+from agentconfig.admin_views import (
+    AdminPageView,
+    HistoryAdmin,
+    ServiceAddAdmin,
+    ServiceChangeMixin,
+)
 from agentconfig.models import Agent
 from deployments import admin_views as deployment_pages
 from deployments import canary_admin_views as canary_pages
@@ -94,7 +100,7 @@ class VersionRow:
 
 
 @admin.register(Agent)
-class AgentAdmin(ServiceAddAdmin, HistoryAdmin):
+class AgentAdmin(ServiceChangeMixin, ServiceAddAdmin, HistoryAdmin):
     add_form = AgentAddForm
     list_display = ("slug", "name", "active_versions", "latest_version", "git", "updated_at")
     search_fields = ("slug", "name", "description")

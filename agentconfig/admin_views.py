@@ -136,6 +136,28 @@ class HistoryAdmin(SimpleHistoryAdmin):
         return super().history_form_view(request, object_id, version_id, extra_context)
 
 
+class ServiceChangeMixin:
+    """The stock change form whose `save_model` calls a service: a refusal leaves nothing
+    saved (the form's transaction rolls back) and is shown on the same page, never a 500."""
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(  # type: ignore[misc, no-any-return]
+                request, object_id, form_url, extra_context
+            )
+        except ValidationError as exc:
+            messages.error(request, "Nothing was saved: " + " ".join(exc.messages))
+        except ServiceError as exc:
+            messages.error(request, f"Nothing was saved: {exc.message}")
+        return HttpResponseRedirect(request.get_full_path())
+
+
 class ServiceDeleteMixin:
     """The stock delete page, whose service refusals are shown, never a 500.
 

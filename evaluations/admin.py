@@ -9,6 +9,8 @@ Invariants:
   confirmation page. Its page is read-only.
 - An override is recorded by evaluations.gate.record_gate_override, from the gate page,
   which shows the gate's verdict and the two runs before asking for the reason.
+- A policy is saved only by evaluations.policy_services.set_evaluation_policy, with a
+  reason (deployments.governance_admin: refusals stay on the form); never deleted here.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ from agentconfig.admin_views import (
     AdminPageView,
     HistoryAdmin,
     ServiceAddAdmin,
+    ServiceChangeMixin,
     refusals_as_pages,
     text_column,
 )
+from deployments.governance_admin import GovernedAdmin
 from evaluations import admin_views as pages
 from evaluations import gate as gates
 from evaluations import services
@@ -46,6 +50,7 @@ from evaluations.models import (
     SuiteSource,
     SuiteVersion,
 )
+from evaluations.policy_services import NO_POLICY_STATE, POLICY_FIELDS, set_evaluation_policy
 from evaluations.selectors import list_runs_with_progress
 
 
@@ -65,7 +70,7 @@ def _score(value: float | None) -> str:
 
 
 @admin.register(EvaluationSuite)
-class EvaluationSuiteAdmin(ServiceAddAdmin, HistoryAdmin):
+class EvaluationSuiteAdmin(ServiceChangeMixin, ServiceAddAdmin, HistoryAdmin):
     add_form = SuiteAddForm
     list_display = ("__str__", "name", "latest_version", "case_count", "updated_at")
     list_filter = (("agent", admin.RelatedOnlyFieldListFilter),)
@@ -323,16 +328,37 @@ def _run_page(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: st
 
 
 @admin.register(EvaluationPolicy)
-class EvaluationPolicyAdmin(HistoryAdmin):
+class EvaluationPolicyAdmin(GovernedAdmin):
     form = EvaluationPolicyForm
     list_display = ("environment", "required", "tolerance", "suite", "endpoint", "judge")
+    list_select_related = ("environment",)
     fieldsets = (
         (None, {"fields": ("environment", "required", "tolerance", "suite_slug")}),
         (
             "Endpoint and judge (empty: the EVAL_* settings)",
             {"fields": ("base_url", "api_key_env", "judge_model", "judge_prompt")},
         ),
+        ("Why", {"fields": ("reason", "expected_state")}),
     )
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: EvaluationPolicy | None = None
+    ) -> tuple[str, ...]:
+        # A policy belongs to its environment; another environment gets its own policy.
+        return ("environment",) if obj is not None else ()
+
+    def save_via_service(
+        self, request: HttpRequest, form: forms.ModelForm, change: bool
+    ) -> EvaluationPolicy:
+        data = form.cleaned_data
+        return set_evaluation_policy(
+            environment=form.instance.environment if change else data["environment"],
+            values={field: data[field] for field in POLICY_FIELDS},
+            actor=Actor.of(request.user),
+            reason=data["reason"],
+            # An add page saw no policy: one saved meanwhile is not overwritten.
+            expected_state=data["expected_state"] or (None if change else NO_POLICY_STATE),
+        )
 
     @admin.display(description="suite")
     def suite(self, obj: EvaluationPolicy) -> str:

@@ -126,3 +126,26 @@ def test_agent_add__staff_without_permission__403(staff_client, db):
     response = staff_client.get(reverse("admin:agentconfig_agent_add"))
 
     assert response.status_code == 403
+
+
+def test_agent_change__service_refuses__message_on_the_page_nothing_saved(
+    admin_client, agent, monkeypatch
+):
+    # Fault injection: the service refuses (as after a race with another editor).
+    from agentconfig import admin as agent_admin
+    from agentconfig.errors import Conflict
+
+    def refuse(**kwargs):
+        raise Conflict("someone else changed the agent meanwhile")
+
+    monkeypatch.setattr(agent_admin, "update_agent", refuse)
+    url = reverse("admin:agentconfig_agent_change", args=[agent.pk])
+
+    response = admin_client.post(url, {"name": "Renamed", "description": ""}, follow=True)
+
+    assert response.status_code == 200
+    assert "Nothing was saved: someone else changed the agent meanwhile" in (
+        response.content.decode()
+    )
+    agent.refresh_from_db()
+    assert agent.name != "Renamed"

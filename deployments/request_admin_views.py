@@ -48,7 +48,6 @@ from deployments.admin_views import (
     stale_confirmation,
 )
 from deployments.approvals import BREAK_GLASS_PERMISSION, valid_approvals
-from deployments.canary import MANAGE_PERMISSION
 from deployments.models import (
     CanaryRollout,
     DeploymentRequest,
@@ -83,14 +82,7 @@ def plan_steps(request: DeploymentRequest) -> list[str]:
     return [part.strip() for part in request.canary_plan.split(",") if part.strip()]
 
 
-def release_permission(request: DeploymentRequest) -> tuple[str, str]:
-    """The permission applying `request` needs, and the action for the refusal message."""
-    if not request.is_release:
-        subject = request_services.subject_of(request)
-        return getattr(subject, "apply_permission", DEPLOY_PERMISSION), "apply approved changes"
-    if request.kind == RequestKind.CANARY:
-        return MANAGE_PERMISSION, "start canaries (apply a canary request)"
-    return DEPLOY_PERMISSION, "deploy versions (apply a deployment request)"
+release_permission = request_services.apply_permission
 
 
 @dataclass(frozen=True)
@@ -244,10 +236,10 @@ def render_request_page(
         )
         if gate.candidate_run is not None and gate.baseline_run is not None:
             comparison = build_run_comparison(gate.candidate_run, gate.baseline_run)
+    actor = Actor.of(user)
     is_requester = request.requested_by_id is not None and request.requested_by_id == user.pk
     has_reviewed = any(r.reviewer_id == user.pk for r in request.reviews.all())
-    may_review = user.has_perm(REVIEW_PERMISSION)
-    permission, _ = release_permission(request)
+    may_review = user.has_perm(request_services.review_permission(request))
     release = None
     if not is_open:
         release = (
@@ -276,13 +268,13 @@ def render_request_page(
         is_requester=is_requester,
         has_reviewed=has_reviewed,
         may_review=may_review,
-        can_review=is_open and may_review and not is_requester and not has_reviewed,
+        can_review=is_open and request_services.may_review(request, actor) and not has_reviewed,
         can_override=bool(
             is_open and gate is not None and not gate.allowed and user.has_perm(OVERRIDE_PERMISSION)
         ),
-        can_apply=is_open and user.has_perm(permission),
+        can_apply=is_open and request_services.may_apply(request, actor),
         ready=is_open and state.enough and (gate is None or gate.allowed) and running is None,
-        can_withdraw=is_open and request_services.may_withdraw(request, Actor.of(user)),
+        can_withdraw=is_open and request_services.may_withdraw(request, actor),
         review_form=review_form
         or ReviewForm(initial={"expected_active": active.pk if active else ""}),
         override_form=override_form or GateOverrideForm(),
@@ -341,9 +333,7 @@ def _render_change_page(
     subject = request_services.subject_of(request)
     is_requester = request.requested_by_id is not None and request.requested_by_id == user.pk
     has_reviewed = any(r.reviewer_id == user.pk for r in request.reviews.all())
-    review_permission = getattr(subject, "review_permission", REVIEW_PERMISSION)
-    may_review = user.has_perm(review_permission)
-    permission, _ = release_permission(request)
+    may_review = user.has_perm(request_services.review_permission(request))
     context = page_context(
         http_request,
         model_admin,
@@ -357,8 +347,8 @@ def _render_change_page(
         is_requester=is_requester,
         has_reviewed=has_reviewed,
         may_review=may_review,
-        can_review=is_open and may_review and not is_requester and not has_reviewed,
-        can_apply=is_open and user.has_perm(permission),
+        can_review=is_open and request_services.may_review(request, actor) and not has_reviewed,
+        can_apply=is_open and request_services.may_apply(request, actor),
         ready=is_open and state.enough,
         can_withdraw=is_open and request_services.may_withdraw(request, actor),
         review_form=review_form or ReviewForm(initial={"expected_active": state_now}),
@@ -373,6 +363,7 @@ def _render_change_page(
     )
 
 
+@refusals_as_pages
 def request_detail_view(
     model_admin: admin.ModelAdmin, http_request: HttpRequest, object_id: str
 ) -> HttpResponse:

@@ -45,6 +45,7 @@ from deployments.selectors import get_pointer
 from deployments.services import check_expected_active, deploy_version, lock_pointer
 from versions.models import AgentVersion
 
+DEPLOY_PERMISSION = "deployments.deploy_version"
 REQUEST_PERMISSION = "deployments.add_deploymentrequest"
 REVIEW_PERMISSION = "deployments.review_deploymentrequest"
 # Withdrawing someone else's request is an administrator's call (the Admins group holds
@@ -197,6 +198,41 @@ def withdraw_request(*, request: DeploymentRequest, actor: Actor) -> DeploymentR
         return _close(request, RequestStatus.WITHDRAWN, actor)
 
 
+def review_permission(request: DeploymentRequest) -> str:
+    """The permission reviewing `request` needs (a subject may ask more, e.g. an admin)."""
+    if request.is_release:
+        return REVIEW_PERMISSION
+    return getattr(subject_of(request), "review_permission", REVIEW_PERMISSION)
+
+
+def apply_permission(request: DeploymentRequest) -> tuple[str, str]:
+    """The permission applying `request` needs, and the action for the refusal message."""
+    if not request.is_release:
+        subject = subject_of(request)
+        return getattr(subject, "apply_permission", DEPLOY_PERMISSION), "apply approved changes"
+    if request.kind == RequestKind.CANARY:
+        return canary.MANAGE_PERMISSION, "start canaries (apply a canary request)"
+    return DEPLOY_PERMISSION, "deploy versions (apply a deployment request)"
+
+
+def may_review(request: DeploymentRequest, actor: Actor) -> bool:
+    """The one rule for reviewing: a person with the permission, never the requester.
+
+    (Whether the approval still counts later is deployments.approvals' question.)
+    """
+    user = actor.user
+    if user is None or not user.is_active or not user.has_perm(review_permission(request)):
+        return False
+    return request.requested_by_id is None or user.pk != request.requested_by_id
+
+
+def may_apply(request: DeploymentRequest, actor: Actor) -> bool:
+    """The one rule for applying: the permission of the release (or change) it makes."""
+    permission, _ = apply_permission(request)
+    user = actor.user
+    return user is None or bool(user.is_active and user.has_perm(permission))
+
+
 def may_withdraw(request: DeploymentRequest, actor: Actor) -> bool:
     """The one rule for withdrawing: the requester, or an administrator (pages ask it too)."""
     user = actor.user
@@ -270,12 +306,7 @@ def _review(
     seen_state: str | None,
 ) -> RequestReview:
     # A subject may ask more of its reviewers (settings changes: an administrator).
-    permission = (
-        REVIEW_PERMISSION
-        if request.is_release
-        else getattr(subject_of(request), "review_permission", REVIEW_PERMISSION)
-    )
-    actor.require(permission, "review this request")
+    actor.require(review_permission(request), "review this request")
     if actor.user is None:
         raise Forbidden("reviews are given by people: sign in to review a request.")
     comment = (comment or "").strip()

@@ -307,14 +307,18 @@ def _impact(
             for tool in new_tools - old_tools:
                 gain[tool] += 1
     where = environment.slug + (f" ({agent.slug})" if agent is not None else "")
-    lines = [
-        f"{where}: {changed_value:,} of {SAMPLE_USERS:,} users get a different value of {key}."
-    ]
+    lines = []
+    if changed_value or not tools:
+        lines.append(
+            f"{where}: {changed_value:,} of {SAMPLE_USERS:,} users get a different value of {key}."
+        )
     for tool in tools:
         if lose[tool]:
             lines.append(f"{where}: {lose[tool]:,} of {SAMPLE_USERS:,} users lose the tool {tool}.")
         if gain[tool]:
             lines.append(f"{where}: {gain[tool]:,} of {SAMPLE_USERS:,} users gain the tool {tool}.")
+        if not lose[tool] and not gain[tool]:
+            lines.append(f"{where}: nobody's {tool} changes.")
     return lines
 
 

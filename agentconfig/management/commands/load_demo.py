@@ -4,13 +4,13 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 
 from agentconfig.actors import Actor
 from agentconfig.cli import ServiceCommand
 from agentconfig.models import Agent
+from agentconfig.people import create_user, set_roles
 from deployments.models import ApiKey
 from deployments.requests import apply_request, approve_request, create_request
 from deployments.selectors import get_environment
@@ -93,7 +93,7 @@ class Command(ServiceCommand):
             )
         actor = Actor.system("load_demo")
         with transaction.atomic():
-            self._admin_user()
+            self._admin_user(actor)
             if not Agent.objects.filter(slug="support-bot").exists():
                 self._support_bot(actor)
             key = self._fresh_demo_key(actor)
@@ -109,18 +109,34 @@ class Command(ServiceCommand):
             f"{base}/api/v1/agents/support-bot/config\n"
         )
 
-    def _admin_user(self) -> None:
+    def _admin_user(self, actor: Actor) -> None:
+        # Through the people services like any other account: the audit shows who got
+        # which role, and why.
         user_model = get_user_model()
+        reason = "demo data (load_demo)"
         if not user_model.objects.filter(username=DEMO_USERNAME).exists():
-            user_model.objects.create_superuser(DEMO_USERNAME, "demo@example.com", DEMO_PASSWORD)
-        for username, group in DEMO_ROLES.items():
-            user, created = user_model.objects.get_or_create(
-                username=username, defaults={"is_staff": True, "email": f"{username}@example.com"}
+            demo = create_user(
+                username=DEMO_USERNAME,
+                email="demo@example.com",
+                actor=actor,
+                reason=reason,
+                password=DEMO_PASSWORD,
+                is_staff=True,
             )
-            if created:
-                user.set_password(DEMO_PASSWORD)
-                user.save()
-                user.groups.add(Group.objects.get(name=group))
+            set_roles(
+                user=demo, groups=(), is_staff=True, is_superuser=True, actor=actor, reason=reason
+            )
+        for username, group in DEMO_ROLES.items():
+            if not user_model.objects.filter(username=username).exists():
+                create_user(
+                    username=username,
+                    email=f"{username}@example.com",
+                    actor=actor,
+                    reason=reason,
+                    groups=[group],
+                    password=DEMO_PASSWORD,
+                    is_staff=True,
+                )
 
     def _support_bot(self, actor: Actor) -> None:
         users = {

@@ -1,0 +1,415 @@
+"""People's roles change only through agentconfig.people: never your own upwards, always
+recorded."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from agentconfig import people
+from agentconfig.actors import Actor
+from agentconfig.errors import Conflict, Forbidden
+from agentconfig.management.commands import load_demo
+from agentconfig.models import AuditAction, AuditRecord
+from tests import factories
+from tests.admin.people import member
+
+User = get_user_model()
+
+
+def _roles(user) -> dict:
+    return people.roles_of(User.objects.get(pk=user.pk)).as_record()
+
+
+@pytest.fixture
+def boss(db):
+    """A member of Admins (may create users and change roles), not a superuser."""
+    return member("boss", "Admins")
+
+
+@pytest.fixture
+def root(db):
+    return factories.UserFactory(username="root", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def alice(db):
+    return member("alice", "Editors")
+
+
+# --- create_user ----------------------------------------------------------------------
+
+
+def test_create_user__admin_with_reason__in_groups_and_recorded(boss):
+    # When
+    user = people.create_user(
+        username="carol",
+        email="carol@example.com",
+        actor=Actor.of(boss),
+        reason="joins the billing team",
+        groups=["Reviewers"],
+        password="a long passphrase here",
+        is_staff=True,
+    )
+
+    # Then
+    assert user.check_password("a long passphrase here")
+    assert _roles(user) == {"groups": ["Reviewers"], "is_staff": True, "is_superuser": False}
+    record = AuditRecord.objects.get(subject_user=user)
+    assert (record.action, record.actor, record.actor_label) == (
+        AuditAction.USER_CREATED,
+        boss,
+        "boss",
+    )
+    assert record.reason == "joins the billing team"
+    assert record.before == {}
+    assert record.after == {"groups": ["Reviewers"], "is_staff": True, "is_superuser": False}
+
+
+def test_create_user__no_password__cannot_sign_in_with_one(boss):
+    user = people.create_user(username="sso", email="", actor=Actor.of(boss), reason="SSO only")
+
+    assert not user.has_usable_password()
+    assert not user.is_staff
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"reason": "  "}, "reason"),
+        ({"username": "Alice"}, "username"),  # differs from alice only in case
+        ({"username": "bad name!"}, "username"),
+        ({"password": "123"}, "password"),
+        ({"groups": ["Nobodies"]}, "groups"),
+    ],
+)
+def test_create_user__invalid__validation_error_nothing_written(boss, alice, fields, field):
+    arguments = {
+        "username": "dave",
+        "email": "dave@example.com",
+        "actor": Actor.of(boss),
+        "reason": "new colleague",
+        **fields,
+    }
+    users = User.objects.count()
+
+    with pytest.raises(ValidationError) as error:
+        people.create_user(**arguments)
+
+    assert field in error.value.message_dict
+    assert User.objects.count() == users
+    assert not AuditRecord.objects.exists()
+
+
+def test_create_user__without_add_user__forbidden(alice):
+    with pytest.raises(Forbidden, match=r"auth\.add_user"):
+        people.create_user(username="eve", email="", actor=Actor.of(alice), reason="mine")
+
+    assert not User.objects.filter(username="eve").exists()
+    assert not AuditRecord.objects.exists()
+
+
+def test_create_user__group_with_permissions_the_actor_lacks__forbidden(boss):
+    # Given a group that can delete users, which the Admins group cannot
+    group = Group.objects.create(name="Janitors")
+    group.permissions.add(Permission.objects.get(codename="delete_user"))
+
+    with pytest.raises(Forbidden, match="Janitors"):
+        people.create_user(
+            username="eve", email="", actor=Actor.of(boss), reason="x", groups=[group]
+        )
+
+    assert not User.objects.filter(username="eve").exists()
+
+
+# --- set_roles: what may be changed ---------------------------------------------------
+
+
+def test_set_roles__admin_promotes_someone_else__changed_and_recorded(boss, alice):
+    # When
+    updated = people.set_roles(
+        user=alice,
+        groups=["Editors", "Reviewers"],
+        is_staff=True,
+        is_superuser=False,
+        actor=Actor.of(boss),
+        reason="second reviewer for billing",
+    )
+
+    # Then
+    assert updated.has_perm("deployments.review_deploymentrequest")
+    record = AuditRecord.objects.get()
+    assert (record.action, record.actor, record.subject_user, record.subject_label) == (
+        AuditAction.ROLES_CHANGED,
+        boss,
+        alice,
+        "alice",
+    )
+    assert record.reason == "second reviewer for billing"
+    assert record.before == {"groups": ["Editors"], "is_staff": True, "is_superuser": False}
+    assert record.after == {
+        "groups": ["Editors", "Reviewers"],
+        "is_staff": True,
+        "is_superuser": False,
+    }
+
+
+@pytest.mark.parametrize(
+    ("groups", "is_staff", "is_superuser", "words"),
+    [
+        (["Admins", "Reviewers"], True, False, "join Reviewers"),
+        (["Admins"], True, True, "make yourself a superuser"),
+    ],
+)
+def test_set_roles__own_roles_upwards__forbidden_nothing_written(
+    boss, groups, is_staff, is_superuser, words
+):
+    before = _roles(boss)
+
+    with pytest.raises(Forbidden, match=words):
+        people.set_roles(
+            user=boss,
+            groups=groups,
+            is_staff=is_staff,
+            is_superuser=is_superuser,
+            actor=Actor.of(boss),
+            reason="I need it",
+        )
+
+    assert _roles(boss) == before
+    assert not AuditRecord.objects.exists()
+
+
+def test_set_roles__own_staff_flag_upwards__forbidden(db):
+    # Given an administrator who is not staff (signs in through another tool)
+    admin = member("backoffice", "Admins")
+    admin.is_staff = False
+    admin.save()
+
+    with pytest.raises(Forbidden, match="make yourself staff"):
+        people.set_roles(
+            user=admin,
+            groups=["Admins"],
+            is_staff=True,
+            is_superuser=False,
+            actor=Actor.of(admin),
+            reason="I need the admin",
+        )
+
+    assert not User.objects.get(pk=admin.pk).is_staff
+    assert not AuditRecord.objects.exists()
+
+
+def test_set_roles__superuser_joins_a_group_themselves__forbidden(root):
+    with pytest.raises(Forbidden, match="join Reviewers"):
+        people.set_roles(
+            user=root,
+            groups=["Reviewers"],
+            is_staff=True,
+            is_superuser=True,
+            actor=Actor.of(root),
+            reason="approve my own",
+        )
+
+    assert not AuditRecord.objects.exists()
+
+
+def test_set_roles__lowering_own_roles__allowed_and_recorded(root):
+    updated = people.set_roles(
+        user=root,
+        groups=[],
+        is_staff=True,
+        is_superuser=False,
+        actor=Actor.of(root),
+        reason="no standing superusers",
+    )
+
+    assert not updated.is_superuser
+    assert AuditRecord.objects.get().after["is_superuser"] is False
+
+
+def test_set_roles__non_superuser_grants_superuser__forbidden(boss, alice):
+    with pytest.raises(Forbidden, match="only a superuser"):
+        people.set_roles(
+            user=alice,
+            groups=["Editors"],
+            is_staff=True,
+            is_superuser=True,
+            actor=Actor.of(boss),
+            reason="help out",
+        )
+
+    assert not User.objects.get(pk=alice.pk).is_superuser
+    assert not AuditRecord.objects.exists()
+
+
+def test_set_roles__superuser_grants_superuser__allowed(root, alice):
+    updated = people.set_roles(
+        user=alice,
+        groups=["Editors"],
+        is_staff=True,
+        is_superuser=True,
+        actor=Actor.of(root),
+        reason="on-call lead",
+    )
+
+    assert updated.is_superuser
+    assert AuditRecord.objects.get().actor == root
+
+
+def test_set_roles__non_superuser_changes_a_superuser__forbidden(boss, root):
+    with pytest.raises(Forbidden, match="is a superuser"):
+        people.set_roles(
+            user=root,
+            groups=[],
+            is_staff=True,
+            is_superuser=False,
+            actor=Actor.of(boss),
+            reason="lock them out",
+        )
+
+    assert User.objects.get(pk=root.pk).is_superuser
+
+
+def test_set_roles__group_with_permissions_the_actor_lacks__forbidden(boss, alice):
+    group = Group.objects.create(name="Janitors")
+    group.permissions.add(Permission.objects.get(codename="delete_user"))
+
+    with pytest.raises(Forbidden, match=r"auth\.delete_user"):
+        people.set_roles(
+            user=alice,
+            groups=["Editors", "Janitors"],
+            is_staff=True,
+            is_superuser=False,
+            actor=Actor.of(boss),
+            reason="x",
+        )
+
+    assert _roles(alice)["groups"] == ["Editors"]
+
+
+def test_set_roles__without_change_user__forbidden(alice):
+    bob = member("bob", "Editors")
+
+    with pytest.raises(Forbidden, match=r"auth\.change_user"):
+        people.set_roles(
+            user=bob,
+            groups=["Editors", "Reviewers"],
+            is_staff=True,
+            is_superuser=False,
+            actor=Actor.of(alice),
+            reason="x",
+        )
+
+    assert not AuditRecord.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("reason", "groups", "message"),
+    [
+        ("", ["Editors", "Reviewers"], "reason"),
+        ("same again", ["Editors"], "nothing to change"),
+        ("typo", ["Reviewrs"], "no group named Reviewrs"),
+    ],
+)
+def test_set_roles__invalid__validation_error_nothing_written(boss, alice, reason, groups, message):
+    with pytest.raises(ValidationError, match=message):
+        people.set_roles(
+            user=alice,
+            groups=groups,
+            is_staff=True,
+            is_superuser=False,
+            actor=Actor.of(boss),
+            reason=reason,
+        )
+
+    assert _roles(alice)["groups"] == ["Editors"]
+    assert not AuditRecord.objects.exists()
+
+
+def test_set_roles__roles_moved_since_the_confirmation__conflict(boss, alice):
+    # Given the page showed alice as a plain editor, then someone made her a reviewer
+    shown = _roles(alice)
+    people.set_roles(
+        user=alice,
+        groups=["Editors", "Reviewers"],
+        is_staff=True,
+        is_superuser=False,
+        actor=Actor.system("tests"),
+        reason="meanwhile",
+    )
+
+    with pytest.raises(Conflict, match="changed while you were confirming"):
+        people.set_roles(
+            user=alice,
+            groups=["Editors", "Deployers"],
+            is_staff=True,
+            is_superuser=False,
+            actor=Actor.of(boss),
+            reason="deployer instead",
+            expected_before=shown,
+        )
+
+    assert AuditRecord.objects.count() == 1
+
+
+# --- commands -------------------------------------------------------------------------
+
+
+def test_set_roles_command__groups_and_reason__changed_and_recorded(alice):
+    output = io.StringIO()
+
+    call_command(
+        "set_roles", "alice", "--groups", "Editors,Reviewers", "--reason", "cover", stdout=output
+    )
+
+    assert _roles(alice)["groups"] == ["Editors", "Reviewers"]
+    assert "groups Editors, Reviewers" in output.getvalue()
+    record = AuditRecord.objects.get()
+    assert record.actor is None
+    assert record.actor_label.startswith("set_roles (cli")
+    assert record.reason == "cover"
+
+
+def test_set_roles_command__flags_only__groups_kept(alice):
+    call_command("set_roles", "alice", "--no-staff", "--reason", "left", stdout=io.StringIO())
+
+    assert _roles(alice) == {"groups": ["Editors"], "is_staff": False, "is_superuser": False}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["nobody", "--reason", "x"], "there is no user 'nobody'"),
+        (["alice", "--groups", "Editors", "--reason", "x"], "nothing to change"),
+        (["alice", "--groups", "Editors,Reviewers", "--reason", " "], "reason"),
+    ],
+)
+def test_set_roles_command__refused__command_error_nothing_written(alice, arguments, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("set_roles", *arguments, stdout=io.StringIO())
+
+    assert not AuditRecord.objects.exists()
+
+
+def test_load_demo__people__created_through_the_service_and_recorded(db):
+    # Only the people step: the rest of load_demo is tested in test_settings_and_demo.
+    load_demo.Command()._admin_user(Actor.system("load_demo"))
+
+    demo = User.objects.get(username="demo")
+    assert demo.is_superuser and demo.check_password("agentconfig-demo")
+    assert _roles(User.objects.get(username="reviewer"))["groups"] == ["Reviewers"]
+    recorded = AuditRecord.objects.filter(actor_label="load_demo")
+    assert set(recorded.values_list("subject_label", "action")) == {
+        ("demo", AuditAction.USER_CREATED),
+        ("demo", AuditAction.ROLES_CHANGED),
+        ("pm", AuditAction.USER_CREATED),
+        ("reviewer", AuditAction.USER_CREATED),
+        ("operator", AuditAction.USER_CREATED),
+    }

@@ -18,6 +18,7 @@ from typing import Any
 
 from agentconfig.actors import Actor
 from agentconfig.errors import Conflict, Forbidden, ServiceError
+from agentconfig.people import users_granted_by
 from deployments.models import (
     DeploymentRequest,
     Environment,
@@ -36,6 +37,9 @@ def valid_approvals(request: DeploymentRequest, current: object) -> list[Any]:
 
     `current` is what the reviewers must have seen: the id of the version active in the
     target environment for a release, the subject's state fingerprint for other changes.
+    A reviewer whom the requester created, or gave review rights, at or after opening the
+    request does not count either: that is the requester approving under a second name
+    (read from the audit records in one query, whatever the number of reviews).
     """
     reviewers = []
     for review in request.reviews.all():
@@ -48,7 +52,17 @@ def valid_approvals(request: DeploymentRequest, current: object) -> list[Any]:
             continue
         if review.reviewer_id not in reviewers:
             reviewers.append(review.reviewer_id)
-    return reviewers
+    # A list that annotated `requester_made_grants` (people.made_grants_since) knows
+    # without a query per row that most requesters granted nothing since.
+    if not getattr(request, "requester_made_grants", True):
+        return reviewers
+    granted = users_granted_by(
+        granter_id=request.requested_by_id,
+        user_ids=reviewers,
+        since=request.created_at,
+        permission="deployments.review_deploymentrequest",
+    )
+    return [reviewer for reviewer in reviewers if reviewer not in granted]
 
 
 def clear_release(

@@ -1,5 +1,5 @@
 """People's roles change only through agentconfig.people: never your own upwards, always
-recorded."""
+recorded; and an approval from a reviewer the requester made does not count."""
 
 from __future__ import annotations
 
@@ -17,6 +17,10 @@ from agentconfig.actors import Actor
 from agentconfig.errors import Conflict, Forbidden
 from agentconfig.management.commands import load_demo
 from agentconfig.models import AuditAction, AuditRecord
+from deployments import requests
+from deployments.approvals import valid_approvals
+from deployments.models import DeploymentRequest
+from deployments.selectors import get_pointer
 from tests import factories
 from tests.admin.people import member
 
@@ -357,6 +361,208 @@ def test_set_roles__roles_moved_since_the_confirmation__conflict(boss, alice):
         )
 
     assert AuditRecord.objects.count() == 1
+
+
+# --- approvals from reviewers the requester made ---------------------------------------
+
+
+@pytest.fixture
+def live(agent, production):
+    """support-bot: v1 active in production (one approval required), v2 made since."""
+    v1, v2 = factories.create_version(agent), factories.create_version(agent)
+    factories.deploy(v1, production)
+    return v1, v2
+
+
+def _ask(requester, live, production) -> DeploymentRequest:
+    return requests.create_request(
+        agent=live[1].agent,
+        environment=production,
+        version=live[1],
+        actor=Actor.of(requester),
+        reason="ship v2",
+    )
+
+
+def _counting(request: DeploymentRequest, live) -> list:
+    request = DeploymentRequest.objects.get(pk=request.pk)
+    return valid_approvals(request, live[0].pk)
+
+
+def test_red_team__requester_creates_a_reviewer_after_asking__approval_does_not_count(
+    boss, live, production
+):
+    # Given an Admins member asks, then creates a second account in Reviewers
+    request = _ask(boss, live, production)
+    sock = people.create_user(
+        username="sock",
+        email="",
+        actor=Actor.of(boss),
+        reason="helper",
+        groups=["Reviewers"],
+        is_staff=True,
+    )
+
+    # When that account approves
+    requests.approve_request(request=request, actor=Actor.of(sock), comment="looks fine")
+
+    # Then the approval does not count and the request cannot be applied
+    assert _counting(request, live) == []
+    with pytest.raises(Forbidden, match="0 of the 1"):
+        requests.apply_request(request=request, actor=Actor.of(boss))
+    assert get_pointer(live[0].agent, production).stable_version == live[0]
+
+
+def test_red_team__requester_makes_someone_a_reviewer_after_asking__does_not_count(
+    boss, alice, live, production
+):
+    request = _ask(boss, live, production)
+    people.set_roles(
+        user=alice,
+        groups=["Editors", "Reviewers"],
+        is_staff=True,
+        is_superuser=False,
+        actor=Actor.of(boss),
+        reason="she can approve this",
+    )
+    requests.approve_request(request=request, actor=Actor.of(alice), comment="ok")
+
+    assert _counting(request, live) == []
+    with pytest.raises(Forbidden):
+        requests.apply_request(request=request, actor=Actor.of(boss))
+
+
+def test_red_team__superuser_requester_makes_someone_superuser__does_not_count(
+    root, alice, live, production
+):
+    request = _ask(root, live, production)
+    alice = people.set_roles(
+        user=alice,
+        groups=["Editors"],
+        is_staff=True,
+        is_superuser=True,
+        actor=Actor.of(root),
+        reason="help",
+    )
+    requests.approve_request(request=request, actor=Actor.of(alice), comment="ok")
+
+    assert _counting(request, live) == []
+
+
+def test_approval__reviewer_promoted_by_someone_else__counts_and_applies(
+    boss, alice, root, live, production
+):
+    # Given boss asks and another administrator makes alice a reviewer
+    request = _ask(boss, live, production)
+    people.set_roles(
+        user=alice,
+        groups=["Editors", "Reviewers"],
+        is_staff=True,
+        is_superuser=False,
+        actor=Actor.of(root),
+        reason="second reviewer",
+    )
+
+    # When alice approves
+    requests.approve_request(request=request, actor=Actor.of(alice), comment="read the diff")
+
+    # Then it counts and the request applies
+    assert _counting(request, live) == [alice.pk]
+    requests.apply_request(request=request, actor=Actor.of(boss))
+    assert get_pointer(live[0].agent, production).stable_version == live[1]
+
+
+def test_approval__reviewer_made_by_requester_before_asking__counts(boss, alice, live, production):
+    # The rule covers grants at or after the request was opened: long-standing reviewers
+    # whom the requester once promoted keep their voice.
+    people.set_roles(
+        user=alice,
+        groups=["Editors", "Reviewers"],
+        is_staff=True,
+        is_superuser=False,
+        actor=Actor.of(boss),
+        reason="new reviewer",
+    )
+    request = _ask(boss, live, production)
+    requests.approve_request(request=request, actor=Actor.of(alice), comment="ok")
+
+    assert _counting(request, live) == [alice.pk]
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        (["Editors", "Reviewers"], ["Deployers", "Editors", "Reviewers"]),  # no review added
+        (["Reviewers"], ["Admins", "Reviewers"]),  # could review already
+    ],
+)
+def test_approval__requester_changes_roles_without_giving_review__still_counts(
+    boss, live, production, start, end
+):
+    reviewer = member("rita", *start)
+    request = _ask(boss, live, production)
+    people.set_roles(
+        user=reviewer,
+        groups=end,
+        is_staff=True,
+        is_superuser=False,
+        actor=Actor.of(boss),
+        reason="more duties",
+    )
+    requests.approve_request(request=request, actor=Actor.of(reviewer), comment="ok")
+
+    assert _counting(request, live) == [reviewer.pk]
+
+
+def test_valid_approvals__many_reviewers__queries_do_not_grow(
+    boss, live, production, django_assert_max_num_queries
+):
+    # Given five reviewers, three of them made reviewers by the requester after asking
+    production.required_approvals = 5
+    production.save()
+    request = _ask(boss, live, production)
+    reviewers = [member(f"r{i}", "Reviewers") for i in range(2)]
+    for i in range(3):
+        editor = member(f"e{i}", "Editors")
+        reviewers.append(
+            people.set_roles(
+                user=editor,
+                groups=["Editors", "Reviewers"],
+                is_staff=True,
+                is_superuser=False,
+                actor=Actor.of(boss),
+                reason="x",
+            )
+        )
+    for reviewer in reviewers:
+        requests.approve_request(request=request, actor=Actor.of(reviewer), comment="ok")
+    loaded = DeploymentRequest.objects.prefetch_related("reviews").get(pk=request.pk)
+
+    # When / Then: the audit records, and the groups they name
+    with django_assert_max_num_queries(2):
+        counting = valid_approvals(loaded, live[0].pk)
+    assert sorted(counting) == sorted(r.pk for r in reviewers[:2])
+
+
+def test_valid_approvals__annotated_requester_granted_nothing__no_query(
+    boss, live, production, django_assert_num_queries
+):
+    request = _ask(boss, live, production)
+    requests.approve_request(
+        request=request, actor=Actor.of(member("rev", "Reviewers")), comment="ok"
+    )
+    loaded = (
+        DeploymentRequest.objects.prefetch_related("reviews")
+        .annotate(
+            requester_made_grants=people.made_grants_since(
+                granter="requested_by", since="created_at"
+            )
+        )
+        .get(pk=request.pk)
+    )
+
+    with django_assert_num_queries(0):
+        assert len(valid_approvals(loaded, live[0].pk)) == 1
 
 
 # --- commands -------------------------------------------------------------------------

@@ -6,6 +6,8 @@ Invariants:
   log row's from_version is the version that was really active before it.
 - Every pointer move and key change records its change-feed row in the same transaction
   (agentconfig.change_feed): every server process serves it within the refresh interval.
+- Creating or revoking an API key needs a reason and an administrator's permission
+  (add_apikey / change_apikey), and writes its AuditRecord in the same transaction.
 - Rollback only ever moves the pointer to a version that was active in that
   environment before; it never edits or creates a version.
 """
@@ -20,9 +22,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from agentconfig.actors import Actor
+from agentconfig.audit_records import record_audit
 from agentconfig.change_feed import record_change
 from agentconfig.errors import Conflict, NotFound, ServiceError
-from agentconfig.models import Agent, ChangeTopic
+from agentconfig.models import Agent, AuditAction, ChangeTopic
 from agentconfig.reasons import validate_reason
 from deployments import runtime
 from deployments.approvals import clear_release
@@ -260,9 +263,12 @@ def _move_pointer(
 # --- API keys -----------------------------------------------------------------------
 
 
-def create_api_key(*, environment: Environment, name: str, actor: Actor) -> tuple[ApiKey, str]:
+def create_api_key(
+    *, environment: Environment, name: str, actor: Actor, reason: str
+) -> tuple[ApiKey, str]:
     """Create a key for `environment`; returns the row and the plaintext, shown only once."""
     actor.require("deployments.add_apikey", "create API keys")
+    reason = validate_reason(reason)
     name = (name or "").strip()
     if not name:
         raise ValidationError({"name": "is required, e.g. 'support-bot-prod-eu'."})
@@ -281,6 +287,14 @@ def create_api_key(*, environment: Environment, name: str, actor: Actor) -> tupl
         with transaction.atomic():
             key.save()
             record_change(topic=ChangeTopic.API_KEY, api_key_id=key_id)
+            record_audit(
+                action=AuditAction.API_KEY_CREATED,
+                actor=actor,
+                reason=reason,
+                subject_label=f"key {name}",
+                environment_id=environment.pk,
+                after=_key_record(key),
+            )
     except IntegrityError:
         raise ValidationError(
             {"name": f"an active API key named {name!r} already exists; pick another name."}
@@ -288,17 +302,38 @@ def create_api_key(*, environment: Environment, name: str, actor: Actor) -> tupl
     return key, plaintext
 
 
-def revoke_api_key(*, key: ApiKey, actor: Actor) -> ApiKey:
+def revoke_api_key(*, key: ApiKey, actor: Actor, reason: str) -> ApiKey:
     """Revoke `key`: refused at once by this process, within the refresh interval by all."""
     actor.require("deployments.change_apikey", "revoke API keys")
+    reason = validate_reason(reason)
     with transaction.atomic():
-        key = ApiKey.objects.select_for_update().get(pk=key.pk)
+        key = ApiKey.objects.select_for_update().select_related("environment").get(pk=key.pk)
         if key.revoked_at is not None:
             raise Conflict(
                 f"API key {key.name!r} was already revoked on {key.revoked_at:%Y-%m-%d}."
             )
+        before = _key_record(key)
         key.revoked_at = timezone.now()
         key.revoked_by_label = actor.label
         key.save()
         record_change(topic=ChangeTopic.API_KEY, api_key_id=key.key_id)
+        record_audit(
+            action=AuditAction.API_KEY_REVOKED,
+            actor=actor,
+            reason=reason,
+            subject_label=f"key {key.name}",
+            environment_id=key.environment_id,
+            before=before,
+            after=_key_record(key),
+        )
     return key
+
+
+def _key_record(key: ApiKey) -> dict[str, Any]:
+    # Never the hash: the audit is read by more people than the keys' owners.
+    return {
+        "name": key.name,
+        "key_id": key.key_id,
+        "environment": key.environment.slug,
+        "active": key.is_active,
+    }

@@ -98,7 +98,9 @@ def deploy(
     )
 
 
-def create_api_key(environment: Environment, name: str | None = None) -> tuple[ApiKey, str]:
+def create_api_key(
+    environment: Environment, name: str | None = None, reason: str = "test key"
+) -> tuple[ApiKey, str]:
     return deployment_services.create_api_key(
-        environment=environment, name=name or f"key-{next(_counter)}", actor=ACTOR
+        environment=environment, name=name or f"key-{next(_counter)}", actor=ACTOR, reason=reason
     )

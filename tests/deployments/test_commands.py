@@ -147,7 +147,9 @@ def test_rollback__never_deployed__clear_error(two_versions, production):
 
 
 def test_create_api_key__prints_key_alone_on_last_line_and_stores_only_hash(production):
-    output = run("create_api_key", "--environment", "production", "--name", "eu-runtime")
+    output = run(
+        "create_api_key", "--environment", "production", "--name", "eu-runtime", "--reason", "eu"
+    )
 
     key = output.strip().splitlines()[-1]
     stored = ApiKey.objects.get(name="eu-runtime")
@@ -156,21 +158,21 @@ def test_create_api_key__prints_key_alone_on_last_line_and_stores_only_hash(prod
 
 
 def test_create_api_key__duplicate_active_name__clear_error(production):
-    run("create_api_key", "--environment", "production", "--name", "dup")
+    run("create_api_key", "--environment", "production", "--name", "dup", "--reason", "r")
 
     with pytest.raises(CommandError, match="already exists"):
-        run("create_api_key", "--environment", "production", "--name", "dup")
+        run("create_api_key", "--environment", "production", "--name", "dup", "--reason", "r")
     assert ApiKey.objects.count() == 1
 
 
 def test_revoke_api_key__by_name__revoked_and_name_reusable(production):
-    run("create_api_key", "--environment", "production", "--name", "old")
+    run("create_api_key", "--environment", "production", "--name", "old", "--reason", "r")
 
-    assert "Revoked" in run("revoke_api_key", "old")
+    assert "Revoked" in run("revoke_api_key", "old", "--reason", "rotated")
     assert ApiKey.objects.get(name="old").revoked_at is not None
-    run("create_api_key", "--environment", "production", "--name", "old")
+    run("create_api_key", "--environment", "production", "--name", "old", "--reason", "r")
     with pytest.raises(CommandError, match="no active API key named 'nope'"):
-        run("revoke_api_key", "nope")
+        run("revoke_api_key", "nope", "--reason", "rotated")
 
 
 def test_cli__real_process__non_zero_exit_and_one_line_on_stderr(tmp_path):

@@ -236,7 +236,7 @@ def test_config__revoked_key__401_on_next_request_in_the_revoking_process(
     key, plaintext = factories.create_api_key(production, name="runtime-eu")
     assert get(client, plaintext).status_code == 200  # known as valid
 
-    revoke_api_key(key=key, actor=Actor.system("ops"))
+    revoke_api_key(key=key, actor=Actor.system("ops"), reason="leaked")
 
     response = get(client, plaintext)
     assert response.status_code == 401

@@ -279,7 +279,7 @@ def test_ofrep__revoked_key__401_on_next_request(
 
     assert post(client, api_key, {"context": {}}, flag="banner").status_code == 200
     with django_capture_on_commit_callbacks(execute=True):
-        revoke_api_key(key=ApiKey.objects.get(), actor=Actor.system("tests"))
+        revoke_api_key(key=ApiKey.objects.get(), actor=Actor.system("tests"), reason="leaked")
 
     assert post(client, api_key, {"context": {}}, flag="banner").status_code == 401
 

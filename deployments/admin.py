@@ -5,11 +5,15 @@ Invariants:
   Deploy… and Roll back… pages of an agent, which call deployments.services.
 - Canary rollouts and decisions are read-only here: they are created and changed only by
   deployments.canary (the agent page's canary buttons, the CLI and canary_watch).
-- A canary policy is saved only when the analysis can use it (CanaryPolicyForm).
+- Environments and canary policies are saved only by deployments.governance, with a
+  reason (deployments.governance_admin: refusals stay on the form), and never deleted. A
+  lower number of required approvals opens a settings request instead of being saved.
+- A canary policy is saved only when the analysis can use it (clean_canary_policy).
 - An API key is created by deployments.services.create_api_key; its plaintext is shown
   once, in the response to the POST that created it, and stored nowhere (not in the
   session, not in a message cookie). key_hash is never displayed.
-- Keys are revoked (deployments.services.revoke_api_key), never deleted or edited.
+- Keys are created and revoked with a reason (deployments.services.revoke_api_key),
+  never deleted or edited.
 - Deployment requests are opened from an agent's page and reviewed, applied or withdrawn
   on their own page (deployments.request_admin_views), never edited or deleted here.
 """
@@ -22,6 +26,8 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import (
     Case,
     IntegerField,
@@ -44,13 +50,17 @@ from agentconfig.admin_views import (
     AdminPageView,
     HistoryAdmin,
     ServiceAddAdmin,
+    apply_service_error,
     page_context,
     render_forbidden,
     text_column,
 )
 from agentconfig.errors import Conflict, Forbidden
+from deployments import governance, governance_admin
 from deployments import request_admin_views as request_pages
-from deployments.forms import ApiKeyAddForm, CanaryPolicyForm
+from deployments.forms import ApiKeyAddForm, ApiKeyRevokeForm, CanaryPolicyForm, EnvironmentForm
+from deployments.governance import NO_POLICY_STATE
+from deployments.governance_admin import GovernedAdmin
 from deployments.models import (
     ApiKey,
     CanaryDecision,
@@ -61,8 +71,10 @@ from deployments.models import (
     Pointer,
     ReleaseKind,
     ReleaseLogEntry,
+    RequestKind,
     RequestStatus,
 )
+from deployments.requests import propose_change
 from deployments.services import create_api_key, revoke_api_key
 from versions.models import AgentVersion
 
@@ -114,6 +126,10 @@ def describe_release_details(entry: ReleaseLogEntry) -> str:
     return json.dumps(details, sort_keys=True, ensure_ascii=False)
 
 
+def _approvals(count: int) -> str:
+    return "1 approval" if count == 1 else f"{count} approvals"
+
+
 def _rollout_link(details: Any) -> SafeString | str:
     rollout = details.get("rollout") if isinstance(details, dict) else None
     if not isinstance(rollout, str):
@@ -123,17 +139,84 @@ def _rollout_link(details: Any) -> SafeString | str:
 
 
 @admin.register(Environment)
-class EnvironmentAdmin(HistoryAdmin):
-    list_display = ("slug", "name", "position", "created_at")
+class EnvironmentAdmin(GovernedAdmin):
+    form = EnvironmentForm
+    list_display = ("slug", "name", "position", "required_approvals", "created_at")
     list_display_links = ("slug", "name")
     search_fields = ("slug", "name")
-    fields = ("slug", "name", "position", "created_at")
+    fields = (
+        "slug",
+        "name",
+        "position",
+        "required_approvals",
+        "reason",
+        "expected_state",
+        "created_at",
+    )
 
     def get_readonly_fields(
         self, request: HttpRequest, obj: Environment | None = None
     ) -> tuple[str, ...]:
         # API requests, CLI scripts and pipelines name environments by slug.
         return ("slug", "created_at") if obj is not None else ("created_at",)
+
+    def save_via_service(
+        self, request: HttpRequest, form: forms.ModelForm, change: bool
+    ) -> Environment:
+        data = form.cleaned_data
+        actor = Actor.of(request.user)
+        if not change:
+            return governance.create_environment(
+                slug=data["slug"],
+                name=data["name"],
+                position=data["position"],
+                required_approvals=data["required_approvals"],
+                actor=actor,
+                reason=data["reason"],
+            )
+        wanted = data["required_approvals"]
+        with transaction.atomic():
+            # Held until the page's transaction ends: "lowering?" is decided on the real value.
+            current = governance.lock_environment(form.instance)
+            lowering = wanted < current.required_approvals
+            environment = governance.update_environment(
+                environment=current,
+                actor=actor,
+                reason=data["reason"],
+                name=data["name"],
+                position=data["position"],
+                required_approvals=None if lowering else wanted,
+                expected_state=data["expected_state"] or None,
+            )
+            if lowering:
+                # Never lowered directly: another administrator approves it first.
+                change_request = propose_change(
+                    kind=RequestKind.SETTINGS,
+                    environment=environment,
+                    proposal={"required_approvals": wanted},
+                    actor=actor,
+                    reason=data["reason"],
+                )
+                url = reverse(
+                    "admin:deployments_deploymentrequest_change", args=[change_request.pk]
+                )
+                others = [f for f in form.changed_data if f in ("name", "position")]
+                governance_admin.not_applied(
+                    request,
+                    format_html(
+                        "Not lowered yet: {} keeps requiring {} until another administrator "
+                        'approves lowering it to {}. <a href="{}">Request #{}</a> is open for '
+                        "it.{}",
+                        current.slug,
+                        _approvals(current.required_approvals),
+                        wanted,
+                        url,
+                        change_request.pk,
+                        f" Saved: {' and '.join(others)}." if others else "",
+                    ),
+                    fields=("required_approvals",),
+                )
+        return environment
 
 
 @admin.register(Pointer)
@@ -245,7 +328,7 @@ class ReleaseLogEntryAdmin(admin.ModelAdmin):
 
 
 @admin.register(CanaryPolicy)
-class CanaryPolicyAdmin(HistoryAdmin):
+class CanaryPolicyAdmin(GovernedAdmin):
     form = CanaryPolicyForm
     list_display = (
         "environment",
@@ -278,6 +361,7 @@ class CanaryPolicyAdmin(HistoryAdmin):
             },
         ),
         ("Optional checks", {"fields": ("max_score_drop", "max_latency_ratio")}),
+        ("Why", {"fields": ("reason", "expected_state")}),
     )
 
     def get_readonly_fields(
@@ -285,6 +369,19 @@ class CanaryPolicyAdmin(HistoryAdmin):
     ) -> tuple[str, ...]:
         # A policy belongs to its environment; another environment gets its own policy.
         return ("environment",) if obj is not None else ()
+
+    def save_via_service(
+        self, request: HttpRequest, form: forms.ModelForm, change: bool
+    ) -> CanaryPolicy:
+        data = form.cleaned_data
+        return governance.set_canary_policy(
+            environment=form.instance.environment if change else data["environment"],
+            values={field: data[field] for field in governance.CANARY_POLICY_FIELDS},
+            actor=Actor.of(request.user),
+            reason=data["reason"],
+            # An add page saw no policy: one saved meanwhile is not overwritten.
+            expected_state=data["expected_state"] or (None if change else NO_POLICY_STATE),
+        )
 
 
 class CanaryDecisionInline(admin.TabularInline):
@@ -555,6 +652,7 @@ class ApiKeyAdmin(ServiceAddAdmin, HistoryAdmin):
             environment=form.cleaned_data["environment"],
             name=form.cleaned_data["name"],
             actor=Actor.of(request.user),
+            reason=form.cleaned_data["reason"],
         )
         self.log_addition(request, key, [{"added": {}}])
         context = page_context(request, self, f"API key {key.name} created", key=key)
@@ -586,15 +684,18 @@ class ApiKeyAdmin(ServiceAddAdmin, HistoryAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
     def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        """Confirm on GET, revoke on POST through deployments.services.revoke_api_key."""
+        """Confirm (with a reason) on GET, revoke on POST through revoke_api_key."""
         key = self.get_object(request, unquote(object_id))
         if key is None:
             raise Http404(f"There is no API key with id {object_id!r}.")
         change_url = reverse("admin:deployments_apikey_change", args=[key.pk])
+        form = ApiKeyRevokeForm(request.POST if request.method == "POST" else None)
         try:
             Actor.of(request.user).require(REVOKE_PERMISSION, "revoke API keys")
-            if request.method == "POST":
-                revoke_api_key(key=key, actor=Actor.of(request.user))
+            if form.is_bound and form.is_valid():
+                revoke_api_key(
+                    key=key, actor=Actor.of(request.user), reason=form.cleaned_data["reason"]
+                )
                 messages.success(
                     request,
                     f"Revoked API key {key.name!r}: runtimes presenting it are now refused.",
@@ -605,7 +706,9 @@ class ApiKeyAdmin(ServiceAddAdmin, HistoryAdmin):
         except Conflict as exc:
             messages.error(request, exc.message)
             return HttpResponseRedirect(change_url)
-        context = page_context(request, self, f"Revoke API key {key.name}?", key=key)
+        except ValidationError as exc:
+            apply_service_error(form, exc)
+        context = page_context(request, self, f"Revoke API key {key.name}?", key=key, form=form)
         return TemplateResponse(
             request, "admin/deployments/apikey/revoke_confirmation.html", context
         )
@@ -614,9 +717,11 @@ class ApiKeyAdmin(ServiceAddAdmin, HistoryAdmin):
     def revoke_selected(
         self, request: HttpRequest, queryset: QuerySet[ApiKey]
     ) -> TemplateResponse | None:
-        """Django's delete-selected pattern: a confirmation page, then revoke each key."""
+        """Django's delete-selected pattern: a confirmation page with a reason, then revoke."""
         keys = list(queryset.select_related("environment"))
-        if request.POST.get("post") != "yes":
+        confirmed = request.POST.get("post") == "yes"
+        form = ApiKeyRevokeForm(request.POST if confirmed else None)
+        if not (confirmed and form.is_valid()):
             context = page_context(
                 request,
                 self,
@@ -624,6 +729,7 @@ class ApiKeyAdmin(ServiceAddAdmin, HistoryAdmin):
                 keys=keys,
                 active_keys=[key for key in keys if key.is_active],
                 action_checkbox_name=admin.helpers.ACTION_CHECKBOX_NAME,
+                form=form,
             )
             return TemplateResponse(
                 request, "admin/deployments/apikey/revoke_selected_confirmation.html", context
@@ -632,7 +738,7 @@ class ApiKeyAdmin(ServiceAddAdmin, HistoryAdmin):
         revoked: list[str] = []
         for key in keys:
             try:
-                revoke_api_key(key=key, actor=actor)
+                revoke_api_key(key=key, actor=actor, reason=form.cleaned_data["reason"])
             except Forbidden as exc:
                 messages.error(request, exc.message)
                 return None

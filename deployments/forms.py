@@ -1,4 +1,4 @@
-"""Forms for deploys, rollbacks, canaries, canary policies and API keys in the admin.
+"""Forms for deploys, rollbacks, canaries, environments, canary policies and API keys.
 
 They parse input and check the reason early (with the service's own rule) so the
 confirmation page is never shown for something the service would refuse for that
@@ -16,6 +16,14 @@ from django.core.exceptions import ValidationError
 from agentconfig.models import Agent
 from agentconfig.reasons import validate_reason
 from deployments.canary import parse_percent, parse_steps
+from deployments.governance import (
+    CANARY_POLICY_FIELDS,
+    NO_POLICY_STATE,
+    canary_policy_values,
+    clean_canary_policy,
+    fingerprint,
+    settings_state,
+)
 from deployments.models import CanaryPolicy, CanaryRollout, Environment
 from versions.models import AgentVersion
 
@@ -107,11 +115,6 @@ def _field_error(exc: ValidationError, field: str) -> ValidationError:
     if hasattr(exc, "error_dict"):
         return ValidationError(exc.message_dict.get(field, exc.messages))
     return exc
-
-
-def format_steps(basis_points: Sequence[int]) -> str:
-    """Steps as people type them: 1,5,25,50."""
-    return ",".join(f"{bp / 100:g}" for bp in basis_points)
 
 
 class CanaryStartForm(_ReasonForm):
@@ -258,91 +261,87 @@ class CanaryPercentForm(CanaryActionForm):
         return basis_points
 
 
-class CanaryPolicyForm(forms.ModelForm):
-    """A canary policy, refused with a message when the analysis could not use it."""
+class GovernedModelForm(forms.ModelForm):
+    """A form for a governed setting: a required reason, and the state the page showed.
+
+    `expected_state` is the fingerprint of what the page showed; the service refuses the
+    change (Conflict) if it moved before the change was made.
+    """
+
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Why — kept with the change in the audit of governance changes.",
+    )
+    expected_state = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            self.fields["expected_state"].initial = self.current_state()
+
+    def current_state(self) -> str:
+        """The fingerprint the service compares `expected_state` with ("": none)."""
+        return ""
+
+    def clean_reason(self) -> str:
+        try:
+            return validate_reason(self.cleaned_data["reason"])
+        except ValidationError as exc:
+            raise ValidationError(exc.message_dict.get("reason", exc.messages)) from None
+
+    def add_service_errors(self, error: ValidationError) -> None:
+        """Attach a service's {field: messages} error, to fields without an error yet."""
+        for field, errors in error.error_dict.items():
+            name = field if field in self.fields else None
+            if name is None or name not in self.errors:
+                self.add_error(name, errors)
+
+
+class EnvironmentForm(GovernedModelForm):
+    """An environment's name, order and required approvals; deployments.governance saves it."""
+
+    class Meta:
+        model = Environment
+        fields = ["slug", "name", "position", "required_approvals"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "required_approvals" in self.fields:
+            self.fields["required_approvals"].help_text += (
+                " Raising it applies at once; lowering it opens a settings request that "
+                "another administrator must approve."
+            )
+
+    def current_state(self) -> str:
+        return settings_state(self.instance) if self.instance.pk else ""
+
+
+class CanaryPolicyForm(GovernedModelForm):
+    """A canary policy; refused with a message when the analysis could not use it
+    (deployments.governance.clean_canary_policy, the service's own rule)."""
 
     class Meta:
         model = CanaryPolicy
-        fields = [
-            "environment",
-            "default_steps",
-            "bake_minutes",
-            "min_outcomes",
-            "rollback_ratio",
-            "promote_ratio",
-            "rollback_confidence",
-            "promote_confidence",
-            "max_score_drop",
-            "max_latency_ratio",
-        ]
+        fields = ["environment", *CANARY_POLICY_FIELDS]
 
-    def clean_default_steps(self) -> str:
-        try:
-            steps = parse_steps(self.cleaned_data["default_steps"])
-        except ValidationError as exc:
-            raise _field_error(exc, "steps") from None
-        return format_steps(steps)
-
-    def clean_min_outcomes(self) -> int:
-        value = self.cleaned_data["min_outcomes"]
-        if value < 1:
-            # The statistical test divides by each arm's count.
-            raise ValidationError("must be at least 1; the documented default is 200.")
-        return value
-
-    def _ratio(self, field: str, note: str) -> float:
-        value = self.cleaned_data[field]
-        if value is not None and value < 1:
-            raise ValidationError(
-                f"must be at least 1 (a multiple of stable's); got {value:g}. {note}"
-            )
-        return value
-
-    def clean_rollback_ratio(self) -> float:
-        return self._ratio("rollback_ratio", "1.5 rolls back at 1.5x stable's error rate.")
-
-    def clean_promote_ratio(self) -> float:
-        return self._ratio("promote_ratio", "1.1 passes within 1.1x stable's error rate.")
-
-    def clean_max_latency_ratio(self) -> float | None:
-        return self._ratio("max_latency_ratio", "Leave empty to ignore latency.")
-
-    def _confidence(self, field: str) -> float:
-        value = self.cleaned_data[field]
-        if value is not None and not (0.5 < value < 1):
-            raise ValidationError(
-                f"must be more than 0.5 and less than 1, e.g. 0.95 for 95 %; got {value:g}."
-            )
-        return value
-
-    def clean_rollback_confidence(self) -> float:
-        return self._confidence("rollback_confidence")
-
-    def clean_promote_confidence(self) -> float:
-        return self._confidence("promote_confidence")
-
-    def clean_max_score_drop(self) -> float | None:
-        value = self.cleaned_data["max_score_drop"]
-        if value is not None and value < 0:
-            raise ValidationError(
-                f"must be 0 or more (how far the mean score may fall); got {value:g}. "
-                "Leave empty to ignore scores."
-            )
-        return value
+    def current_state(self) -> str:
+        if self.instance.pk is None:
+            return NO_POLICY_STATE
+        return fingerprint(canary_policy_values(self.instance))
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        rollback, promote = cleaned.get("rollback_ratio"), cleaned.get("promote_ratio")
-        if rollback is not None and promote is not None and promote > rollback:
-            self.add_error(
-                "promote_ratio",
-                f"must not be above the rollback ratio ({rollback:g}): a canary that is "
-                "clearly worse must not pass.",
-            )
+        if all(field in cleaned for field in CANARY_POLICY_FIELDS):
+            try:
+                normalised = clean_canary_policy(cleaned)
+            except ValidationError as exc:
+                self.add_service_errors(exc)
+            else:
+                cleaned.update(normalised)
         return cleaned
 
 
-class ApiKeyAddForm(forms.Form):
+class ApiKeyAddForm(_ReasonForm):
     """A new runtime API key; deployments.services.create_api_key creates it."""
 
     name = forms.CharField(
@@ -353,3 +352,19 @@ class ApiKeyAddForm(forms.Form):
         queryset=Environment.objects.all(),
         help_text="The key reads the configuration active in this environment only.",
     )
+    field_order = ["name", "environment", "reason"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["reason"].help_text = "Why the key is created — kept in the audit."
+        # Nothing to confirm against: a new key changes nothing that exists.
+        del self.fields["expected_active"]
+
+
+class ApiKeyRevokeForm(_ReasonForm):
+    """Why one or more API keys are revoked (kept in the audit)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["reason"].help_text = "Why the key is revoked — kept in the audit."
+        del self.fields["expected_active"]

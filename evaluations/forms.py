@@ -1,4 +1,4 @@
-"""Forms of the evaluation pages: suites and their cases (as YAML), runs, overrides.
+"""Forms of the evaluation pages: suites and their cases (as YAML), runs, policies, overrides.
 
 They parse input; the services validate everything again when called, and their
 refusals land on these forms next to the field they name.
@@ -12,9 +12,16 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from agentconfig.models import Agent
+from deployments.forms import GovernedModelForm
+from deployments.governance import fingerprint
 from deployments.models import Environment
 from evaluations.cases import dump_cases
 from evaluations.models import EvaluationPolicy, SuiteVersion
+from evaluations.policy_services import (
+    NO_POLICY_STATE,
+    POLICY_FIELDS,
+    evaluation_policy_values,
+)
 from versions.file_format import AgentFileError, load_yaml
 from versions.models import AgentVersion
 
@@ -130,7 +137,9 @@ class RunStartForm(forms.Form):
         return data
 
 
-class EvaluationPolicyForm(forms.ModelForm):
+class EvaluationPolicyForm(GovernedModelForm):
+    """An environment's evaluation gate; evaluations.policy_services saves it, with a reason."""
+
     base_url = forms.URLField(
         max_length=500,
         required=False,
@@ -140,17 +149,13 @@ class EvaluationPolicyForm(forms.ModelForm):
 
     class Meta:
         model = EvaluationPolicy
-        fields = [
-            "environment",
-            "required",
-            "tolerance",
-            "suite_slug",
-            "base_url",
-            "api_key_env",
-            "judge_model",
-            "judge_prompt",
-        ]
+        fields = ["environment", *POLICY_FIELDS]
         widgets = {"judge_prompt": forms.Textarea(attrs={"rows": 10, "class": "ac-code-input"})}
+
+    def current_state(self) -> str:
+        if self.instance.pk is None:
+            return NO_POLICY_STATE
+        return fingerprint(evaluation_policy_values(self.instance))
 
 
 class GateOverrideForm(forms.Form):

@@ -21,6 +21,7 @@ VALID_POLICY = {
     "promote_confidence": "0.95",
     "max_score_drop": "",
     "max_latency_ratio": "",
+    "reason": "tuned after the incident review",
 }
 
 

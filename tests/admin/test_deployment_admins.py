@@ -22,7 +22,16 @@ def test_environment_admin__pages__render(admin_client, production):
 def test_environment_admin__existing__slug_read_only_and_name_editable(admin_client, production):
     url = reverse("admin:deployments_environment_change", args=[production.pk])
 
-    response = admin_client.post(url, {"slug": "prod", "name": "Prod (EU)", "position": "20"})
+    response = admin_client.post(
+        url,
+        {
+            "slug": "prod",
+            "name": "Prod (EU)",
+            "position": "20",
+            "required_approvals": "1",
+            "reason": "EU region",
+        },
+    )
 
     assert response.status_code == 302
     production.refresh_from_db()
@@ -64,7 +73,7 @@ def test_api_key_add__valid__plaintext_shown_once_and_only_hash_stored(admin_cli
     # When
     response = admin_client.post(
         reverse("admin:deployments_apikey_add"),
-        {"name": "support-bot-prod", "environment": str(production.pk)},
+        {"name": "support-bot-prod", "environment": str(production.pk), "reason": "new runtime"},
     )
 
     # Then the response shows the key, which is stored only as its hash
@@ -92,7 +101,7 @@ def test_api_key_add__name_taken__error_on_form_and_no_key(admin_client, product
 
     response = admin_client.post(
         reverse("admin:deployments_apikey_add"),
-        {"name": "taken", "environment": str(production.pk)},
+        {"name": "taken", "environment": str(production.pk), "reason": "new runtime"},
     )
 
     assert response.status_code == 200
@@ -118,7 +127,7 @@ def test_api_key_revoke__confirm_then_post__revoked_by_user(admin_client, produc
     assert confirmation.status_code == 200
     assert key.is_active
 
-    response = admin_client.post(url)
+    response = admin_client.post(url, {"reason": "leaked"})
 
     assert response.status_code == 302
     key.refresh_from_db()
@@ -128,10 +137,10 @@ def test_api_key_revoke__confirm_then_post__revoked_by_user(admin_client, produc
 
 def test_api_key_revoke__already_revoked__message_not_500(admin_client, production):
     key, _ = factories.create_api_key(production)
-    admin_client.post(reverse("admin:deployments_apikey_revoke", args=[key.pk]))
+    admin_client.post(reverse("admin:deployments_apikey_revoke", args=[key.pk]), {"reason": "r"})
 
     response = admin_client.post(
-        reverse("admin:deployments_apikey_revoke", args=[key.pk]), follow=True
+        reverse("admin:deployments_apikey_revoke", args=[key.pk]), {"reason": "r"}, follow=True
     )
 
     assert response.status_code == 200
@@ -141,7 +150,9 @@ def test_api_key_revoke__already_revoked__message_not_500(admin_client, producti
 def test_api_key_revoke__viewer__403_and_key_active(viewer_client, production):
     key, _ = factories.create_api_key(production)
 
-    response = viewer_client.post(reverse("admin:deployments_apikey_revoke", args=[key.pk]))
+    response = viewer_client.post(
+        reverse("admin:deployments_apikey_revoke", args=[key.pk]), {"reason": "leaked"}
+    )
 
     assert response.status_code == 403
     key.refresh_from_db()
@@ -163,7 +174,7 @@ def test_api_key_revoke_action__confirm_then_post__revokes_selected(admin_client
     assert ApiKey.objects.filter(revoked_at__isnull=True).count() == 3
 
     # And then the confirmed post revokes them
-    response = admin_client.post(url, {**selected, "post": "yes"})
+    response = admin_client.post(url, {**selected, "post": "yes", "reason": "rotated"})
 
     assert response.status_code == 302
     assert set(ApiKey.objects.filter(revoked_at__isnull=True)) == {kept}

@@ -424,6 +424,7 @@ def test_policy_admin__key_variable_name__saved_and_never_a_key(admin_client, pr
             "api_key_env": "EVAL_API_KEY_PRODUCTION",
             "judge_model": "",
             "judge_prompt": "",
+            "reason": "gate production on the smoke suite",
         },
     )
 
@@ -435,7 +436,12 @@ def test_policy_admin__key_variable_name__saved_and_never_a_key(admin_client, pr
 def test_policy_admin__key_pasted_instead_of_a_name__refused(admin_client, production):
     response = admin_client.post(
         reverse("admin:evaluations_evaluationpolicy_add"),
-        {"environment": production.pk, "tolerance": "0.05", "api_key_env": "sk-proj-abc123/xyz"},
+        {
+            "environment": production.pk,
+            "tolerance": "0.05",
+            "api_key_env": "sk-proj-abc123/xyz",
+            "reason": "r",
+        },
     )
 
     assert response.status_code == 200

@@ -193,14 +193,24 @@ def start_canary(
 
 
 def set_canary_percent(
-    *, agent: Agent, environment: Environment, percent: str | float, actor: Actor, reason: str
+    *,
+    agent: Agent,
+    environment: Environment,
+    percent: str | float,
+    actor: Actor,
+    reason: str,
+    expected_step: tuple[int, int] | None = None,
 ) -> CanaryRollout:
-    """Change the running canary's percentage; same salt, so users stay in as it grows."""
+    """Change the running canary's percentage; same salt, so users stay in as it grows.
+
+    `expected_step` is the (step index, basis points) the person confirmed the change
+    against; if the canary moved meanwhile, nothing is written (Conflict).
+    """
     actor.require(MANAGE_PERMISSION, "change canaries")
     reason = validate_reason(reason)
     basis_points = parse_percent(percent)
     with transaction.atomic():
-        pointer, rollout = _lock_running(agent, environment)
+        pointer, rollout = _lock_running(agent, environment, expected_step)
         if basis_points == rollout.basis_points:
             raise Conflict(f"the canary already runs at {rollout.percent:g} %.")
         rollout.steps = steps_after_percent_change(rollout, basis_points)
@@ -219,24 +229,35 @@ def steps_after_percent_change(rollout: CanaryRollout, basis_points: int) -> lis
 
 
 def advance_canary(
-    *, agent: Agent, environment: Environment, actor: Actor, reason: str
+    *,
+    agent: Agent,
+    environment: Environment,
+    actor: Actor,
+    reason: str,
+    expected_step: tuple[int, int] | None = None,
 ) -> CanaryRollout:
-    """Move the running canary to its next step."""
+    """Move the running canary to its next step (from `expected_step`, if given)."""
     actor.require(MANAGE_PERMISSION, "advance canaries")
     reason = validate_reason(reason)
     with transaction.atomic():
-        pointer, rollout = _lock_running(agent, environment)
+        pointer, rollout = _lock_running(agent, environment, expected_step)
         return _advance(pointer, rollout, actor, reason)
 
 
 def promote_canary(
-    *, agent: Agent, environment: Environment, actor: Actor, reason: str
+    *,
+    agent: Agent,
+    environment: Environment,
+    actor: Actor,
+    reason: str,
+    expected_step: tuple[int, int] | None = None,
 ) -> ReleaseLogEntry:
-    """Make the canary version the stable version now and end the canary."""
+    """Make the canary version the stable version now and end the canary (if it is still
+    at `expected_step`, when given)."""
     actor.require(MANAGE_PERMISSION, "promote canaries")
     reason = validate_reason(reason)
     with transaction.atomic():
-        pointer, rollout = _lock_running(agent, environment)
+        pointer, rollout = _lock_running(agent, environment, expected_step)
         return _promote(pointer, rollout, actor, reason)
 
 
@@ -332,11 +353,28 @@ def analyse(rollout: CanaryRollout, *, now: dt.datetime) -> Decision:
 # --- internals ----------------------------------------------------------------------------
 
 
-def _lock_running(agent: Agent, environment: Environment) -> tuple[Pointer, CanaryRollout]:
+def _lock_running(
+    agent: Agent, environment: Environment, expected_step: tuple[int, int] | None = None
+) -> tuple[Pointer, CanaryRollout]:
+    """Lock the agent's pointers; the pointer and its running canary.
+
+    `expected_step` (step index, basis points) is what the person confirmed: it is
+    compared here, under the lock the caller's write holds, so a step the analysis or a
+    colleague took in between cannot be taken a second time in the person's name.
+    """
     pointer = lock_pointer(agent, environment)
     if pointer is None or pointer.canary is None:
         raise NotFound(f"no canary of {agent.slug} is running in {environment.slug}.")
-    return pointer, pointer.canary
+    rollout = pointer.canary
+    if expected_step is not None and tuple(expected_step) != (
+        rollout.step_index,
+        rollout.basis_points,
+    ):
+        raise Conflict(
+            f"the canary moved while you were reviewing: it is now at {rollout.percent:g} % "
+            f"(step {rollout.step_index + 1} of {len(rollout.steps)}); check again."
+        )
+    return pointer, rollout
 
 
 def _advance(

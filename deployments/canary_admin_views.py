@@ -13,7 +13,10 @@ Invariants:
   never a success message; Forbidden renders the 403 page.
 - The confirmation carries the state it described (stable version, or the canary's id,
   step and share). If the analysis or a colleague changed it before the apply, nothing
-  is applied and the confirmation is shown again for the new state.
+  is applied and the confirmation is shown again for the new state. The step and share
+  go to the service too (`expected_step`), which checks them under the lock of its
+  write: a change that lands between this view's check and the lock is refused (409,
+  the form page with the canary as it is now).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from agentconfig.admin_views import (
     page_context,
     refusals_as_pages,
 )
-from agentconfig.errors import Forbidden, NotFound, ServiceError
+from agentconfig.errors import Conflict, Forbidden, NotFound, ServiceError
 from agentconfig.models import Agent
 from deployments import canary, canary_chart
 from deployments.canary_analysis import ArmCounts
@@ -444,6 +447,14 @@ def canary_action_view(
     return _action_form_page(request, model_admin, target, action, form)
 
 
+def expected_step(canary_state: str) -> tuple[int, int] | None:
+    """The (step index, basis points) of a confirmation's canary state "<id>:<step>:<bp>"."""
+    parts = canary_state.split(":")
+    if len(parts) != 3 or not all(part.isdigit() for part in parts[1:]):
+        return None
+    return int(parts[1]), int(parts[2])
+
+
 def _apply_action(target: CanaryTarget, action: str, form: CanaryActionForm, actor: Actor) -> str:
     """Call the service for `action`; the success message."""
     common = {
@@ -452,22 +463,30 @@ def _apply_action(target: CanaryTarget, action: str, form: CanaryActionForm, act
         "actor": actor,
         "reason": form.cleaned_data["reason"],
     }
+    # The step the confirmation showed, checked again by the service under its lock: the
+    # comparison in the view above ran before the lock, so it cannot settle a race.
+    step = expected_step(form.cleaned_data["expected_canary"])
+    if step is None:
+        raise Conflict("the confirmation did not say which step it showed; review it again.")
     rollout = form.rollout
     name = f"{target.agent.slug} {rollout.canary_version.label} in {target.environment.slug}"
     if action == "advance":
-        moved = canary.advance_canary(**common)
+        moved = canary.advance_canary(**common, expected_step=step)
         return (
             f"The canary of {name} advanced to {moved.percent:g} % "
             f"(step {moved.step_index + 1} of {len(moved.steps)})."
         )
     if action == "promote":
-        entry = canary.promote_canary(**common)
+        entry = canary.promote_canary(**common, expected_step=step)
         was = entry.from_version.label if entry.from_version else "nothing"
         return f"Promoted {name}: it is the stable version now (was {was})."
     if action == "abort":
+        # Aborting from any step ends in the same state: everyone on the stable version.
         entry = canary.abort_canary(**common)
         return f"Aborted the canary of {name}: everyone gets {entry.to_version.label} again."
-    changed = canary.set_canary_percent(**common, percent=form.cleaned_data["percent"] / 100)
+    changed = canary.set_canary_percent(
+        **common, percent=form.cleaned_data["percent"] / 100, expected_step=step
+    )
     return f"The canary of {name} now runs at {changed.percent:g} %."
 
 
@@ -503,6 +522,10 @@ def canary_action_apply_view(
     except Forbidden:
         raise
     except ServiceError as exc:
+        # The page shows the canary as it is now (the refusal may be that it moved).
+        target = CanaryTarget(
+            target.agent, target.environment, get_pointer(target.agent, target.environment)
+        )
         form.add_error(None, exc.message)
         return _action_form_page(request, model_admin, target, action, form, exc.http_status)
     return _done(request, target, message)

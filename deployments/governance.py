@@ -225,8 +225,10 @@ def describe_settings_change(environment: Environment, proposal: Mapping[str, An
 class SettingsSubject:
     """What a SETTINGS request changes: an environment's required approvals (lowered)."""
 
-    # Only another administrator may approve a change of the rules that govern approvals.
+    # Only another administrator may approve a change of the rules that govern approvals,
+    # and only an administrator applies it (update_environment checks it again).
     review_permission = SETTINGS_PERMISSION
+    apply_permission = SETTINGS_PERMISSION
 
     def prepare(
         self, *, environment: Environment, proposal: dict[str, Any], actor: Actor

@@ -691,6 +691,55 @@ def test_environment_form__lower__request_opened_value_unchanged_no_success_mess
     assert [r.after for r in _records()] == [{"name": "Prod"}]
 
 
+def test_settings_request_pages__another_admin_approves_then_applied_in_the_browser(
+    production, admins
+):
+    # Given ana saved a lower value: a request is open
+    ana, bea, _ = admins
+    login(ana).post(_change_url(production), _environment_post(production, required_approvals="0"))
+    change_request = DeploymentRequest.objects.get(kind=RequestKind.SETTINGS)
+    page_url = reverse("admin:deployments_deploymentrequest_change", args=[change_request.pk])
+
+    # When bea reads the request, and approves it on the state the page showed
+    page = login(bea).get(page_url)
+    assert page.status_code == 200
+    assert "production: required approvals 1 → 0" in page.content.decode()
+    login(bea).post(
+        reverse("admin:deployments_deploymentrequest_review", args=[change_request.pk]),
+        {
+            "decision": "approve",
+            "comment": "launch is over",
+            "expected_active": settings_state(production),
+        },
+    )
+    # And ana applies it
+    response = login(ana).post(
+        reverse("admin:deployments_deploymentrequest_apply", args=[change_request.pk]),
+        {"expected_active": settings_state(production)},
+    )
+
+    # Then
+    assert response.status_code == 302
+    production.refresh_from_db()
+    assert production.required_approvals == 0
+    assert _records()[-1].after == {"required_approvals": 0, "request": change_request.pk}
+
+
+def test_settings_request_page__deployer_may_not_apply(production, admins):
+    change_request = _propose_lowering(production, 0, admins[0])
+    _approve(change_request, admins[1])
+    deployer = member("op", "Deployers")
+
+    response = login(deployer).post(
+        reverse("admin:deployments_deploymentrequest_apply", args=[change_request.pk]),
+        {"expected_active": settings_state(production)},
+    )
+
+    assert response.status_code == 403
+    production.refresh_from_db()
+    assert production.required_approvals == 1
+
+
 def test_environment_form__no_reason__error_on_the_form(production, admins):
     response = login(admins[0]).post(
         _change_url(production), _environment_post(production, required_approvals="2", reason="")

@@ -56,6 +56,7 @@ from agentconfig.admin_views import (
     text_column,
 )
 from agentconfig.errors import Conflict, Forbidden
+from agentconfig.people import made_grants_since
 from deployments import governance, governance_admin
 from deployments import request_admin_views as request_pages
 from deployments.forms import ApiKeyAddForm, ApiKeyRevokeForm, CanaryPolicyForm, EnvironmentForm
@@ -796,6 +797,11 @@ class DeploymentRequestAdmin(HistoryAdmin):
             )
             # Version ids are UUIDs: say so, or SQLite hands back hex strings.
             .annotate(target_active_id=Subquery(active, output_field=UUIDField()))
+            # Whether the requester created or promoted anyone since asking: where not,
+            # valid_approvals has no audit question to ask per row.
+            .annotate(
+                requester_made_grants=made_grants_since(granter="requested_by", since="created_at")
+            )
             .prefetch_related("reviews")
         )
 

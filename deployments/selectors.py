@@ -14,6 +14,7 @@ from django.db.models.functions.datetime import TruncBase
 
 from agentconfig.errors import NotFound
 from agentconfig.models import Agent
+from agentconfig.people import made_grants_since
 from deployments import canary_chart
 from deployments.canary_analysis import ArmCounts
 from deployments.models import (
@@ -109,6 +110,9 @@ def list_open_requests(
     return list(
         requests.select_related("environment", "version")
         .defer(*_version_text("version"))
+        .annotate(
+            requester_made_grants=made_grants_since(granter="requested_by", since="created_at")
+        )
         .prefetch_related(
             Prefetch("reviews", queryset=RequestReview.objects.order_by("created_at", "id"))
         )

@@ -291,6 +291,9 @@ class GovernedModelForm(forms.ModelForm):
 
     def add_service_errors(self, error: ValidationError) -> None:
         """Attach a service's {field: messages} error, to fields without an error yet."""
+        if not hasattr(error, "error_dict"):
+            self.add_error(None, error)
+            return
         for field, errors in error.error_dict.items():
             name = field if field in self.fields else None
             if name is None or name not in self.errors:

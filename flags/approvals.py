@@ -102,11 +102,12 @@ def clear_flag_change(
 
     Returns what the history row should add to the reason ("" or the break-glass note).
     """
-    if break_glass.strip():
+    environments = environments_of(change)
+    needing = [e for e in environments if e.requires_approval]
+    if break_glass.strip() and needing:
         # An emergency skips review, as for deploys; the history and the audit say so.
         actor.require(BREAK_GLASS_PERMISSION, "break the glass")
         return f"Break glass: {break_glass.strip()}"
-    environments = environments_of(change)
     if request is not None:
         check_change_request(
             request,
@@ -120,7 +121,6 @@ def clear_flag_change(
                 "it is, or open a new request for this one."
             )
         return f"Request #{request.pk}"
-    needing = [e for e in environments if e.requires_approval]
     if needing:
         strictest = request_environment(needing)
         approvals = strictest.required_approvals

@@ -8,6 +8,7 @@ import pytest
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
+from deployments.models import DeploymentRequest, Environment
 from flags import services
 from flags.models import Flag, FlagEnvironment, ToolGate
 from tests.factories import SETUP_BREAK_GLASS
@@ -183,28 +184,54 @@ def test_rules_page__get__current_rules_and_explanation(admin_client, flag):
     assert "semver_gte" in response.content.decode()
 
 
-def test_rules_page__valid_post__saved_and_redirected(admin_client, flag, production):
+def test_rules_page__staging_valid_post__saved_and_redirected(admin_client, flag, staging):
     rules = [{"split": [{"variant": "on", "weight": 1000}, {"variant": "off", "weight": 9000}]}]
 
     response = admin_client.post(
-        url("rules", flag, "production"),
+        url("rules", flag, "staging"),
         {
             "default_variant": "off",
             "off_variant": "off",
             "rules": json.dumps(rules),
             "reason": "10 % rollout",
-            "revision": "2",
+            "revision": "0",
         },
     )
 
     assert response.status_code == 302
-    saved = state(flag, production)
+    saved = state(flag, staging)
     assert (saved.rules, saved.change_reason, saved.updated_by_label) == (
         rules,
         "10 % rollout",
         "admin",
     )
-    assert "Saved the rules of web-search in production" in messages_of(response)[0]
+    assert "Saved the rules of web-search in staging" in messages_of(response)[0]
+
+
+def test_rules_page__production_needs_approval__opens_a_change_request(
+    admin_client, flag, production
+):
+    rules = [{"split": [{"variant": "on", "weight": 1000}, {"variant": "off", "weight": 9000}]}]
+    before = state(flag, production).rules
+    data = {
+        "default_variant": "off",
+        "off_variant": "off",
+        "rules": json.dumps(rules),
+        "revision": "2",
+    }
+
+    without_reason = admin_client.post(url("rules", flag, "production"), data)
+    response = admin_client.post(
+        url("rules", flag, "production"), {**data, "reason": "10 % rollout"}
+    )
+
+    assert without_reason.status_code == 200
+    assert "needs an approved change request" in without_reason.content.decode()
+    change_request = DeploymentRequest.objects.get()
+    assert response.status_code == 302
+    assert response["Location"].endswith(f"/deploymentrequest/{change_request.pk}/change/")
+    assert change_request.proposal["change"]["rules"] == rules
+    assert state(flag, production).rules == before  # runtimes keep their answers
 
 
 @pytest.mark.parametrize(
@@ -392,7 +419,32 @@ def test_evaluate_page__post__405(admin_client, flag):
 # --- tool gates and deletion ------------------------------------------------------------------
 
 
-def test_tool_gate_add__through_service__listed(admin_client, flag, agent):
+def test_tool_gate_add__approval_environment__change_request_not_a_gate(admin_client, flag, agent):
+    data = {"agent": agent.pk, "tool_name": "web_search", "flag": flag.pk}
+
+    without_reason = admin_client.post(reverse("admin:flags_toolgate_add"), data)
+    response = admin_client.post(
+        reverse("admin:flags_toolgate_add"), {**data, "reason": "search for staff only"}
+    )
+
+    assert without_reason.status_code == 200
+    assert "needs an approved change request" in without_reason.content.decode()
+    assert response.status_code == 302
+    assert not ToolGate.objects.exists()
+    change = DeploymentRequest.objects.get().proposal["change"]
+    assert change == {
+        "op": "create_gate",
+        "flag": "web-search",
+        "agent": agent.slug,
+        "tool": "web_search",
+    }
+
+
+def test_tool_gate_add__no_environment_needs_approval__through_service__listed(
+    admin_client, flag, agent, production
+):
+    Environment.objects.filter(pk=production.pk).update(required_approvals=0)
+
     response = admin_client.post(
         reverse("admin:flags_toolgate_add"),
         {"agent": agent.pk, "tool_name": "web_search", "flag": flag.pk},
@@ -423,10 +475,29 @@ def test_tool_gate_add__flag_of_another_agent__error_nothing_saved(admin_client,
     assert not ToolGate.objects.exists()
 
 
-def test_tool_gate_delete__through_service_with_history(admin_client, flag, agent):
+def test_tool_gate_delete__approval_environment__refused_with_the_reason_nothing_deleted(
+    admin_client, flag, agent
+):
     gate = services.create_tool_gate(
         agent=agent, tool_name="web_search", flag=flag, actor=ACTOR, break_glass=SETUP_BREAK_GLASS
     )
+
+    response = admin_client.post(
+        reverse("admin:flags_toolgate_delete", args=[gate.pk]), {"post": "yes"}
+    )
+
+    assert response.status_code == 403
+    assert "production requires 1 approval" in response.content.decode()
+    assert ToolGate.objects.filter(pk=gate.pk).exists()
+
+
+def test_tool_gate_delete__no_approval_needed__through_service_with_history(
+    admin_client, flag, agent, production
+):
+    gate = services.create_tool_gate(
+        agent=agent, tool_name="web_search", flag=flag, actor=ACTOR, break_glass=SETUP_BREAK_GLASS
+    )
+    Environment.objects.filter(pk=production.pk).update(required_approvals=0)
 
     response = admin_client.post(
         reverse("admin:flags_toolgate_delete", args=[gate.pk]), {"post": "yes"}
@@ -452,9 +523,21 @@ def test_flag_delete__gates_a_tool__refused_by_the_stock_page(admin_client, flag
     assert Flag.objects.filter(pk=flag.pk).exists()
 
 
-def test_flag_delete__no_gates__deleted_through_service(admin_client, flag):
+def test_flag_delete__on_in_production__refused_until_approved(admin_client, flag):
     response = admin_client.post(
         reverse("admin:flags_flag_delete", args=[flag.pk]), {"post": "yes"}
+    )
+
+    assert response.status_code == 403
+    assert "production requires 1 approval" in response.content.decode()
+    assert Flag.objects.filter(pk=flag.pk).exists()
+
+
+def test_flag_delete__off_everywhere__deleted_through_service(admin_client, production):
+    unused = make_flag("unused")
+
+    response = admin_client.post(
+        reverse("admin:flags_flag_delete", args=[unused.pk]), {"post": "yes"}
     )
 
     assert response.status_code == 302

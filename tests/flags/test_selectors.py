@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 
 from agentconfig.actors import Actor
+from deployments.models import Environment
 from flags import services
 from flags.evaluation import evaluate_all, filter_tools
 from flags.models import FlagEnvironment
@@ -105,6 +106,8 @@ def test_list_flag_changes__every_kind_of_change__newest_first_with_who_and_why(
     # Given a flag that was created, edited, targeted, turned on, killed and gated
     from django.contrib.auth.models import User
 
+    # (Where no environment needs approval, so each change applies at once.)
+    Environment.objects.filter(pk=production.pk).update(required_approvals=0)
     editor = User.objects.create(username="pm-anna", is_superuser=True)
     actor = Actor.of(editor)
     flag = make_flag("web-search")

@@ -833,6 +833,13 @@ class DeploymentRequestAdmin(HistoryAdmin):
 
     @admin.display(description="asks for", ordering="agent__slug")
     def target(self, obj: DeploymentRequest) -> SafeString:
+        if not obj.is_release:
+            # A flag or settings change: its one-line summary, no version.
+            return format_html(
+                '<span class="ac-nowrap">{} ({})</span>',
+                obj.proposal.get("summary", obj.get_kind_display()),
+                obj.environment.slug,
+            )
         steps = request_pages.plan_steps(obj)
         return format_html(
             '<span class="ac-nowrap">{} {} → {}</span>{}',
@@ -857,6 +864,11 @@ class DeploymentRequestAdmin(HistoryAdmin):
 
     @admin.display(description="approvals")
     def approvals(self, obj: DeploymentRequest) -> SafeString:
+        if not obj.is_release:
+            # Whether they still count depends on the subject's state: the page says.
+            given = sum(r.decision == "approve" for r in obj.reviews.all())
+            needed = obj.environment.required_approvals
+            return format_html('<span class="quiet">{} of {} given</span>', given, needed)
         state = request_pages.approval_state(obj, getattr(obj, "target_active_id", None))
         if obj.status != RequestStatus.OPEN:
             return format_html('<span class="quiet">{} given</span>', state.valid + state.stale)

@@ -414,3 +414,32 @@ def test_approve_and_state_change_at_once__approval_never_counts_for_the_new_sta
             )
     else:
         assert outcomes == ["refused"]
+
+
+def test_requests_list__flag_request_without_agent__listed_not_a_500(
+    admin_client, production, people
+):
+    _, change_request = _proposed_turn_on(production, people)
+
+    response = admin_client.get("/admin/deployments/deploymentrequest/")
+
+    assert response.status_code == 200
+    assert "turn web-search on in production" in response.content.decode()
+    assert change_request.agent is None
+
+
+def test_request_page__flag_request__says_what_changes_and_offers_review(
+    production, people, served
+):
+    from tests.admin.people import login
+
+    _, change_request = _proposed_turn_on(production, people)
+
+    page = login(people["reviewer"]).get(
+        f"/admin/deployments/deploymentrequest/{change_request.pk}/change/"
+    )
+
+    content = page.content.decode()
+    assert page.status_code == 200
+    assert "Turn web-search on in production." in content
+    assert 'id="review_form"' in content and 'id="apply_form"' not in content

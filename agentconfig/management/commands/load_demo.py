@@ -192,8 +192,11 @@ class Command(ServiceCommand):
     def _fresh_demo_key(self, actor: Actor) -> str:
         # A key is shown only once, so each run replaces the demo key with a new one.
         for old in ApiKey.objects.filter(name=DEMO_KEY_NAME, revoked_at__isnull=True):
-            revoke_api_key(key=old, actor=actor)
+            revoke_api_key(key=old, actor=actor, reason="load_demo replaces the demo key")
         _, plaintext = create_api_key(
-            environment=get_environment("production"), name=DEMO_KEY_NAME, actor=actor
+            environment=get_environment("production"),
+            name=DEMO_KEY_NAME,
+            actor=actor,
+            reason="the demo's runtime key",
         )
         return plaintext

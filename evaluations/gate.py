@@ -34,6 +34,7 @@ from agentconfig.errors import Conflict
 from agentconfig.models import Agent
 from agentconfig.reasons import validate_reason
 from deployments.models import Environment, Pointer
+from evaluations.endpoint import resolve_run_settings
 from evaluations.models import (
     AnswerSource,
     EvaluationRun,
@@ -192,11 +193,15 @@ def latest_scorable_run(
     suite: EvaluationSuite | None = None,
     suite_version: SuiteVersion | None = None,
     judge_of: EvaluationRun | None = None,
+    base_url: str | None = None,
 ) -> EvaluationRun | None:
-    """The version's most recently finished completed run that asked the model."""
+    """The version's most recently finished completed run that asked the model (on that
+    suite version and endpoint, when given)."""
     runs = EvaluationRun.objects.filter(
         version=version, status=RunStatus.COMPLETED, answer_source=AnswerSource.MODEL
     )
+    if base_url is not None:
+        runs = runs.filter(base_url=base_url)
     if suite is not None:
         runs = runs.filter(suite_version__suite=suite)
     if suite_version is not None:
@@ -275,12 +280,22 @@ def compare_with_stable(
             stable_version=stable,
         )
 
+    # The gate's inputs are the policy's, not the candidate's: only runs on the suite's
+    # current version, against the endpoint the policy names, count — otherwise whoever
+    # must pass the gate could pick an easier suite version or a friendlier endpoint.
+    pinned: dict[str, object] = {}
+    if policy is not None:
+        pinned = {
+            "pinned_suite_version": suite.versions.order_by("-version_number").first(),
+            "pinned_base_url": resolve_run_settings(environment).base_url,
+        }
     return compare_versions(
         version=version,
         baseline=stable,
         suite=suite,
         tolerance=tolerance,
         required=required,
+        **pinned,  # type: ignore[arg-type]
         baseline_name=f"the stable version {stable.label}" if stable else "",
         tolerance_source=f" of {environment.slug}",
         verdict=f"{target} is allowed",
@@ -302,6 +317,8 @@ def compare_versions(
     tolerance_source: str = "",
     verdict: str = "no regression",
     first_release: str = "there is no baseline version to compare with",
+    pinned_suite_version: SuiteVersion | None = None,
+    pinned_base_url: str | None = None,
 ) -> GateResult:
     """The gate's rule between two versions of one agent on `suite` (the scores alone).
 
@@ -311,7 +328,23 @@ def compare_versions(
     the baseline's score minus `tolerance`.
     """
     baseline_name = baseline_name or (f"the baseline {baseline.label}" if baseline else "")
-    candidate = latest_scorable_run(version, suite=suite)
+    candidate = latest_scorable_run(
+        version, suite=suite, suite_version=pinned_suite_version, base_url=pinned_base_url
+    )
+    pinned = pinned_suite_version is not None or pinned_base_url is not None
+    if candidate is None and pinned and latest_scorable_run(version, suite=suite) is not None:
+        label = pinned_suite_version.label if pinned_suite_version else "its current version"
+        where = f" against {pinned_base_url}" if pinned_base_url else ""
+        return _refused(
+            GateStatus.NOT_EVALUATED,
+            f"not evaluated on what the policy names: {version.label} has no completed run on "
+            f"{suite.slug} {label}{where}. Runs on other suite versions or endpoints do not "
+            "count. Start a run with this environment's settings, or ask a reviewer to "
+            "override with a reason.",
+            tolerance,
+            required=required,
+            stable_version=baseline,
+        )
     if candidate is None:
         return _refused(
             GateStatus.NOT_EVALUATED,
@@ -337,7 +370,10 @@ def compare_versions(
 
     judged = suite_version.cases.filter(scorer=Scorer.LLM_JUDGE).exists()
     baseline_run = latest_scorable_run(
-        baseline, suite_version=suite_version, judge_of=candidate if judged else None
+        baseline,
+        suite_version=suite_version,
+        judge_of=candidate if judged else None,
+        base_url=pinned_base_url,
     )
     if baseline_run is None:
         judge = f" with the judge {candidate.judge_model} and the same prompt" if judged else ""

@@ -268,3 +268,35 @@ def test_override__empty_reason__refused(released, agent, production):
         )
 
     assert "reason" in refused.value.message_dict
+
+
+def test_gate__candidate_ran_only_on_an_older_suite_version__refused(
+    released, agent, production, llm
+):
+    # Given the candidate passed on suite v1, and the suite has a v2 since
+    _, candidate, suite_v1 = released
+    require_evaluation(production, tolerance=0.25)
+    _answer_yes(llm, "worse", 4)
+    run_now(candidate, suite_v1)
+    make_suite(agent, [*CASES, case("c5", "q5?", golden="yes", scorer="contains")], description="+")
+
+    # When / Then: only the suite's current version counts, whatever the candidate picked
+    result = check_gate(agent=agent, environment=production, version=candidate)
+    assert not result.allowed and result.status == GateStatus.NOT_EVALUATED
+    assert "not evaluated on what the policy names" in result.explanation
+    assert "smoke v2" in result.explanation
+
+
+def test_gate__candidate_ran_against_another_endpoint__refused(released, agent, production, llm):
+    # Given a candidate run against the global endpoint, and a policy naming another one
+    _, candidate, suite_version = released
+    _answer_yes(llm, "worse", 4)
+    run_now(candidate, suite_version)
+    policy = require_evaluation(production, tolerance=0.25)
+    policy.base_url = "https://models.example.org/v1"
+    policy.save()
+
+    result = check_gate(agent=agent, environment=production, version=candidate)
+
+    assert not result.allowed and result.status == GateStatus.NOT_EVALUATED
+    assert "against https://models.example.org/v1" in result.explanation

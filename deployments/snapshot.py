@@ -88,9 +88,11 @@ class Snapshot:
         now = time.monotonic()
         if not self._poked and now - self._refreshed_at < settings.AGENTCONFIG_REFRESH_INTERVAL:
             return
+        if now < self._retry_at:
+            # The last attempt failed: serve what we have (or refuse at once, if nothing)
+            # until the retry time, instead of a database attempt per request.
+            return
         loaded = self._keys is not None
-        if loaded and now < self._retry_at:
-            return  # the last attempt failed: serve what we have until the retry time
         # Before the first load there is nothing to serve, so wait for whoever loads it.
         if not self._refresh_lock.acquire(blocking=not loaded):
             return

@@ -2,10 +2,12 @@
 
     /admin/agentconfig/agent/<id>/timeline/?environment=<slug>
 
-Everything that changed what the agent's users get (agentconfig.audit.list_audit_events),
-newest first, grouped by day, filterable by environment; each entry says who, when, what
-and why and links to its diff. Break glass, automatic rollbacks, rejections and kill
-switches are marked with a label and an icon, not by colour alone.
+Everything that changed what the agent's runtimes receive or the rules that govern its
+releases (agentconfig.audit.list_audit_events), newest first, grouped by day, filterable
+by environment; each entry says who, when, what (before and after) and why, and links to
+its diff or to the page of what changed. Break glass, automatic rollbacks, rejections,
+kill switches, revoked keys and gate overrides are marked with a label and an icon, not
+by colour alone.
 
 "What was live?" answers "what did user U get in production at 14:02 on 3 September?"
 with the same code as `GET /api/v1/agents/<slug>/config?user_id=U&at=<ISO>&environment=`
@@ -47,8 +49,27 @@ KIND_LABELS = {
     "request": "Request",
     "review": "Review",
     "release": "Release",
-    "canary-decision": "Canary analysis",
     "flag": "Flag",
+    "gate": "Tool gate",
+    "settings": "Environment",
+    "policy": "Policy",
+    "api-key": "API key",
+    "roles": "Roles",
+    "override": "Evaluation gate",
+}
+
+LINK_TEXTS = {
+    "version": "version",
+    "request": "request",
+    "review": "request",
+    "release": "version",
+    "flag": "flag",
+    "gate": "tool gate",
+    "settings": "environment",
+    "policy": "policy",
+    "api-key": "key",
+    "roles": "person",
+    "override": "override",
 }
 
 
@@ -64,19 +85,16 @@ class TimelineEntry:
 
     @property
     def alert(self) -> str:
-        """Why the entry stands out ("Break glass", "Automatic rollback", …), or ""."""
-        event = self.event
-        if not event.prominent:
-            return ""
-        if event.title.startswith("BREAK GLASS"):
-            return "Break glass"
-        if event.kind in ("canary-decision", "release"):
-            return "Automatic rollback" if event.kind == "canary-decision" else "Canary rolled back"
-        if event.kind == "review":
-            return "Rejected"
-        if event.kind == "flag":
-            return "Kill switch"
-        return "Attention"
+        """Why the entry stands out ("Break glass", "Kill switch", …), or ""."""
+        return self.event.alert
+
+    @property
+    def link_text(self) -> str:
+        """What the entry's link opens: a diff, or the page of what changed."""
+        link = self.event.link or ""
+        if "/compare/" in link:
+            return "diff"
+        return LINK_TEXTS.get(self.event.kind, "details")
 
     @property
     def title(self) -> str:
@@ -87,9 +105,8 @@ class TimelineEntry:
 class WhatWasLiveForm(forms.Form):
     """Environment, user id and moment (UTC) of the question "what was live?"."""
 
-    environment = forms.ModelChoiceField(
-        queryset=Environment.objects.all(), to_field_name="slug", empty_label=None
-    )
+    # Choices from the environments the page has loaded already (no query of its own).
+    environment = forms.ChoiceField(choices=())
     user_id = forms.CharField(
         required=False,
         max_length=200,
@@ -109,6 +126,14 @@ class WhatWasLiveForm(forms.Form):
             attrs={"type": "datetime-local", "step": "1"}, format="%Y-%m-%dT%H:%M:%S"
         ),
     )
+
+    def __init__(self, *args: Any, environments: list[Environment], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.environments = {environment.slug: environment for environment in environments}
+        self.fields["environment"].choices = [(e.slug, e.name) for e in environments]
+
+    def clean_environment(self) -> Environment:
+        return self.environments[self.cleaned_data["environment"]]
 
     def clean_at(self) -> dt.datetime:
         # The form reads the wall-clock time in UTC (the admin shows times in UTC too).
@@ -173,6 +198,7 @@ def timeline_view(
     events = list_audit_events(agent, environment=slug)
     live_form = WhatWasLiveForm(
         request.GET if "live-at" in request.GET else None,
+        environments=environments,
         prefix="live",
         initial={"environment": slug or (environments[-1].slug if environments else None)},
     )

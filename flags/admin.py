@@ -298,7 +298,7 @@ class ToolGateAdmin(ServiceDeleteMixin, ServiceAddAdmin, HistoryAdmin):
         data = dict(form.cleaned_data)
         reason = data.pop("reason", "")
         try:
-            gate = create_tool_gate(actor=Actor.of(request.user), **data)
+            gate = create_tool_gate(actor=Actor.of(request.user), reason=reason, **data)
         except ApprovalRequired as exc:
             # A gate changes every environment's tools: where one needs approval, the
             # gate is proposed as a change request instead (ValidationError without reason).

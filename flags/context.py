@@ -16,7 +16,9 @@ Invariants:
 - The same attribute in both places is an error rather than a silent precedence rule.
 - "targetingKey" is reserved: the user's id travels separately (the config endpoint's
   ?user_id= parameter, OFREP's context.targetingKey).
-- Bounded: at most MAX_ATTRIBUTES attributes, MAX_HEADER characters of header.
+- Bounded: at most MAX_ATTRIBUTES attributes, MAX_HEADER characters of header; the
+  header's JSON is read by agentconfig.safe_parse (size and depth before parsing, no
+  NaN, no duplicate keys).
 
 Pure module (no Django).
 """
@@ -25,10 +27,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 from collections.abc import Mapping
 from typing import Any
+
+from agentconfig.safe_parse import SYNTAX, InputError, load_json
 
 CONTEXT_HEADER = "X-Agentconfig-Context"
 QUERY_PREFIX = "ctx."
@@ -105,11 +108,13 @@ def _from_header(header: str) -> dict[str, Any]:
                 "JSON; it is neither."
             ) from None
     try:
-        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
-    except RecursionError:
-        raise ContextError(f"the {CONTEXT_HEADER} header is nested too deeply.") from None
-    except ValueError as exc:
-        raise ContextError(f"the {CONTEXT_HEADER} header is not valid JSON: {exc}.") from None
+        # Latin-1 header characters take at most 2 bytes in UTF-8: the character limit
+        # above is the one people meet.
+        data = load_json(text, max_bytes=2 * MAX_HEADER, where=f"the {CONTEXT_HEADER} header")
+    except InputError as exc:
+        if exc.kind == SYNTAX:
+            raise ContextError(f"the {CONTEXT_HEADER} header is {exc.message}.") from None
+        raise ContextError(f"{exc}.") from None
     if not isinstance(data, dict):
         raise ContextError(f"the {CONTEXT_HEADER} header must hold a JSON object ({{…}}).")
     out = {}
@@ -153,16 +158,3 @@ def _check_scalar(value: Any, where: str) -> None:
         f"{where}: values are text, numbers, true/false or a list of those, not {kind}. "
         "Send flat attributes, e.g. plan instead of user.plan inside an object."
     )
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"the key {key!r} appears twice")
-        out[key] = value
-    return out
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")

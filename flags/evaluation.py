@@ -99,6 +99,21 @@ class FlagSnapshot:
     flags: dict[str, FlagState] = field(default_factory=dict)
     # tool name -> key of the boolean flag that gates it
     tool_gates: dict[str, str] = field(default_factory=dict)
+    # key -> agent id of each agent-scoped flag (OFREP's snapshot; global flags absent)
+    flag_agents: dict[str, int] = field(default_factory=dict)
+
+    def visible_to(self, agent_ids: frozenset[int]) -> FlagSnapshot:
+        """The global flags and those of `agent_ids` (every flag when it is empty)."""
+        if not agent_ids:
+            return self
+        flags = {
+            key: state
+            for key, state in self.flags.items()
+            if (owner := self.flag_agents.get(key)) is None or owner in agent_ids
+        }
+        return FlagSnapshot(
+            self.environment_id, self.agent_id, flags, self.tool_gates, self.flag_agents
+        )
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 
 from agentconfig.models import Agent
 from agentconfig.reasons import validate_reason
+from agentconfig.safe_parse import SYNTAX, InputError, load_json
 from deployments.models import Environment
 from flags import rules as schema
 from flags.models import Flag, FlagKind
@@ -29,27 +30,21 @@ def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False)
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            # json.loads would keep the last one silently; a repeated key is almost always a slip.
-            raise ValueError(f"the key {key!r} appears twice in one object")
-        result[key] = value
-    return result
+# Far above what flags.rules accepts (its own limits say what is too much); the request
+# itself is bounded by DATA_UPLOAD_MAX_MEMORY_SIZE.
+MAX_JSON_TEXT_BYTES = 2_000_000
 
 
 def parse_json_text(text: str, example: str) -> Any:
-    """JSON text as Python data; ValidationError with line and column if it is not JSON."""
+    """JSON text as Python data; ValidationError with line and column if it is not JSON,
+    or saying what and where for JSON that cannot be used (agentconfig.safe_parse)."""
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicate_keys)
-    except json.JSONDecodeError as exc:
-        raise ValidationError(
-            f"is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}). "
-            f"Write something like {example}."
-        ) from None
-    except ValueError as exc:
-        raise ValidationError(f"is not valid JSON here: {exc}.") from None
+        # No `where`: the message shows next to the field ("[0].value: …").
+        return load_json(text, max_bytes=MAX_JSON_TEXT_BYTES, where="")
+    except InputError as exc:
+        if exc.kind == SYNTAX:
+            raise ValidationError(f"is {exc.message}. Write something like {example}.") from None
+        raise ValidationError(f"{exc}.") from None
 
 
 class JSONTextField(forms.CharField):

@@ -11,9 +11,12 @@ Invariants:
   `X-API-Key: <key>` (the protocol's two security schemes); the key's environment
   decides which state of each flag is served. Missing, unknown or revoked: 401.
 - Every flag of the environment is served, global and agent-scoped alike: keys are
-  unique across agents, so a key names one flag.
+  unique across agents, so a key names one flag. An API key limited to agents sees only
+  the global flags and its agents' (bulk evaluation leaves the others out); a key that
+  cannot read configs, or asks for a flag or `agent.<slug>` outside its scope, gets 403.
 - Bad input is answered with the protocol's JSON error bodies (400/404), never a 500;
-  the database being unreachable is the only 500, with a generalErrorResponse body.
+  the database being unreachable is the only 500, with a generalErrorResponse body. The
+  body is read by agentconfig.safe_parse: size and depth are checked before parsing.
 - A warm request does no I/O: the key entry and the environment's flag snapshot come
   from this process's snapshot (deployments.snapshot), which the change feed keeps
   current; the config endpoint reads the same snapshot, so both always agree.
@@ -25,7 +28,6 @@ Invariants:
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
@@ -33,6 +35,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from agentconfig.safe_parse import SYNTAX, InputError, load_json
 from deployments import runtime
 from deployments.snapshot import SnapshotUnavailable, get_document, snapshot
 from deployments.views import MAX_KEY_LENGTH, SNAPSHOT_AGE_HEADER
@@ -43,6 +46,8 @@ from flags.selectors import build_environment_snapshot
 # `agent.<slug>` is reserved for agent configurations served as object flags.
 AGENT_FLAG_PREFIX = "agent."
 _JSON = "application/json"
+# A context is a few attributes of one user; this is many times more.
+MAX_BODY_BYTES = 64 * 1024
 
 # OFREP 0.3.0's success reasons are STATIC, TARGETING_MATCH, SPLIT, DISABLED and UNKNOWN.
 # OpenFeature's DEFAULT (rules exist, none matched) is not among them; STATIC would tell
@@ -76,6 +81,12 @@ def evaluate_flag(request: HttpRequest, key: str) -> HttpResponse:
     flags = _snapshot(authenticated.environment_id)
     if isinstance(flags, HttpResponse):
         return flags
+    owner = flags.flag_agents.get(key)
+    if owner is not None and authenticated.agent_ids and owner not in authenticated.agent_ids:
+        return _forbidden(
+            f"Flag {key!r} belongs to an agent this API key is not limited to; use a key of "
+            "that agent's runtimes."
+        )
     flag = flags.flags.get(key)
     if flag is None:
         return _json(
@@ -108,6 +119,7 @@ def evaluate_flags(request: HttpRequest) -> HttpResponse:
     flags = _snapshot(authenticated.environment_id)
     if isinstance(flags, HttpResponse):
         return flags
+    flags = flags.visible_to(authenticated.agent_ids)
     resolutions = evaluation.evaluate_all(flags, targeting_key, context)
     body = runtime.serialize(
         {
@@ -140,6 +152,9 @@ def _agent_config(
     SDK can read its configuration without a custom client.
     """
     slug = key.removeprefix(AGENT_FLAG_PREFIX)
+    refusal = runtime.scope_refusal(entry, slug, reporting=False)
+    if refusal is not None:
+        return _forbidden(f"{refusal[1][:1].upper()}{refusal[1][1:]}")
     try:
         document = get_document(entry, slug)
     except DatabaseError:
@@ -192,6 +207,12 @@ def _authenticate(request: HttpRequest) -> runtime.KeyEntry | HttpResponse:
         return _unavailable()
     if entry is None:
         return _unauthorized("The API key is unknown or revoked.")
+    if not entry.can_read:
+        # Every OFREP request reads configuration (flags, agent configs).
+        return _forbidden(
+            "This API key may report outcomes but not read flags or configurations; use a "
+            "key that can read (created without --report-only)."
+        )
     return entry
 
 
@@ -206,11 +227,19 @@ def _presented_key(request: HttpRequest) -> str | None:
 def _read_context(request: HttpRequest) -> tuple[str | None, dict[str, Any]]:
     """The targeting key and the other context attributes of the request body."""
     try:
-        body = json.loads(request.body, parse_constant=_refuse_constant)
+        body = load_json(request.body, max_bytes=MAX_BODY_BYTES, where="the request body")
     except RequestDataTooBig:
         raise _BadRequest("PARSE_ERROR", "The request body is too large.") from None
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise _BadRequest("PARSE_ERROR", f"The request body is not valid JSON: {exc}.") from None
+    except InputError as exc:
+        # OFREP has no 413: too large is a PARSE_ERROR like the protocol's other refusals.
+        if exc.too_large:
+            raise _BadRequest(
+                "PARSE_ERROR", f"The request body is too large: {exc.message}."
+            ) from None
+        if exc.kind == SYNTAX:
+            raise _BadRequest("PARSE_ERROR", f"The request body is {exc.message}.") from None
+        details = str(exc)
+        raise _BadRequest("PARSE_ERROR", f"{details[:1].upper()}{details[1:]}.") from None
     if not isinstance(body, dict):
         raise _BadRequest(
             "PARSE_ERROR", 'The request body must be a JSON object: {"context": {…}}.'
@@ -227,10 +256,6 @@ def _read_context(request: HttpRequest) -> tuple[str | None, dict[str, Any]]:
         raise _BadRequest("INVALID_CONTEXT", "context.targetingKey must be a string.")
     attributes = {k: v for k, v in context.items() if k != evaluation.TARGETING_KEY_ATTRIBUTE}
     return targeting_key or None, attributes
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
 
 
 def _snapshot(environment_id: int) -> FlagSnapshot | HttpResponse:
@@ -277,6 +302,13 @@ def _unauthorized(details: str) -> HttpResponse:
     response = _json(401, {"errorDetails": details})
     response["WWW-Authenticate"] = 'Bearer realm="agentconfig"'
     return response
+
+
+def _forbidden(details: str) -> HttpResponse:
+    # OFREP 0.3.0 lists 403 ("the client does not have permission to access the requested
+    # resource") for both endpoints, without a body schema; the generalErrorResponse
+    # shape ({"errorDetails"}) is what its 401 and 500 answers carry, so clients read it.
+    return _json(403, {"errorDetails": details})
 
 
 def _unavailable() -> HttpResponse:

@@ -131,12 +131,17 @@ class FlagChangeSubject:
         agent = Agent.objects.get(slug=change["agent"])
         if operation == "create_gate":
             return services.create_tool_gate(
-                agent=agent, tool_name=change["tool"], flag=flag, actor=actor, request=request
+                agent=agent,
+                tool_name=change["tool"],
+                flag=flag,
+                actor=actor,
+                reason=reason,
+                request=request,
             )
         gate = ToolGate.objects.select_related("agent", "flag").get(
             agent=agent, tool_name=change["tool"], flag=flag
         )
-        return services.delete_tool_gate(gate=gate, actor=actor, request=request)
+        return services.delete_tool_gate(gate=gate, actor=actor, reason=reason, request=request)
 
     def describe(self, request: DeploymentRequest) -> list[str]:
         return describe_change(request.proposal["change"])

@@ -80,18 +80,33 @@ def build_environment_snapshot(environment_id: int) -> FlagSnapshot:
 
     Keys are unique across agents, so an agent-scoped flag is addressed by its key alone.
     """
-    return FlagSnapshot(environment_id, None, _flag_states(environment_id, Flag.objects.all()))
+    compiled = _compiled_flags(environment_id, Flag.objects.all())
+    return FlagSnapshot(
+        environment_id,
+        None,
+        {state.key: state for state, _ in compiled},
+        # Which agent each scoped flag belongs to: a key limited to agents sees only
+        # theirs and the global ones (FlagSnapshot.visible_to).
+        flag_agents={state.key: agent for state, agent in compiled if agent is not None},
+    )
 
 
 def _flag_states(environment_id: int, flags: Any) -> dict[str, FlagState]:
+    return {state.key: state for state, _ in _compiled_flags(environment_id, flags)}
+
+
+def _compiled_flags(environment_id: int, flags: Any) -> list[tuple[FlagState, int | None]]:
+    """Each flag compiled for the environment, with its agent's id (None: global)."""
     rows = (
         flags.annotate(
             state=FilteredRelation("states", condition=Q(states__environment_id=environment_id))
         )
         .order_by("key")
-        .values_list("key", "kind", "variants", *(f"state__{c}" for c in _STATE_COLUMNS))
+        .values_list(
+            "key", "kind", "variants", *(f"state__{c}" for c in _STATE_COLUMNS), "agent_id"
+        )
     )
-    return {row[0]: compile_flag_state(*row) for row in rows}
+    return [(compile_flag_state(*row[:-1]), row[-1]) for row in rows]
 
 
 def compile_flag_state(

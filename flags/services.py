@@ -338,6 +338,7 @@ def create_tool_gate(
     tool_name: str,
     flag: Flag,
     actor: Actor,
+    reason: str = "",
     request: DeploymentRequest | None = None,
     break_glass: str = "",
 ) -> ToolGate:
@@ -362,7 +363,6 @@ def create_tool_gate(
                 f"flag or one scoped to {agent.slug}."
             }
         )
-    _attribute(gate, actor, "created")
     change = {"op": "create_gate", "flag": flag.key, "agent": agent.slug, "tool": gate.tool_name}
     try:
         with transaction.atomic():
@@ -370,7 +370,7 @@ def create_tool_gate(
             note = clear_flag_change(
                 flag=locked, change=change, actor=actor, request=request, break_glass=break_glass
             )
-            _attribute(gate, actor, _with_note("created", note))
+            _attribute(gate, actor, _with_note(reason or "created", note))
             gate.save()
             record_change(topic=ChangeTopic.FLAGS, agent=agent)
     except IntegrityError:
@@ -381,7 +381,12 @@ def create_tool_gate(
 
 
 def delete_tool_gate(
-    *, gate: ToolGate, actor: Actor, request: DeploymentRequest | None = None, break_glass: str = ""
+    *,
+    gate: ToolGate,
+    actor: Actor,
+    reason: str = "",
+    request: DeploymentRequest | None = None,
+    break_glass: str = "",
 ) -> None:
     """Remove a gate: the tool is then served to everyone whose version lists it."""
     permit(actor, DELETE_GATE_PERMISSION, "remove tool gates", request)
@@ -397,7 +402,7 @@ def delete_tool_gate(
             flag=locked, change=change, actor=actor, request=request, break_glass=break_glass
         )
         record_change(topic=ChangeTopic.FLAGS, agent=gate.agent_id)
-        _attribute(gate, actor, _with_note("deleted", note))
+        _attribute(gate, actor, _with_note(reason or "deleted", note))
         gate.delete()
 
 

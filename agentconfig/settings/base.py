@@ -5,9 +5,11 @@ DATABASE_URL, SECRET_KEY, DEBUG, ALLOWED_HOSTS, CACHE_URL, CSRF_TRUSTED_ORIGINS,
 EVAL_* variables of the evaluations section below.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DATA_DIR = BASE_DIR / "data"
@@ -27,6 +29,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "simple_history",
+    # Sign-in throttling: failed attempts per (username, IP) in the database, lockouts.
+    "axes",
+    # Content-Security-Policy header on every admin page (system checks for its settings).
+    "csp",
     "agentconfig",
     "versions",
     "deployments",
@@ -41,6 +47,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -48,6 +55,16 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # Last, as django-axes requires: turns a locked-out sign-in into the lockout page.
+    # Runtime routes never reach it: agentconfig.runtime_wsgi bypasses MIDDLEWARE.
+    "axes.middleware.AxesMiddleware",
+]
+
+# The axes backend comes first: it refuses a locked-out (username, IP) before any
+# password is checked, so a lockout also stops a correct guess.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "agentconfig.urls"
@@ -122,6 +139,50 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
 LOGIN_URL = "admin:login"
+
+# --- the admin's defences (docs/security.md) ---------------------------------------
+# Sign-in throttling (django-axes): AXES_FAILURE_LIMIT wrong passwords for one username
+# from one address lock that pair out for AXES_COOLOFF_MINUTES; every failure during the
+# lockout starts the cool-off again. Others (another user, another address) are not
+# locked out, so a guesser cannot lock a colleague out from elsewhere. Admins unlock with
+# `manage.py axes_reset_username <name>` (or axes_reset for everyone).
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True
+# A successful sign-in forgets the earlier typos of that pair.
+AXES_RESET_ON_SUCCESS = True
+# Attempts live in the database: shared by every process, kept across restarts, listed
+# in the admin (Axes > Access attempts), and rolled back with each test.
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+# Our lockout page (logged, with what to do) and the client address behind the proxy.
+AXES_LOCKOUT_CALLABLE = "agentconfig.login_defence.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "agentconfig.login_defence.client_ip"
+# No start-up banner: every manage.py command would print it (commands answer in one line).
+AXES_VERBOSE = False
+# Reverse proxies in front of the app that append the client's address to
+# X-Forwarded-For. 0: the lockout uses REMOTE_ADDR (behind a proxy that is the proxy's
+# address, so lockouts become per username). Never more than really exist: a client can
+# write the rest of that header itself.
+AGENTCONFIG_TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+
+# Content-Security-Policy (django-csp): only our own origin's files run, no inline
+# script or style anywhere (templates load static/agentconfig/*.js and *.css), no plugin,
+# no framing, forms post only to us. The runtime API (lean WSGI path) never gets here.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 # Undo goes through the rollback service (which logs who and why), never through
 # simple-history's generic "revert to this revision" button.

@@ -24,6 +24,7 @@ from agentconfig.bucketing import BUCKETS
 from agentconfig.errors import Conflict, NotFound
 from agentconfig.models import Agent
 from agentconfig.reasons import validate_reason
+from agentconfig.safe_parse import InputError, check_number
 from deployments.approvals import clear_release
 from deployments.canary_analysis import ArmCounts, Decision, Policy, StepState, Verdict, decide
 from deployments.models import (
@@ -40,7 +41,7 @@ from deployments.models import (
     RequestKind,
     Track,
 )
-from deployments.models.canary import OUTCOME_DEDUP_DAYS
+from deployments.models.canary import OUTCOME_DEDUP_DAYS, POLICY_LIMITS
 from deployments.selectors import get_canary_step_totals
 from deployments.services import (
     check_expected_active,
@@ -60,16 +61,18 @@ ANALYSIS_ACTOR = Actor.system("canary analysis")
 def parse_percent(value: str | float, field: str = "percent") -> int:
     """A canary percentage (0 < p < 100, 0.01 % granularity) as basis points."""
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValidationError({field: f"{value!r} is not a number."}) from None
-    basis_points = round(number * 100)
-    if not (0 < number < 100) or not (1 <= basis_points < BUCKETS):
+        # A finite decimal number: float() would also take "nan", "inf" and "1_0".
+        number = float(check_number(value, field=field))
+    except InputError:
+        raise ValidationError({field: f"{_shown(value)!r} is not a number."}) from None
+    # The range first: round() of 1e308 * 100 would overflow.
+    basis_points = round(number * 100) if 0 < number < 100 else 0
+    if not (1 <= basis_points < BUCKETS):
         raise ValidationError(
-            {field: f"must be more than 0 and less than 100 (0.01 % steps); got {value}."}
+            {field: f"must be more than 0 and less than 100 (0.01 % steps); got {_shown(value)}."}
         )
     if abs(number * 100 - basis_points) > 1e-6:
-        raise ValidationError({field: f"has more than two decimals: {value}."})
+        raise ValidationError({field: f"has more than two decimals: {_shown(value)}."})
     return basis_points
 
 
@@ -82,6 +85,10 @@ def parse_steps(text: str | Sequence[str | float], field: str = "steps") -> list
     if any(b <= a for a, b in itertools.pairwise(steps)):
         raise ValidationError({field: f"must increase step by step; got {text}."})
     return steps
+
+
+def _shown(value: object) -> object:
+    return value[:40] + "…" if isinstance(value, str) and len(value) > 40 else value
 
 
 def get_policy(environment: Environment) -> CanaryPolicy:
@@ -122,9 +129,15 @@ def start_canary(
         plan = [parse_percent(percent)]
     else:
         plan = parse_steps(steps if steps is not None else policy.default_steps)
-    bake_seconds = 60 * (policy.bake_minutes if bake_minutes is None else bake_minutes)
-    if bake_seconds < 0:
-        raise ValidationError({"bake_minutes": "must not be negative."})
+    bake = policy.bake_minutes if bake_minutes is None else bake_minutes
+    try:
+        # The policy's limit: a step's end (start + bake) must stay a date.
+        low, high = POLICY_LIMITS["bake_minutes"]
+        bake_seconds = 60 * int(
+            check_number(bake, field="bake_minutes", minimum=low, maximum=high, integer=True)
+        )
+    except InputError as exc:
+        raise ValidationError({"bake_minutes": f"{exc.message}."}) from None
     if version.agent_id != agent.pk:
         raise ValidationError({"version": f"{version} is not a version of {agent.slug}."})
 

@@ -25,6 +25,7 @@ from deployments.governance import (
     settings_state,
 )
 from deployments.models import CanaryPolicy, CanaryRollout, Environment
+from deployments.models.canary import POLICY_LIMITS
 from versions.models import AgentVersion
 
 
@@ -149,6 +150,7 @@ class CanaryStartForm(_ReasonForm):
     bake_minutes = forms.IntegerField(
         required=False,
         min_value=0,
+        max_value=POLICY_LIMITS["bake_minutes"][1],
         label="Bake minutes",
         help_text="Minimum minutes each step runs before the analysis may advance it.",
     )

@@ -35,9 +35,11 @@ from agentconfig.audit_records import record_audit
 from agentconfig.errors import Conflict, Forbidden, ServiceError
 from agentconfig.models import AuditAction
 from agentconfig.reasons import validate_reason
+from agentconfig.safe_parse import InputError, check_number
 from deployments.approvals import check_change_request
 from deployments.canary import parse_steps
 from deployments.models import CanaryPolicy, DeploymentRequest, Environment, RequestKind
+from deployments.models.canary import POLICY_LIMITS
 
 ADD_ENVIRONMENT_PERMISSION = "deployments.add_environment"
 SETTINGS_PERMISSION = "deployments.change_environment"
@@ -358,10 +360,12 @@ def clean_canary_policy(values: Mapping[str, Any]) -> dict[str, Any]:
     ):
         value = cleaned[field]
         if isinstance(value, bool) or not isinstance(value, int):
-            refuse(field, f"give a whole number; got {value!r}.")
+            refuse(field, f"give a whole number; got {_shown(value)!r}.")
         elif value < minimum:
             # The statistical test divides by each arm's count.
             refuse(field, f"must be at least {minimum}; {note}")
+        else:
+            _within_limits(field, value, refuse)
     for field, note, optional in (
         ("rollback_ratio", "1.5 rolls back at 1.5x stable's error rate.", False),
         ("promote_ratio", "1.1 passes within 1.1x stable's error rate.", False),
@@ -370,6 +374,8 @@ def clean_canary_policy(values: Mapping[str, Any]) -> dict[str, Any]:
         value = _number(cleaned, field, optional, refuse)
         if value is not None and value < 1:
             refuse(field, f"must be at least 1 (a multiple of stable's); got {value:g}. {note}")
+        elif value is not None:
+            _within_limits(field, value, refuse)
     for field in ("rollback_confidence", "promote_confidence"):
         value = _number(cleaned, field, False, refuse)
         if value is not None and not (0.5 < value < 1):
@@ -384,6 +390,8 @@ def clean_canary_policy(values: Mapping[str, Any]) -> dict[str, Any]:
             f"must be 0 or more (how far the mean score may fall); got {drop:g}. "
             "Leave empty to ignore scores.",
         )
+    elif drop is not None:
+        _within_limits("max_score_drop", drop, refuse)
     rollback, promote = cleaned["rollback_ratio"], cleaned["promote_ratio"]
     if not errors.get("rollback_ratio") and not errors.get("promote_ratio") and promote > rollback:
         refuse(
@@ -452,9 +460,22 @@ def _number(values: dict[str, Any], field: str, optional: bool, refuse: Any) -> 
         refuse(field, f"give a number; got {value!r}.")
         return None
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        refuse(field, f"give a number; got {value!r}.")
+        # A finite decimal number: float() would also take "nan", "inf" and "1_0".
+        number = float(check_number(value, field=field))
+    except InputError:
+        refuse(field, f"give a number; got {_shown(value)!r}.")
         return None
     values[field] = number
     return number
+
+
+def _within_limits(field: str, value: float, refuse: Any) -> None:
+    minimum, maximum = POLICY_LIMITS[field]
+    try:
+        check_number(value, field=field, minimum=minimum, maximum=maximum)
+    except InputError as exc:
+        refuse(field, f"{exc.message}.")
+
+
+def _shown(value: Any) -> Any:
+    return value[:40] + "…" if isinstance(value, str) and len(value) > 40 else value

@@ -3,6 +3,9 @@
 Invariants:
 - A batch is validated whole before anything is stored; one bad event rejects the
   batch, and the error names each bad event's index and field.
+- Numbers are finite and within each field's range (LATENCY_RANGE, SCORE_RANGE), so the
+  sums of squares the analysis keeps can never overflow; ids are text without NUL, so
+  bad input is refused here rather than by the database.
 - `event_id` makes a retried batch count once: ids are kept OUTCOME_DEDUP_DAYS, and
   events older than that are refused (a retry after the ids are gone would count twice).
 - Counts are added per (agent, environment, version, track, minute) under the agent-row
@@ -23,6 +26,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from agentconfig.models import Agent
+from agentconfig.safe_parse import InputError, check_number
 from deployments.models import OutcomeCount, OutcomeEventId, Pointer, Track
 from deployments.models.canary import OUTCOME_DEDUP_DAYS
 
@@ -30,6 +34,10 @@ MAX_EVENTS = 1000
 MAX_ID_LENGTH = 200
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 EVENT_FIELDS = {"event_id", "version_id", "user_id", "ok", "latency_ms", "score", "timestamp"}
+# An hour: an answer slower than that is a timeout, not a latency.
+LATENCY_RANGE = (0, 3_600_000)
+# Wide enough for any scale of score (0-1, 1-5 stars, 0-100).
+SCORE_RANGE = (-1_000_000, 1_000_000)
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,8 @@ def _parse_event(
         value = raw.get(field)
         if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
             fail(field, f"is required: text of 1 to {MAX_ID_LENGTH} characters.")
+        elif "\x00" in value:
+            fail(field, "contains a NUL character (\\u0000), which cannot be stored.")
     version_id = None
     try:
         version_id = uuid.UUID(str(raw.get("version_id")))
@@ -107,8 +117,8 @@ def _parse_event(
         fail("version_id", "is required: the version.id from the config response.")
     if not isinstance(raw.get("ok"), bool):
         fail("ok", "is required: true or false.")
-    latency = _optional_number(raw, "latency_ms", fail, minimum=0)
-    score = _optional_number(raw, "score", fail)
+    latency = _optional_number(index, raw, "latency_ms", fail, LATENCY_RANGE)
+    score = _optional_number(index, raw, "score", fail, SCORE_RANGE)
     timestamp = now
     if raw.get("timestamp") is not None:
         parsed = _parse_timestamp(raw["timestamp"])
@@ -128,18 +138,22 @@ def _parse_event(
 
 
 def _optional_number(
-    raw: dict, field: str, fail: Any, minimum: float | None = None
+    index: int, raw: dict, field: str, fail: Any, bounds: tuple[float, float]
 ) -> float | None:
     value = raw.get(field)
-    if value is None:
+    if value is None or isinstance(value, str):
+        # Text is not a number here, even "840": runtimes send JSON numbers.
+        if value is not None:
+            fail(field, "must be a number, not text.")
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        fail(field, "must be a number.")
+    try:
+        number = check_number(
+            value, field=f"events[{index}].{field}", minimum=bounds[0], maximum=bounds[1]
+        )
+    except InputError as exc:
+        fail(field, f"{exc.message}.")
         return None
-    if minimum is not None and value < minimum:
-        fail(field, f"must be at least {minimum}.")
-        return None
-    return float(value)
+    return float(number)
 
 
 def _parse_timestamp(value: Any) -> dt.datetime | None:

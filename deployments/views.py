@@ -2,24 +2,31 @@
 
 Runtimes authenticate with `Authorization: Bearer <key>` and never with cookies, so
 these views are exempt from CSRF: a forged cross-site request carries no credential.
+
+Hostile input is answered with a 4xx JSON error, never a 500: bodies are read by
+agentconfig.safe_parse (size and depth before parsing), NUL is refused before any query,
+and a database error is answered as what it is (`database_error`): 503 only when the
+database is unreachable, 400 when it refused a value, otherwise a logged JSON 500.
 """
 
 from __future__ import annotations
 
-import json
+import datetime as dt
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db import DatabaseError
+from django.db import DatabaseError, DataError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 
 from agentconfig.models import Agent
+from agentconfig.safe_parse import SYNTAX, InputError, load_json
 from deployments import history, outcomes, runtime
 from deployments.models import Environment
 from deployments.snapshot import SnapshotUnavailable, get_document, snapshot
@@ -30,9 +37,13 @@ HISTORY_PERMISSION = "deployments.view_releaselogentry"
 # Longer than any key we issue (acfg_ + 12 + _ + at most 100): refused without hashing.
 MAX_KEY_LENGTH = 200
 MAX_USER_ID = 256
+# 1,000 events of a few hundred bytes each, with room to spare.
+MAX_OUTCOMES_BYTES = 1_000_000
 # Sent when the snapshot could not be refreshed recently (database unreachable): how many
 # seconds old the answer may be.
 SNAPSHOT_AGE_HEADER = "Agentconfig-Snapshot-Age"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -101,8 +112,10 @@ def answer_config(
         if key is None:
             return _raw_unauthorized("invalid_api_key", _INVALID_KEY)
         document = get_document(key, slug)
-    except (DatabaseError, SnapshotUnavailable):
+    except SnapshotUnavailable:
         return _raw_error(503, "database_unavailable", _UNAVAILABLE)
+    except DatabaseError as exc:
+        return _raw_error(*database_error(exc, f"the config of {slug}"))
     return answer_document(document, user_id, context, if_none_match)
 
 
@@ -189,6 +202,11 @@ def _config_at(request: HttpRequest, slug: str) -> HttpResponse:
             "at must be an ISO 8601 date-time with a time zone, e.g. 2026-09-03T14:02:00Z "
             "(in a URL, write a '+' offset as %2B).",
         )
+    try:
+        # In UTC, as the database compares it: 0001-01-01T00:00+23:59 is in year 0.
+        at = at.astimezone(dt.UTC)
+    except OverflowError:
+        return _error(400, "invalid_at", "at is out of range: give a date-time in years 1-9999.")
     if at > timezone.now():
         return _error(400, "invalid_at", "at is in the future; leave it out for the present.")
     try:
@@ -196,8 +214,8 @@ def _config_at(request: HttpRequest, slug: str) -> HttpResponse:
         if isinstance(key, HttpResponse):
             return key
         document = history.build_document_at(key, slug, at)
-    except DatabaseError:
-        return _database_unavailable()
+    except DatabaseError as exc:
+        return _error(*database_error(exc, f"the config of {slug} at {at.isoformat()}"))
     try:
         context = parse_context(request.GET, request.headers.get(CONTEXT_HEADER))
     except ContextError as exc:
@@ -221,7 +239,8 @@ def _history_reader(request: HttpRequest) -> runtime.KeyEntry | HttpResponse:
         return _missing_key()
     if not user.has_perm(HISTORY_PERMISSION):
         return _error(403, "forbidden", f"reading past configs needs {HISTORY_PERMISSION!r}.")
-    environment = Environment.objects.filter(slug=request.GET.get("environment", "")).first()
+    slug = request.GET.get("environment", "")
+    environment = None if "\x00" in slug else Environment.objects.filter(slug=slug).first()
     if environment is None:
         return _error(400, "invalid_environment", "name the environment: ?environment=<slug>.")
     return runtime.KeyEntry(environment.pk, environment.slug)
@@ -245,11 +264,17 @@ def agent_outcomes(request: HttpRequest, slug: str) -> HttpResponse:
     if key is None:
         return _invalid_key()
     try:
-        payload = json.loads(request.body)
+        payload = load_json(request.body, max_bytes=MAX_OUTCOMES_BYTES, where="the body")
     except RequestDataTooBig:
         return _error(413, "too_large", "the body is too large; send at most 1,000 events.")
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        return _error(400, "invalid_json", f"the body is not valid JSON: {exc}.")
+    except InputError as exc:
+        if exc.too_large:
+            return _error(
+                413, "too_large", f"the body is {exc.message}; send at most 1,000 events."
+            )
+        if exc.kind == SYNTAX:
+            return _error(400, "invalid_json", f"the body is {exc.message}.")
+        return _error(400, "invalid_json", f"{exc}; nothing of this batch was stored.")
     try:
         agent = Agent.objects.filter(slug=slug).first()
         if agent is None:
@@ -267,8 +292,8 @@ def agent_outcomes(request: HttpRequest, slug: str) -> HttpResponse:
             }
         }
         return _vary(HttpResponse(runtime.serialize(body), status=400, content_type=_JSON))
-    except DatabaseError:
-        return _database_unavailable()
+    except DatabaseError as exc:
+        return _error(*database_error(exc, f"the outcomes of {slug}"))
     body = runtime.serialize({"accepted": accepted, "duplicates": duplicates})
     return _vary(HttpResponse(body, status=202, content_type=_JSON))
 
@@ -334,6 +359,28 @@ def _invalid_key() -> HttpResponse:
 
 def _database_unavailable() -> HttpResponse:
     return _error(503, "database_unavailable", _UNAVAILABLE)
+
+
+def database_error(exc: DatabaseError, doing: str) -> tuple[int, str, str]:
+    """(status, code, message) for a database error while `doing` something.
+
+    Only an unreachable database (no connection, timeout, lock wait) is a 503 that
+    runtimes retry. A value the database refused is the request's fault (400); anything
+    else is a bug (500). Both are logged with the traceback: input validation missed it.
+    """
+    if isinstance(exc, OperationalError | InterfaceError):
+        logger.warning("database unavailable while serving %s: %s", doing, exc)
+        return 503, "database_unavailable", _UNAVAILABLE
+    if isinstance(exc, DataError):
+        logger.error("the database refused a value of %s", doing, exc_info=exc)
+        return (
+            400,
+            "invalid_input",
+            "the database refused a value of this request (out of range or not storable "
+            "text); nothing was stored. Check the values and resend.",
+        )
+    logger.error("database error while serving %s", doing, exc_info=exc)
+    return 500, "internal_error", "the server failed on this request; it has been logged."
 
 
 def _unauthorized(code: str, message: str) -> HttpResponse:

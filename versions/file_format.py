@@ -22,6 +22,9 @@ Invariants it keeps:
 - Aliases (`*name`) are refused: a handful of nested aliases expands exponentially once
   the guardrails are serialised (the "billion laughs"), and agent files do not need them.
 - Only the safe YAML constructors are used (the loader subclasses yaml.SafeLoader).
+- Size, nesting depth and node count are limited by agentconfig.safe_parse while the
+  file is composed, before anything is constructed (MAX_FILE_BYTES, MAX_DEPTH); a value
+  the constructors cannot build (2024-02-30) is a problem of the file, never a crash.
 - The system prompt is kept exactly as YAML reads it, whitespace included. `name` and
   `description` are display text and are stripped.
 - `dump_agent_file` output parses back to an equal AgentFile. Text with line breaks is
@@ -43,6 +46,7 @@ from typing import Any
 
 import yaml
 
+from agentconfig import safe_parse
 from versions.config import CONFIG_FIELDS, ConfigError, normalize_config
 
 FILE_SUFFIX = ".yaml"
@@ -54,6 +58,13 @@ _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _NUL_MESSAGE = "contains a NUL character (\\x00), which cannot be stored."
 _YAML11_ONLY_BREAKS = "\x85\u2028\u2029"
+MAX_FILE_BYTES = 2_000_000  # the prompt (200,000 characters) and guardrails fit many times over
+# Guardrails sit two levels down (config, guardrails) and may nest as deep as the admin's
+# JSON field accepts (safe_parse.DEFAULT_MAX_DEPTH), so every version can be written out
+# and read back; suite files nest less.
+MAX_DEPTH = safe_parse.DEFAULT_MAX_DEPTH + 8
+# A suite of 1,000 cases of 50 messages each, with room to spare.
+MAX_NODES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -187,15 +198,22 @@ def dump_agent_file(agent: AgentFile) -> str:
 
 def load_yaml(text: str) -> Any:
     """The YAML document in `text`; AgentFileError (with line and column) if it is not valid."""
-    loader = _StrictLoader(text)
     try:
-        return loader.get_single_data()
-    except yaml.MarkedYAMLError as exc:
-        raise AgentFileError([_syntax_problem(exc)]) from None
-    except yaml.YAMLError as exc:  # e.g. a ReaderError for a control character
-        raise AgentFileError([Problem("", f"invalid YAML: {_first_line(str(exc))}")]) from None
-    finally:
-        loader.dispose()
+        return safe_parse.load_yaml(
+            text,
+            max_bytes=MAX_FILE_BYTES,
+            max_depth=MAX_DEPTH,
+            max_nodes=MAX_NODES,
+            where="",
+            loader=_StrictLoader,
+        )
+    except safe_parse.InputError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, yaml.MarkedYAMLError):
+            raise AgentFileError([_syntax_problem(cause)]) from None
+        where = f"line {exc.line}, column {exc.column}" if exc.line is not None else ""
+        message = exc.message if exc.kind == safe_parse.SYNTAX else f"{exc.message}."
+        raise AgentFileError([Problem(where, message)]) from None
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -352,10 +370,6 @@ def _unknown_field(key: str, allowed: tuple[str, ...]) -> str:
 
 def _listing(fields: tuple[str, ...]) -> str:
     return ", ".join(fields)
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else "unreadable"
 
 
 def _kind(value: Any) -> str:

@@ -15,7 +15,8 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from agentconfig.models import Agent
-from versions.config import CONFIG_FIELDS
+from agentconfig.safe_parse import SYNTAX, InputError, load_json
+from versions.config import CONFIG_FIELDS, MAX_GUARDRAILS_BYTES
 from versions.models import AgentVersion
 
 
@@ -40,16 +41,6 @@ def _unix_newlines(text: str) -> str:
     # Browsers send textarea line breaks as CRLF (HTML spec). Stored text uses LF, so an
     # unchanged prompt must come back byte-identical or it would hash as a change.
     return text.replace("\r\n", "\n")
-
-
-def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            # json.loads would keep the last one silently; a repeated key is almost always a slip.
-            raise ValueError(f"the key {key!r} appears twice in one object")
-        result[key] = value
-    return result
 
 
 class AgentAddForm(forms.ModelForm):
@@ -123,14 +114,15 @@ class NewVersionForm(forms.Form):
         if not text:
             return {}
         try:
-            return json.loads(text, object_pairs_hook=_object_without_duplicate_keys)
-        except json.JSONDecodeError as exc:
-            raise ValidationError(
-                f"is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}). "
-                'Write a JSON object such as {"blocked_topics": ["medical advice"]}.'
-            ) from None
-        except ValueError as exc:
-            raise ValidationError(f"is not valid JSON for guardrails: {exc}.") from None
+            # Indented text is larger than the canonical JSON that versions.config limits.
+            return load_json(text, max_bytes=10 * MAX_GUARDRAILS_BYTES, where="guardrails")
+        except InputError as exc:
+            if exc.kind == SYNTAX:
+                raise ValidationError(
+                    f"is {exc.message}. "
+                    'Write a JSON object such as {"blocked_topics": ["medical advice"]}.'
+                ) from None
+            raise ValidationError(f"{exc}.") from None
 
     def config(self) -> dict[str, Any]:
         """The six configuration fields as entered, for versions.services.create_version."""

@@ -45,7 +45,13 @@ from agentconfig.actors import Actor
 from agentconfig.errors import ServiceError
 from agentconfig.models import Agent
 from versions.config import config_hash
-from versions.file_format import FILE_SUFFIX, AgentFile, AgentFileError, parse_agent_file
+from versions.file_format import (
+    FILE_SUFFIX,
+    MAX_FILE_BYTES,
+    AgentFile,
+    AgentFileError,
+    parse_agent_file,
+)
 from versions.models import AgentVersion, Source
 from versions.services import (
     create_agent,
@@ -55,7 +61,6 @@ from versions.services import (
     validate_config,
 )
 
-MAX_FILE_BYTES = 2_000_000  # the prompt (200,000 characters) and guardrails fit many times over
 MISNAMED_SUFFIXES = (".yml",)
 Action = Literal[
     "valid",  # --check: the file is valid; nothing was compared or written

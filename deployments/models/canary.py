@@ -8,6 +8,9 @@ Invariants:
   cost of an analysis does not grow with the number of events ever received. Event ids
   are kept for OUTCOME_DEDUP_DAYS to make a retried batch count once.
 - CanaryDecision rows are append-only: what the analysis saw and what it decided.
+- A policy's numbers are finite and within POLICY_LIMITS (checked by
+  deployments.governance.clean_canary_policy, which the admin form runs too): the
+  analysis squares the ratios and adds the bake time to dates, which must not overflow.
 """
 
 import uuid
@@ -23,6 +26,16 @@ from deployments.models.core import Environment
 from versions.models import AgentVersion
 
 OUTCOME_DEDUP_DAYS = 7
+# (minimum, maximum) of a canary policy's numbers; the confidences are in the open
+# interval (0.5, 1), as the check constraints say.
+POLICY_LIMITS = {
+    "bake_minutes": (0, 10_080),  # a week: a step that needs longer is not a canary
+    "min_outcomes": (1, 1_000_000),
+    "rollback_ratio": (1, 100),
+    "promote_ratio": (1, 100),
+    "max_latency_ratio": (1, 100),
+    "max_score_drop": (0, 1_000_000),
+}
 
 
 class CanaryPolicy(models.Model):

@@ -14,6 +14,10 @@ Pure module (no Django). docs/decisions/0008-canary-statistics.md explains the m
   with the same kind of one-sided test.
 - Otherwise the step passes once it has baked `bake_seconds`: advance, or promote
   after the last step.
+- Each minute's outcomes count in exactly one step: outcomes are stored per minute, and
+  a step's window starts at the first full minute of the step (`step_window_start`).
+  The minute a step started in belongs to the step before it, whose decision may have
+  counted it; counting it again would let one minute's outcomes advance two steps.
 
 Testing against a margin (1.5x, not 1x) is what keeps repeated checks honest: a
 healthy canary's statistic drifts away from the rollback threshold as data grows, so
@@ -23,6 +27,7 @@ the rate across 200 healthy rollouts).
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -88,6 +93,13 @@ class Decision:
     verdict: Verdict
     explanation: str
     inputs: dict[str, Any] = field(default_factory=dict)
+
+
+def step_window_start(step_started_at: dt.datetime) -> dt.datetime:
+    """The first minute bucket of a step that started at `step_started_at`: that minute
+    itself when the step started on it, otherwise the next one (see the module doc)."""
+    minute = step_started_at.replace(second=0, microsecond=0)
+    return minute if minute == step_started_at else minute + dt.timedelta(minutes=1)
 
 
 def decide(stable: ArmCounts, canary: ArmCounts, policy: Policy, step: StepState) -> Decision:

@@ -16,7 +16,7 @@ from agentconfig.errors import NotFound
 from agentconfig.models import Agent
 from agentconfig.people import made_grants_since
 from deployments import canary_chart
-from deployments.canary_analysis import ArmCounts
+from deployments.canary_analysis import ArmCounts, step_window_start
 from deployments.models import (
     STABLE_KINDS,
     CanaryDecision,
@@ -129,13 +129,13 @@ _TRUNCATIONS: dict[str, type[TruncBase]] = {"hour": TruncHour, "day": TruncDay}
 
 
 def _since_minute(moment: dt.datetime) -> dt.datetime:
-    # Outcome counts are per minute: the minute a window starts in belongs to it (as in
-    # deployments.canary.analyse).
+    # The chart shows a rollout from the minute it started in; a step's totals start at
+    # its first full minute instead (canary_analysis.step_window_start).
     return moment.replace(second=0, microsecond=0)
 
 
-def _arms_of(rollout: CanaryRollout, since: dt.datetime) -> Q:
-    return Q(environment_id=rollout.environment_id, bucket_start__gte=_since_minute(since)) & (
+def _arms_of(rollout: CanaryRollout, since_minute: dt.datetime) -> Q:
+    return Q(environment_id=rollout.environment_id, bucket_start__gte=since_minute) & (
         Q(version_id=rollout.stable_version_id, track=Track.STABLE)
         | Q(version_id=rollout.canary_version_id, track=Track.CANARY)
     )
@@ -154,7 +154,8 @@ def get_canary_step_totals(
     by_environment = {r.environment_id: r for r in rollouts}
     rows = (
         OutcomeCount.objects.filter(agent_id=rollouts[0].agent_id)
-        .filter(_any_of([_arms_of(r, r.step_started_at) for r in rollouts]))
+        # Each minute counts in one step only: a step's first minute is its first full one.
+        .filter(_any_of([_arms_of(r, step_window_start(r.step_started_at)) for r in rollouts]))
         .values("environment_id", "track")
         .annotate(**{name: Sum(name) for name in ARM_FIELDS})
         .order_by()
@@ -184,7 +185,7 @@ def list_canary_outcome_series(
     for granularity, members in groups.items():
         by_environment = {r.environment_id: r for r in members}
         queryset = OutcomeCount.objects.filter(agent_id=members[0].agent_id).filter(
-            _any_of([_arms_of(r, r.started_at) for r in members])
+            _any_of([_arms_of(r, _since_minute(r.started_at)) for r in members])
         )
         truncation = _TRUNCATIONS.get(granularity)
         period = truncation("bucket_start") if truncation else F("bucket_start")

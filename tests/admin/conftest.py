@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Callable
 
@@ -102,6 +103,8 @@ def canary_agent(agent, production, direct_releases):
         actor=factories.ACTOR,
         reason="try v2 on a few users",
         steps="1,5,25,50",
+        # Running for a while: a step counts outcomes from its first full minute on.
+        now=timezone.now() - dt.timedelta(minutes=10),
     )
     return agent
 

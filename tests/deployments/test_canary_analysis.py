@@ -1,10 +1,18 @@
 """deployments.canary_analysis.decide: evidence first, then the verdict and its reasons."""
 
+import datetime as dt
 import random
 
 import pytest
 
-from deployments.canary_analysis import ArmCounts, Policy, StepState, Verdict, decide
+from deployments.canary_analysis import (
+    ArmCounts,
+    Policy,
+    StepState,
+    Verdict,
+    decide,
+    step_window_start,
+)
 
 POLICY = Policy(min_outcomes=200)
 BAKED = StepState(index=0, count=4, percent=1, baked_seconds=3600, bake_seconds=1800)
@@ -108,3 +116,21 @@ def test_decide__healthy_canary_checked_every_minute__rarely_rolls_back(rate):
                 rollbacks += 1
                 break
     assert rollbacks / 200 < 0.05
+
+
+@pytest.mark.parametrize(
+    ("started", "window"),
+    [
+        ("12:05:00.000000", "12:05"),  # started on the minute: that minute is a full one
+        ("12:05:00.000001", "12:06"),
+        ("12:05:30.000000", "12:06"),
+        ("12:59:59.999999", "13:00"),
+    ],
+)
+def test_step_window_start__first_full_minute_of_the_step(started, window):
+    day = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    moment = dt.datetime.combine(day.date(), dt.time.fromisoformat(started), tzinfo=dt.UTC)
+
+    assert step_window_start(moment) == dt.datetime.combine(
+        day.date(), dt.time.fromisoformat(window), tzinfo=dt.UTC
+    )

@@ -1,15 +1,27 @@
 """deployments.canary services: one canary at a time, every change logged, sticky ramps."""
 
+import datetime as dt
 import threading
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.utils import timezone
 
 from agentconfig.actors import Actor
 from agentconfig.errors import Conflict, Forbidden, NotFound
 from deployments import canary
-from deployments.models import CanaryRollout, CanaryStatus, Pointer, ReleaseKind, ReleaseLogEntry
+from deployments.canary_analysis import Verdict
+from deployments.models import (
+    CanaryPolicy,
+    CanaryRollout,
+    CanaryStatus,
+    Pointer,
+    ReleaseKind,
+    ReleaseLogEntry,
+)
+from deployments.outcomes import parse_events, record_outcomes
+from deployments.selectors import get_canary_step_totals
 from deployments.services import deploy_version, rollback
 from tests import factories
 from tests.deployments.canary_helpers import OPS, document_for, start
@@ -234,3 +246,61 @@ def test_start_canary__two_at_once__exactly_one_runs():
 
     assert sorted(type(r).__name__ for r in results) == ["CanaryRollout", "Conflict"]
     assert CanaryRollout.objects.filter(status=CanaryStatus.RUNNING).count() == 1
+
+
+def _outcomes(version, count, at, prefix):
+    return [
+        {
+            "event_id": f"{prefix}-{i}",
+            "version_id": str(version.id),
+            "user_id": f"u{i}",
+            "ok": True,
+            "timestamp": at.isoformat(),
+        }
+        for i in range(count)
+    ]
+
+
+def test_evaluate_canary__outcomes_of_the_minute_a_step_started__count_in_one_step_only(
+    versions, production, agent
+):
+    # Given a two-step canary that decides on 100 outcomes per arm without baking, started
+    # on a full minute, and 200 healthy outcomes per arm at 12:05:10
+    v1, v2 = versions
+    CanaryPolicy.objects.create(environment=production, min_outcomes=100, bake_minutes=0)
+    t0 = timezone.now().replace(second=0, microsecond=0) - dt.timedelta(hours=1)
+    rollout = start(v2, production, steps="10,50", now=t0)
+    at = t0 + dt.timedelta(minutes=5, seconds=10)
+    batch = _outcomes(v1, 200, at, "s") + _outcomes(v2, 200, at, "c")
+    record_outcomes(
+        agent=agent,
+        environment_id=production.pk,
+        events=parse_events({"events": batch}, now=timezone.now()),
+    )
+
+    # When the analysis advances the first step at 12:05:30 and looks again at 12:05:40
+    first = canary.evaluate_canary(rollout, now=t0 + dt.timedelta(minutes=5, seconds=30))
+    second = canary.evaluate_canary(rollout, now=t0 + dt.timedelta(minutes=5, seconds=40))
+
+    # Then the 12:05 outcomes advanced the first step and do not count in the second:
+    # it holds for lack of data instead of promoting on the same evidence
+    rollout.refresh_from_db()
+    assert first.verdict == Verdict.ADVANCE
+    assert (first.inputs["canary"]["n"], first.inputs["stable"]["n"]) == (200, 200)
+    assert second.verdict == Verdict.HOLD
+    assert (second.inputs["canary"]["n"], second.inputs["stable"]["n"]) == (0, 0)
+    assert (rollout.status, rollout.step_index) == (CanaryStatus.RUNNING, 1)
+    assert get_canary_step_totals([rollout]) == {}
+
+    # And outcomes of the step's first full minute (12:06) are its own
+    later = t0 + dt.timedelta(minutes=6, seconds=5)
+    record_outcomes(
+        agent=agent,
+        environment_id=production.pk,
+        events=parse_events(
+            {"events": _outcomes(v1, 3, later, "s2") + _outcomes(v2, 2, later, "c2")},
+            now=timezone.now(),
+        ),
+    )
+    totals = get_canary_step_totals([rollout])
+    assert (totals[(rollout.pk, "canary")].n, totals[(rollout.pk, "stable")].n) == (2, 3)

@@ -7,6 +7,9 @@ Invariants:
   is shown on the form or as an error message, never as a success.
 - A run page never waits for the run: it shows the stored progress and reloads itself
   while the run is queued or running.
+- What an endpoint answered (CaseResult.error_detail, a remote server's text) is shown
+  only to those who may see the endpoint's settings (the evaluation policy's view or
+  change permission), truncated and autoescaped; everyone else sees our own message.
 """
 
 from __future__ import annotations
@@ -40,6 +43,15 @@ from evaluations.selectors import (
 from versions.models import AgentVersion
 
 RELOAD_SECONDS = 3
+ENDPOINT_DETAIL_PERMISSIONS = (
+    "evaluations.view_evaluationpolicy",
+    "evaluations.change_evaluationpolicy",
+)
+
+
+def may_see_endpoint_details(user: Any) -> bool:
+    """Whether `user` may read what an evaluation endpoint answered (its policy's permission)."""
+    return any(user.has_perm(permission) for permission in ENDPOINT_DETAIL_PERMISSIONS)
 
 
 def _require_view(model_admin: admin.ModelAdmin, request: HttpRequest, obj: Any) -> None:
@@ -200,6 +212,7 @@ def run_page(
         comparable=list_comparable_runs(run)[:20] if run.is_finished else [],
         can_cancel=can_cancel,
         reload_seconds=None if run.is_finished else RELOAD_SECONDS,
+        show_endpoint_details=may_see_endpoint_details(request.user),
     )
     return TemplateResponse(request, "admin/evaluations/evaluationrun/detail.html", context)
 
@@ -250,6 +263,7 @@ def compare_runs_view(
         f"{candidate.version.label} compared with {baseline.version.label}",
         run=candidate,
         comparison=build_run_comparison(candidate, baseline),
+        show_endpoint_details=may_see_endpoint_details(request.user),
     )
     return TemplateResponse(request, "admin/evaluations/evaluationrun/compare.html", context)
 
@@ -311,5 +325,6 @@ def gate_view(model_admin: admin.ModelAdmin, request: HttpRequest) -> HttpRespon
         result=result,
         comparison=comparison,
         form=form,
+        show_endpoint_details=may_see_endpoint_details(request.user),
     )
     return TemplateResponse(request, "admin/evaluations/gateoverride/gate.html", context)

@@ -6,6 +6,9 @@ Invariants:
   URL and the NAME of the variable that held the key.
 - Without a base URL, every model-backed operation refuses with EndpointMissing, whose
   message names the variables to set.
+- A base URL that agentconfig.outbound.check_url refuses, or a key variable outside
+  EVAL_API_KEY_NAMES, is refused with EndpointRefused when a run is queued and again in
+  the worker before anything is read or sent (rows saved before these rules included).
 """
 
 from __future__ import annotations
@@ -16,17 +19,27 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from agentconfig.errors import ServiceError
+from agentconfig.outbound import OutboundRefused, check_url
 from deployments.models import Environment
 from evaluations.client import Endpoint
+from evaluations.models import (
+    ENDPOINT_PURPOSE,
+    GLOBAL_KEY_VARIABLE,
+    allowed_key_variables,
+    key_variable_refusal,
+)
 from evaluations.scoring import DEFAULT_JUDGE_PROMPT, JUDGE_RESPONSE_FORMATS
 from evaluations.selectors import get_policy
 
-GLOBAL_KEY_VARIABLE = "EVAL_API_KEY"
 JUDGE_MAX_TOKENS = 400
 
 
 class EndpointMissing(ServiceError):
     """No model endpoint is configured where one is needed."""
+
+
+class EndpointRefused(ServiceError):
+    """The configured base URL or key variable may not be used; nothing was sent."""
 
 
 @dataclass(frozen=True)
@@ -95,12 +108,37 @@ def require_base_url(
         raise EndpointMissing(missing_endpoint_message(environment, needed_for))
 
 
+def check_endpoint(*, base_url: str, api_key_env: str, where: str) -> None:
+    """Refuse (EndpointRefused) a base URL check_url refuses or a key variable not allowed.
+
+    `where` says where the values come from ("settings", "the evaluation policy of ...").
+    """
+    origin = "the settings (EVAL_API_BASE_URL)" if where == "settings" else where
+    try:
+        check_url(base_url, purpose=ENDPOINT_PURPOSE)
+    except OutboundRefused as exc:
+        raise EndpointRefused(f"{exc.message} The URL comes from {origin}.") from None
+    if api_key_env and api_key_env not in allowed_key_variables():
+        raise EndpointRefused(
+            f"{key_variable_refusal(api_key_env)} The name comes from {origin}; nothing was sent."
+        )
+
+
 def endpoint_for(
-    *, base_url: str, api_key_env: str, timeout_seconds: float, max_retries: int
+    *,
+    base_url: str,
+    api_key_env: str,
+    timeout_seconds: float,
+    max_retries: int,
+    where: str = "the run's settings",
 ) -> Endpoint:
-    """The endpoint with its key read now from `api_key_env`; EndpointMissing if unset."""
+    """The endpoint with its key read now from `api_key_env`; EndpointMissing if unset.
+
+    EndpointRefused, before the key is read, if the URL or the variable is not allowed.
+    """
     if not base_url:
         raise EndpointMissing(missing_endpoint_message(None, "This run"))
+    check_endpoint(base_url=base_url, api_key_env=api_key_env, where=where)
     if api_key_env == GLOBAL_KEY_VARIABLE:
         key = settings.EVAL_API_KEY  # may be empty: local servers need no key
     else:

@@ -16,7 +16,12 @@ from deployments.forms import GovernedModelForm
 from deployments.governance import fingerprint
 from deployments.models import Environment
 from evaluations.cases import dump_cases
-from evaluations.models import EvaluationPolicy, SuiteVersion
+from evaluations.models import (
+    GLOBAL_KEY_VARIABLE,
+    EvaluationPolicy,
+    SuiteVersion,
+    allowed_key_variables,
+)
 from evaluations.policy_services import (
     NO_POLICY_STATE,
     POLICY_FIELDS,
@@ -147,10 +152,27 @@ class EvaluationPolicyForm(GovernedModelForm):
         help_text=EvaluationPolicy._meta.get_field("base_url").help_text,
     )
 
+    api_key_env = forms.ChoiceField(
+        label="API key variable",
+        required=False,
+        help_text=EvaluationPolicy._meta.get_field("api_key_env").help_text,
+    )
+
     class Meta:
         model = EvaluationPolicy
         fields = ["environment", *POLICY_FIELDS]
         widgets = {"judge_prompt": forms.Textarea(attrs={"rows": 10, "class": "ac-code-input"})}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Read per form: EVAL_API_KEY_NAMES is a setting, not part of the code.
+        choices = [("", f"{GLOBAL_KEY_VARIABLE} (the global key)")]
+        choices += [(name, name) for name in allowed_key_variables()]
+        saved = self.instance.api_key_env if self.instance.pk else ""
+        if saved and saved not in allowed_key_variables():
+            # Shown as it is, so that saving does not silently change it; refused on save.
+            choices.append((saved, f"{saved} (not allowed: not in EVAL_API_KEY_NAMES)"))
+        self.fields["api_key_env"].choices = choices
 
     def current_state(self) -> str:
         if self.instance.pk is None:

@@ -10,12 +10,15 @@ Invariants:
 - A run's score is set only when the run completes: the weighted mean of its cases, a
   case in error counting as 0 (evaluations.scoring.weighted_score).
 - GateOverride is append-only, at most one per (agent, environment, version).
-- No API key is stored: runs and policies name the environment variable that holds it.
+- No API key is stored: runs and policies name the environment variable that holds it,
+  one of EVAL_API_KEY_NAMES (allowed_key_variables), never any other variable.
+- A policy's base URL passes agentconfig.outbound.check_url (https, public addresses).
 """
 
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -25,10 +28,30 @@ from simple_history.models import HistoricalRecords
 
 from agentconfig.append_only import AppendOnlyModel
 from agentconfig.models import Agent, slug_validator
+from agentconfig.outbound import OutboundRefused, check_url
 from deployments.models import Environment
 from versions.models import AgentVersion
 
 ENV_VAR_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+# The key an empty key field means (settings.EVAL_API_KEY), always allowed.
+GLOBAL_KEY_VARIABLE = "EVAL_API_KEY"
+ENDPOINT_PURPOSE = "The evaluation endpoint"
+
+
+def allowed_key_variables() -> tuple[str, ...]:
+    """The variable names a policy (and so a run) may read its key from."""
+    names = [GLOBAL_KEY_VARIABLE, *settings.EVAL_API_KEY_NAMES]
+    return tuple(dict.fromkeys(name.strip() for name in names if name.strip()))
+
+
+def key_variable_refusal(name: str) -> str:
+    """Why `name` may not hold an evaluation key; what to do instead."""
+    return (
+        f"{name} is not one of the variables an evaluation key may be read from "
+        f"(EVAL_API_KEY_NAMES: {', '.join(allowed_key_variables())}). Choose one of them, "
+        "or leave the field empty for EVAL_API_KEY; to use another variable, an operator "
+        "adds its name to EVAL_API_KEY_NAMES."
+    )
 
 
 class EvaluationSuite(models.Model):
@@ -180,8 +203,8 @@ class EvaluationPolicy(models.Model):
         max_length=128,
         blank=True,
         validators=[RegexValidator(ENV_VAR_NAME, "Give an environment variable name.")],
-        help_text="The NAME of the environment variable holding the key (never the key); "
-        "empty: EVAL_API_KEY.",
+        help_text="The NAME of the environment variable holding the key (never the key), "
+        "one of EVAL_API_KEY_NAMES; empty: EVAL_API_KEY.",
     )
     judge_model = models.CharField(max_length=200, blank=True, help_text="Empty: EVAL_JUDGE_MODEL.")
     judge_prompt = models.TextField(blank=True, help_text="Empty: EVAL_JUDGE_PROMPT or built-in.")
@@ -198,6 +221,18 @@ class EvaluationPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"evaluation policy of {self.environment.slug}"
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.base_url:
+            try:
+                check_url(self.base_url, purpose=ENDPOINT_PURPOSE)
+            except OutboundRefused as exc:
+                errors["base_url"] = exc.message
+        if self.api_key_env and self.api_key_env not in allowed_key_variables():
+            errors["api_key_env"] = key_variable_refusal(self.api_key_env)
+        if errors:
+            raise ValidationError(errors)
 
 
 class RunStatus(models.TextChoices):
@@ -322,6 +357,11 @@ class CaseResult(AppendOnlyModel):
     score = models.FloatField(null=True, blank=True, help_text="Empty when the case failed.")
     rationale = models.TextField(blank=True)
     error = models.TextField(blank=True)
+    error_detail = models.TextField(
+        blank=True,
+        help_text="What the endpoint answered with the error (truncated); shown only to "
+        "those who may see the evaluation policy, since it is the remote server's text.",
+    )
     judge_reply = models.TextField(blank=True, help_text="The judge's raw reply.")
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)

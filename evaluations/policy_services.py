@@ -10,7 +10,8 @@ Invariants:
   values before and after, in the change's own transaction; a refusal writes nothing.
 - The environment row is locked while its policy is read and written, so two changes
   serialise; what the person saw (`expected_state`) is checked under that lock.
-- A policy names the environment variable that holds an API key, never a key.
+- A policy names the environment variable that holds an API key, never a key, and only
+  one of EVAL_API_KEY_NAMES; its base URL passes agentconfig.outbound.check_url.
 """
 
 from __future__ import annotations
@@ -91,7 +92,9 @@ def set_evaluation_policy(
             elif field == "judge_prompt":
                 value = (value or "").replace("\r\n", "\n")
             setattr(policy, field, value)
-        # The model's validators: tolerance 0-1, a suite slug, a URL, a variable's NAME.
+        # The model's validators and clean(): tolerance 0-1, a suite slug, a base URL that
+        # agentconfig.outbound.check_url accepts (https, public addresses), and a key
+        # variable from EVAL_API_KEY_NAMES, never any other variable of the worker.
         policy.full_clean(exclude=["environment"], validate_unique=False)
         after = evaluation_policy_values(policy)
         if after == before:

@@ -9,6 +9,10 @@ Invariants:
   (their results are kept) and starts nothing new.
 - A failure inside one case (timeout, HTTP error, a judge reply that is not a judgement)
   is recorded as that case's error, with the raw judge reply; it never ends the run.
+  What the server said is kept apart (CaseResult.error_detail), never in the error.
+- Models are called only through agentconfig.outbound's safe_client, after the run's base
+  URL and key variable were checked again (endpoint_for): a run whose stored settings
+  break the outbound rules fails before any connection, and no key is read for it.
 - Executing a run again resumes it: cases that already have a result are skipped.
 - The run's score is written only when every case has a result: the weighted mean with
   errors counting as 0. A run whose every case failed ends as failed (no score), since it
@@ -28,9 +32,11 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from agentconfig.outbound import safe_client
 from evaluations.client import ChatClient, ChatError
-from evaluations.endpoint import JUDGE_MAX_TOKENS, endpoint_for
+from evaluations.endpoint import JUDGE_MAX_TOKENS, EndpointRefused, endpoint_for
 from evaluations.models import (
+    ENDPOINT_PURPOSE,
     FINISHED_STATUSES,
     CaseResult,
     EvalCase,
@@ -48,6 +54,9 @@ from evaluations.scoring import (
 )
 
 logger = logging.getLogger(__name__)
+
+# A chat completion is a few kilobytes; far more is not a model's reply.
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,7 @@ class CaseOutcome:
     score: float | None = None
     rationale: str = ""
     error: str = ""
+    error_detail: str = ""
     judge_reply: str = ""
     usage: dict[str, int | None] = field(default_factory=dict)
 
@@ -145,18 +155,30 @@ def _execute(run: EvaluationRun) -> EvaluationRun:
         if case.pk not in done
     ]
     needs_client = any(p.recorded_answer is None or p.scorer == Scorer.LLM_JUDGE for p in pending)
-    client = (
-        ChatClient(
-            endpoint_for(
+    client = None
+    if needs_client:
+        try:
+            endpoint = endpoint_for(
                 base_url=run.base_url,
                 api_key_env=run.api_key_env,
                 timeout_seconds=run.timeout_seconds,
                 max_retries=run.max_retries,
+                where=(
+                    f"the evaluation policy of {run.environment.slug} (as the run recorded it)"
+                    if run.environment_id
+                    else "the run's recorded settings"
+                ),
             )
+        except EndpointRefused as exc:
+            return _finish(run, RunStatus.FAILED, failure=f"not started: {exc.message}")
+        client = ChatClient(
+            endpoint,
+            http_client=safe_client(
+                timeout=run.timeout_seconds,
+                max_response_bytes=MAX_RESPONSE_BYTES,
+                purpose=ENDPOINT_PURPOSE,
+            ),
         )
-        if needs_client
-        else None
-    )
     cancelled = False
     try:
         with ThreadPoolExecutor(
@@ -212,7 +234,7 @@ def evaluate_case(plan: RunPlan, case: CasePlan, client: ChatClient | None) -> C
                     max_tokens=plan.max_tokens,
                 )
             except ChatError as exc:
-                outcome.error = f"model: {exc.message}"
+                outcome.error, outcome.error_detail = f"model: {exc.message}", exc.detail
                 outcome.usage["latency_ms"] = exc.latency_ms
                 return outcome
             outcome.answer = reply.text
@@ -257,7 +279,7 @@ def _judge(plan: RunPlan, case: CasePlan, client: ChatClient | None, outcome: Ca
                 " If this server does not support response_format, set "
                 "EVAL_JUDGE_RESPONSE_FORMAT=none."
             )
-        outcome.error = f"judge: {exc.message}{hint}"
+        outcome.error, outcome.error_detail = f"judge: {exc.message}{hint}", exc.detail
         outcome.usage["judge_latency_ms"] = exc.latency_ms
         return
     outcome.judge_reply = reply.text
@@ -282,6 +304,7 @@ def _record(run: EvaluationRun, case: CasePlan, outcome: CaseOutcome) -> None:
         score=outcome.score if not outcome.error else None,
         rationale=outcome.rationale,
         error=outcome.error,
+        error_detail=outcome.error_detail,
         judge_reply=outcome.judge_reply,
         **{key: value for key, value in outcome.usage.items() if value is not None},
     )

@@ -25,7 +25,7 @@ from agentconfig.errors import Conflict
 from agentconfig.models import Agent
 from deployments.models import Environment
 from evaluations.cases import CaseError, content_hash, normalize_cases
-from evaluations.endpoint import require_base_url, resolve_run_settings
+from evaluations.endpoint import check_endpoint, require_base_url, resolve_run_settings
 from evaluations.models import (
     FINISHED_STATUSES,
     AnswerSource,
@@ -205,6 +205,7 @@ def start_run(
     run_settings = resolve_run_settings(environment)
     cases = list(suite_version.cases.order_by("position"))
     answers = None
+    judged: list[str] = []
     if recorded_answers is None:
         require_base_url(run_settings, environment, f"Running {version.label} of {agent.slug}")
     else:
@@ -217,6 +218,13 @@ def start_run(
                 environment,
                 f"Scoring {len(judged)} llm_judge case(s) of {suite_version.label} ({listing})",
             )
+    if answers is None or judged:
+        # The worker checks again before calling; refusing here tells the person now.
+        check_endpoint(
+            base_url=run_settings.base_url,
+            api_key_env=run_settings.api_key_env,
+            where=run_settings.source,
+        )
 
     with transaction.atomic():
         run = EvaluationRun.objects.create(

@@ -11,6 +11,11 @@ Invariants it keeps:
   `transport::address`) and anything starting with `-`, which git would read as an
   option (`--upload-pack=...`). Refs and folders are checked the same way, and every
   user-supplied value is passed after `--` or `--end-of-options` as well.
+- A remote's host follows the outbound rules of agentconfig.outbound.check_host: a host
+  written as a loopback, private, link-local or other non-public address (or localhost)
+  is refused unless allow-listed; an https URL carries no user:password@ (git's
+  credential helper holds those). git resolves names itself, so a name is not checked
+  against what it resolves to.
 - git runs from an argument list, never a shell; with no terminal (its own session,
   stdin closed, GIT_TERMINAL_PROMPT=0), so a missing credential fails instead of
   waiting; and with a timeout, after which its whole process group is killed.
@@ -36,6 +41,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
+
+from agentconfig.outbound import OutboundRefused, check_host
 
 CLONE_TIMEOUT_SECONDS = 300
 COMMAND_TIMEOUT_SECONDS = 60
@@ -166,8 +173,16 @@ def check_location(location: str) -> Location:
                 )
         if not scp.group("path"):
             raise GitError(f"repository {location!r}: no path after the ':'. {allowed}")
+        _check_remote_host(location, scp.group("host"), 22, allowed)
         return Location("remote", location)
     raise GitError(f"repository {location}: no such folder. {allowed}")
+
+
+def _check_remote_host(location: str, host: str, port: int, allowed: str) -> None:
+    try:
+        check_host(host, port, purpose="repository", url=location)
+    except OutboundRefused as exc:
+        raise GitError(f"{exc.message} {allowed}") from None
 
 
 def _check_url(url: str, scheme: str, allowed: str) -> str:
@@ -182,6 +197,7 @@ def _check_url(url: str, scheme: str, allowed: str) -> str:
         parts = urlsplit(url)
         hostname = parts.hostname or ""
         username = parts.username or ""
+        port = parts.port or (443 if scheme == "https" else 22)
     except ValueError as exc:
         raise GitError(f"repository {url!r}: not a valid URL ({exc}). {allowed}") from None
     if not hostname:
@@ -191,6 +207,13 @@ def _check_url(url: str, scheme: str, allowed: str) -> str:
             f"repository {url!r}: the host or user starts with '-', which ssh would read as "
             f"an option. {allowed}"
         )
+    if scheme == "https" and "@" in parts.netloc:
+        raise GitError(
+            f"repository {parts.scheme}://…@{parts.netloc.rpartition('@')[2]}{parts.path}: "
+            "the URL contains credentials, which would be shown wherever the URL is; give "
+            f"them to git's credential helper instead. {allowed}"
+        )
+    _check_remote_host(url, hostname, port, allowed)
     return url
 
 

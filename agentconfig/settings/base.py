@@ -196,6 +196,22 @@ AGENTCONFIG_RUNTIME_MAX_AGE = env.int("AGENTCONFIG_RUNTIME_MAX_AGE", default=1)
 # refuses a revoked key, at most this long after the commit (plus one query).
 AGENTCONFIG_REFRESH_INTERVAL = env.float("AGENTCONFIG_REFRESH_INTERVAL", default=0.25)
 
+# --- outbound calls (agentconfig/outbound.py) -----------------------------------------
+# Every outbound URL (evaluation endpoints; webhooks and git remotes later) must be https
+# without user:password@, and is called only at public addresses: loopback, private,
+# link-local (the cloud metadata address), multicast and reserved ones are refused when
+# the URL is saved and again when the worker connects, after resolving the name (so a
+# DNS answer cannot change it in between). Entries are "host" (any port) or "host:port",
+# IPv6 as "[::1]:8000".
+# Hosts whose plain http:// is accepted and which may resolve to this machine or your
+# network: a local model server in development (127.0.0.1:11434 for Ollama). Not in
+# production: any service on a listed host becomes reachable for whoever edits a policy.
+AGENTCONFIG_OUTBOUND_HTTP_HOSTS = env.list("AGENTCONFIG_OUTBOUND_HTTP_HOSTS", default=[])
+# https hosts that may resolve to private addresses: a model server on your own network.
+AGENTCONFIG_OUTBOUND_ALLOW_PRIVATE_HOSTS = env.list(
+    "AGENTCONFIG_OUTBOUND_ALLOW_PRIVATE_HOSTS", default=[]
+)
+
 # --- evaluations -------------------------------------------------------------------
 # The OpenAI-compatible Chat Completions endpoint that evaluation runs call (OpenAI,
 # Azure OpenAI, vLLM, Ollama, llama.cpp...). Without a base URL, model-backed runs are
@@ -203,6 +219,11 @@ AGENTCONFIG_REFRESH_INTERVAL = env.float("AGENTCONFIG_REFRESH_INTERVAL", default
 # may name its own base URL and key variable instead (README, "Evaluations").
 EVAL_API_BASE_URL = env.str("EVAL_API_BASE_URL", default="")
 EVAL_API_KEY = env.str("EVAL_API_KEY", default="")
+# The environment variables an evaluation policy may name as its key: a fixed list, so a
+# policy can never make the worker send another variable (SECRET_KEY, DATABASE_URL, ...)
+# as a bearer token. A policy's empty key field means EVAL_API_KEY, always allowed.
+# E.g. EVAL_API_KEY_NAMES=EVAL_API_KEY,EVAL_API_KEY_PRODUCTION
+EVAL_API_KEY_NAMES = env.list("EVAL_API_KEY_NAMES", default=["EVAL_API_KEY"])
 # The LLM-as-judge model and its instructions (empty prompt: the built-in one).
 EVAL_JUDGE_MODEL = env.str("EVAL_JUDGE_MODEL", default="gpt-4o-mini")
 EVAL_JUDGE_PROMPT = env.str("EVAL_JUDGE_PROMPT", default="")

@@ -153,8 +153,12 @@ class ChatServer:
         )
 
     @property
+    def host_port(self) -> str:
+        return f"127.0.0.1:{self._server.server_port}"
+
+    @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}/v1"
+        return f"http://{self.host_port}/v1"
 
     def start(self) -> ChatServer:
         self._thread.start()

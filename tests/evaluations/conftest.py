@@ -31,6 +31,8 @@ def llm(chat_server: ChatServer) -> ScriptedLLM:
 def eval_settings(settings: Any, chat_server: ChatServer) -> Any:
     """Settings that point evaluation runs at the local server, with short waits."""
     settings.EVAL_API_BASE_URL = chat_server.base_url
+    # The local model server of development: plain http, on this machine, this port only.
+    settings.AGENTCONFIG_OUTBOUND_HTTP_HOSTS = [chat_server.host_port]
     settings.EVAL_API_KEY = "test-key"
     settings.EVAL_JUDGE_MODEL = JUDGE_MODEL
     settings.EVAL_JUDGE_PROMPT = ""

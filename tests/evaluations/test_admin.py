@@ -412,7 +412,9 @@ def test_gate_page__without_override_permission__403(client_with_permissions, ag
     assert response.status_code == 403
 
 
-def test_policy_admin__key_variable_name__saved_and_never_a_key(admin_client, production):
+def test_policy_admin__key_variable_name__saved_and_never_a_key(admin_client, production, settings):
+    settings.EVAL_API_KEY_NAMES = ["EVAL_API_KEY", "EVAL_API_KEY_PRODUCTION"]
+
     response = admin_client.post(
         reverse("admin:evaluations_evaluationpolicy_add"),
         {

@@ -603,6 +603,7 @@ class ApiKeyAdmin(ServiceAddAdmin, HistoryAdmin):
         "name",
         "environment",
         "key_id",
+        "scope",
         "status",
         "created_at",
         "created_by",
@@ -615,6 +616,7 @@ class ApiKeyAdmin(ServiceAddAdmin, HistoryAdmin):
     fields = (
         "name",
         "environment",
+        "scope",
         "key_id",
         "status",
         "created_at",
@@ -641,6 +643,18 @@ class ApiKeyAdmin(ServiceAddAdmin, HistoryAdmin):
     def status(self, obj: ApiKey) -> str:
         return "active" if obj.is_active else "revoked"
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApiKey]:
+        # The scope column names each key's agents: one query for the page, not one per row.
+        return super().get_queryset(request).prefetch_related("agents")
+
+    @admin.display(description="scope")
+    def scope(self, obj: ApiKey) -> str:
+        """Which agents and what the key may do; fixed at creation (rotate to change it)."""
+        agents = ", ".join(sorted(a.slug for a in obj.agents.all()))
+        served = agents or f"every agent of {obj.environment.slug}"
+        does = [w for w, ok in (("reads configs", obj.can_read), ("reports", obj.can_report)) if ok]
+        return f"{served}; {' and '.join(does)}"
+
     def add_view(
         self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
@@ -654,9 +668,14 @@ class ApiKeyAdmin(ServiceAddAdmin, HistoryAdmin):
             name=form.cleaned_data["name"],
             actor=Actor.of(request.user),
             reason=form.cleaned_data["reason"],
+            agents=form.cleaned_data["agents"],
+            can_read=form.cleaned_data["can_read"],
+            can_report=form.cleaned_data["can_report"],
         )
         self.log_addition(request, key, [{"added": {}}])
-        context = page_context(request, self, f"API key {key.name} created", key=key)
+        context = page_context(
+            request, self, f"API key {key.name} created", key=key, scope=self.scope(key)
+        )
         # Rendered in the POST's own response, not after a redirect: a redirect would
         # need the plaintext stored somewhere (session, message cookie) to show it.
         context["plaintext"] = plaintext

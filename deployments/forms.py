@@ -346,6 +346,13 @@ class CanaryPolicyForm(GovernedModelForm):
         return cleaned
 
 
+API_KEY_CAPABILITIES = [
+    ("both", "Read configs and report outcomes"),
+    ("read", "Read configs only"),
+    ("report", "Report outcomes only"),
+]
+
+
 class ApiKeyAddForm(_ReasonForm):
     """A new runtime API key; deployments.services.create_api_key creates it."""
 
@@ -357,13 +364,40 @@ class ApiKeyAddForm(_ReasonForm):
         queryset=Environment.objects.all(),
         help_text="The key reads the configuration active in this environment only.",
     )
-    field_order = ["name", "environment", "reason"]
+    agents = forms.ModelMultipleChoiceField(
+        queryset=Agent.objects.all(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="The agents the key serves. None ticked: every agent of its environment, "
+        "including agents added later. Give each team's runtimes a key for their own agents.",
+    )
+    # One choice rather than two checkboxes: a key that may do neither cannot be asked for,
+    # and a form posted without it (scripts written before scopes) keeps both.
+    capabilities = forms.ChoiceField(
+        choices=API_KEY_CAPABILITIES,
+        required=False,
+        initial="both",
+        widget=forms.RadioSelect,
+        help_text="Reading configs: the config endpoint and OFREP (prompts, flags). Reporting "
+        "outcomes: POST …/outcomes, on which canary analysis advances, promotes and rolls back.",
+    )
+    field_order = ["name", "environment", "agents", "capabilities", "reason"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["reason"].help_text = "Why the key is created — kept in the audit."
+        self.fields["reason"].help_text = (
+            "Why the key is created — kept in the audit. The scope cannot be changed later: "
+            "to change it, create a new key, deploy it, then revoke this one (rotation)."
+        )
         # Nothing to confirm against: a new key changes nothing that exists.
         del self.fields["expected_active"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        capabilities = cleaned.pop("capabilities", "") or "both"
+        cleaned["can_read"] = capabilities in ("both", "read")
+        cleaned["can_report"] = capabilities in ("both", "report")
+        return cleaned
 
 
 class ApiKeyRevokeForm(_ReasonForm):

@@ -10,6 +10,9 @@ Invariants:
   events older than that are refused (a retry after the ids are gone would count twice).
 - Counts are added per (agent, environment, version, track, minute) under the agent-row
   lock, so concurrent batches cannot lose increments.
+- Events count only for versions the environment serves the agent: its stable or canary
+  version now, or one that stopped being served less than SERVED_GRACE ago (answers
+  still in flight). Anything else is refused whole (VersionsNotServed, HTTP 422).
 """
 
 from __future__ import annotations
@@ -27,12 +30,15 @@ from django.utils.dateparse import parse_datetime
 
 from agentconfig.models import Agent
 from agentconfig.safe_parse import InputError, check_number
-from deployments.models import OutcomeCount, OutcomeEventId, Pointer, Track
+from deployments.models import OutcomeCount, OutcomeEventId, Pointer, ReleaseLogEntry, Track
 from deployments.models.canary import OUTCOME_DEDUP_DAYS
 
 MAX_EVENTS = 1000
 MAX_ID_LENGTH = 200
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
+# How long outcomes of a version that stopped being served are still taken: answers given
+# just before a deploy or a canary's end, reported by the runtime's next batch.
+SERVED_GRACE = dt.timedelta(minutes=15)
 EVENT_FIELDS = {"event_id", "version_id", "user_id", "ok", "latency_ms", "score", "timestamp"}
 # An hour: an answer slower than that is a timeout, not a latency.
 LATENCY_RANGE = (0, 3_600_000)
@@ -65,6 +71,10 @@ class InvalidBatch(Exception):
     def __init__(self, errors: list[EventError]) -> None:
         super().__init__(f"{len(errors)} problem(s) in the batch")
         self.errors = errors
+
+
+class VersionsNotServed(InvalidBatch):
+    """Well-formed events about versions the environment does not serve the agent."""
 
 
 def parse_events(payload: Any, *, now: dt.datetime) -> list[OutcomeEvent]:
@@ -177,15 +187,16 @@ def record_outcomes(
 ) -> tuple[int, int]:
     """Store a validated batch; returns (accepted, duplicates).
 
-    Raises InvalidBatch if an event names a version of another agent.
+    Raises InvalidBatch if an event names a version of another agent, VersionsNotServed
+    if it names one the environment does not serve (see the module's invariants).
     """
     with transaction.atomic():
         # Serialises batches of this agent: the duplicate check and the counter
         # increments below must not interleave with another batch's.
         Agent.objects.select_for_update().only("pk").get(pk=agent.pk)
-        known = set(
+        known = dict(
             agent.versions.filter(pk__in={e.version_id for e in events}).values_list(
-                "pk", flat=True
+                "pk", "version_number"
             )
         )
         bad = [
@@ -195,6 +206,20 @@ def record_outcomes(
         ]
         if bad:
             raise InvalidBatch(bad)
+        served = served_versions(agent, environment_id, set(known), now=timezone.now())
+        unserved = [
+            EventError(
+                i,
+                "version_id",
+                f"event {e.event_id!r} is about v{known[e.version_id]} of {agent.slug}, which "
+                "is neither its stable nor its canary version here (nor was in the last "
+                f"{SERVED_GRACE.total_seconds() / 60:g} minutes).",
+            )
+            for i, e in enumerate(events)
+            if e.version_id not in served
+        ]
+        if unserved:
+            raise VersionsNotServed(unserved)
 
         seen = set(
             OutcomeEventId.objects.filter(
@@ -219,6 +244,33 @@ def record_outcomes(
         )
         _add_counts(agent, environment_id, fresh)
     return len(fresh), len(events) - len(fresh)
+
+
+def served_versions(
+    agent: Agent, environment_id: int, asked: set[uuid.UUID], *, now: dt.datetime
+) -> set[uuid.UUID]:
+    """Which of `asked` the environment serves the agent, or stopped serving less than
+    SERVED_GRACE before `now`. One query, two when a batch names an older version."""
+    pointer = (
+        Pointer.objects.select_related("canary")
+        .filter(agent=agent, environment_id=environment_id)
+        .first()
+    )
+    served: set[uuid.UUID] = set()
+    if pointer is not None:
+        served.add(pointer.stable_version_id)
+        if pointer.canary is not None:
+            served.add(pointer.canary.canary_version_id)
+    if asked <= served:
+        return asked
+    # Every pointer move logs the versions it stops and starts serving (a deploy its old
+    # stable, a canary's end its canary version): a version served at any moment of the
+    # grace window is served now or named by a move inside the window.
+    moves = ReleaseLogEntry.objects.filter(
+        agent=agent, environment_id=environment_id, created_at__gte=now - SERVED_GRACE
+    ).values_list("from_version_id", "to_version_id")
+    served.update(version for move in moves for version in move if version is not None)
+    return asked & served
 
 
 def _add_counts(agent: Agent, environment_id: int, events: list[OutcomeEvent]) -> None:

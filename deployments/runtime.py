@@ -32,8 +32,43 @@ KEY_FORMAT = re.compile(r"^acfg_([0-9a-f]{12})_[A-Za-z0-9_-]{20,100}$")
 
 @dataclass(frozen=True)
 class KeyEntry:
+    """What a key may do: its environment, its agents (empty: all) and capabilities."""
+
     environment_id: int
     environment_slug: str
+    agent_ids: frozenset[int] = frozenset()
+    agent_slugs: frozenset[str] = frozenset()
+    can_read: bool = True
+    can_report: bool = True
+
+    def serves(self, agent_slug: str) -> bool:
+        """Whether the key is scoped to this agent (every agent when it names none)."""
+        return not self.agent_slugs or agent_slug in self.agent_slugs
+
+
+def scope_refusal(key: KeyEntry, agent_slug: str, *, reporting: bool) -> tuple[str, str] | None:
+    """(code, message) of the 403 when `key` may not read configs of (or, `reporting`,
+    report outcomes for) this agent; None when it may. No I/O: the scope is in the entry."""
+    if reporting and not key.can_report:
+        return (
+            "forbidden_scope",
+            "this API key may read configurations but not report outcomes; report with a "
+            "key that can (created without --read-only).",
+        )
+    if not reporting and not key.can_read:
+        return (
+            "forbidden_scope",
+            "this API key may report outcomes but not read configurations; read with a key "
+            "that can (created without --report-only).",
+        )
+    if not key.serves(agent_slug):
+        served = ", ".join(sorted(key.agent_slugs))
+        return (
+            "forbidden_agent",
+            f"this API key is limited to {served}, not {agent_slug!r}; use a key of "
+            f"{agent_slug!r}'s runtimes, or create one that includes it.",
+        )
+    return None
 
 
 @dataclass(frozen=True)

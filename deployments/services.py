@@ -8,6 +8,8 @@ Invariants:
   (agentconfig.change_feed): every server process serves it within the refresh interval.
 - Creating or revoking an API key needs a reason and an administrator's permission
   (add_apikey / change_apikey), and writes its AuditRecord in the same transaction.
+  A key's scope (agents, can_read, can_report) is set only here, at creation: a new
+  scope is a new key and a revocation (rotation), each with its own feed row.
 - Rollback only ever moves the pointer to a version that was active in that
   environment before; it never edits or creates a version.
 """
@@ -15,6 +17,7 @@ Invariants:
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -264,9 +267,18 @@ def _move_pointer(
 
 
 def create_api_key(
-    *, environment: Environment, name: str, actor: Actor, reason: str
+    *,
+    environment: Environment,
+    name: str,
+    actor: Actor,
+    reason: str,
+    agents: Iterable[Agent] = (),
+    can_read: bool = True,
+    can_report: bool = True,
 ) -> tuple[ApiKey, str]:
-    """Create a key for `environment`; returns the row and the plaintext, shown only once."""
+    """Create a key for `environment`, limited to `agents` (none: every agent) and to
+    reading configs and/or reporting outcomes; returns the row and the plaintext, shown
+    only once."""
     actor.require("deployments.add_apikey", "create API keys")
     reason = validate_reason(reason)
     name = (name or "").strip()
@@ -274,6 +286,14 @@ def create_api_key(
         raise ValidationError({"name": "is required, e.g. 'support-bot-prod-eu'."})
     if len(name) > 100:
         raise ValidationError({"name": "is longer than 100 characters."})
+    if not (can_read or can_report):
+        raise ValidationError(
+            {
+                "can_read": "a key must be able to read configurations, report outcomes, or "
+                "both; a key that can do neither would only be a credential to leak."
+            }
+        )
+    agents = sorted(set(agents), key=lambda agent: agent.slug)
     key_id = secrets.token_hex(6)
     plaintext = f"acfg_{key_id}_{secrets.token_urlsafe(32)}"
     key = ApiKey(
@@ -282,10 +302,15 @@ def create_api_key(
         key_id=key_id,
         key_hash=runtime.hash_key(plaintext),
         created_by_label=actor.label,
+        can_read=can_read,
+        can_report=can_report,
     )
     try:
         with transaction.atomic():
             key.save()
+            # In the key's own transaction: no process can ever load the key without its
+            # agents, which would read as "every agent".
+            key.agents.set(agents)
             record_change(topic=ChangeTopic.API_KEY, api_key_id=key_id)
             record_audit(
                 action=AuditAction.API_KEY_CREATED,
@@ -331,9 +356,13 @@ def revoke_api_key(*, key: ApiKey, actor: Actor, reason: str) -> ApiKey:
 
 def _key_record(key: ApiKey) -> dict[str, Any]:
     # Never the hash: the audit is read by more people than the keys' owners.
+    agents = sorted(key.agents.values_list("slug", flat=True))
     return {
         "name": key.name,
         "key_id": key.key_id,
         "environment": key.environment.slug,
         "active": key.is_active,
+        "agents": agents or "all",
+        "can_read": key.can_read,
+        "can_report": key.can_report,
     }

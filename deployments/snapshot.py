@@ -10,8 +10,10 @@ Invariants:
 - The snapshot is refreshed at most once per interval, by the request that finds it
   stale; other threads keep serving meanwhile. An idle process makes no query. A change
   made by this process is served by it at once (the feed's local listener).
-- A refresh reads the feed and drops exactly what changed; a changed key is reloaded.
-  Every active key is known, so an unknown key is refused from memory and leaves no state.
+- A refresh reads the feed and drops exactly what changed; a changed key is reloaded,
+  with its scope (agents, can_read, can_report), so a request is judged against the scope
+  from memory. Every active key is known, so an unknown key is refused from memory and
+  leaves no state.
 - A value is stored only if no change touching it was applied while it was being built:
   a build that read the state before a change must not outlive the change.
 - After a change each value is built once per process (single flight), not per request.
@@ -173,7 +175,7 @@ class Snapshot:
     # --- reads ----------------------------------------------------------------------
 
     def authenticate(self, raw_key: str) -> KeyEntry | None:
-        """The key's environment, or None if the key is unknown or revoked (no I/O)."""
+        """The key's environment and scope, or None if unknown or revoked (no I/O)."""
         keys = self._keys
         if keys is None:
             raise SnapshotUnavailable
@@ -260,14 +262,47 @@ def _touches(changes: Iterable[ChangeRow], entry_key: EntryKey) -> bool:
 
 
 def _load_keys(key_ids: set[str] | None) -> list[tuple[str, _StoredKey]]:
-    """Active keys (all, or these ids): one query."""
+    """Active keys (all, or these ids) with their scopes: one query.
+
+    The agents come in the same query (a left join: one row per key and agent, one row
+    with no agent for a key that serves every agent), so a key costs no query of its own.
+    """
     keys = ApiKey.objects.filter(revoked_at__isnull=True)
     if key_ids is not None:
         keys = keys.filter(key_id__in=key_ids)
-    rows = keys.values_list("key_id", "key_hash", "environment_id", "environment__slug")
+    rows = keys.values_list(
+        "key_id",
+        "key_hash",
+        "environment_id",
+        "environment__slug",
+        "can_read",
+        "can_report",
+        "agents__id",
+        "agents__slug",
+    )
+    columns: dict[str, tuple[str, int, str, bool, bool]] = {}
+    agents: dict[str, dict[int, str]] = {}
+    for key_id, key_hash, environment_id, slug, can_read, can_report, agent_id, agent in rows:
+        columns[key_id] = (key_hash, environment_id, slug, can_read, can_report)
+        scoped = agents.setdefault(key_id, {})
+        if agent_id is not None:
+            scoped[agent_id] = agent
     return [
-        (key_id, _StoredKey(key_hash, KeyEntry(environment_id, environment_slug)))
-        for key_id, key_hash, environment_id, environment_slug in rows
+        (
+            key_id,
+            _StoredKey(
+                key_hash,
+                KeyEntry(
+                    environment_id,
+                    slug,
+                    agent_ids=frozenset(agents[key_id]),
+                    agent_slugs=frozenset(agents[key_id].values()),
+                    can_read=can_read,
+                    can_report=can_report,
+                ),
+            ),
+        )
+        for key_id, (key_hash, environment_id, slug, can_read, can_report) in columns.items()
     ]
 
 

@@ -111,6 +111,10 @@ def answer_config(
         key = authenticate(raw_key)
         if key is None:
             return _raw_unauthorized("invalid_api_key", _INVALID_KEY)
+        # Before the document: a key never costs a build of what it may not read.
+        refusal = runtime.scope_refusal(key, slug, reporting=False)
+        if refusal is not None:
+            return _raw_error(403, *refusal)
         document = get_document(key, slug)
     except SnapshotUnavailable:
         return _raw_error(503, "database_unavailable", _UNAVAILABLE)
@@ -213,6 +217,9 @@ def _config_at(request: HttpRequest, slug: str) -> HttpResponse:
         key = _history_reader(request)
         if isinstance(key, HttpResponse):
             return key
+        refusal = runtime.scope_refusal(key, slug, reporting=False)
+        if refusal is not None:
+            return _error(403, *refusal)
         document = history.build_document_at(key, slug, at)
     except DatabaseError as exc:
         return _error(*database_error(exc, f"the config of {slug} at {at.isoformat()}"))
@@ -263,6 +270,9 @@ def agent_outcomes(request: HttpRequest, slug: str) -> HttpResponse:
         return _database_unavailable()
     if key is None:
         return _invalid_key()
+    refusal = runtime.scope_refusal(key, slug, reporting=True)
+    if refusal is not None:
+        return _error(403, *refusal)
     try:
         payload = load_json(request.body, max_bytes=MAX_OUTCOMES_BYTES, where="the body")
     except RequestDataTooBig:
@@ -283,6 +293,19 @@ def agent_outcomes(request: HttpRequest, slug: str) -> HttpResponse:
         accepted, duplicates = outcomes.record_outcomes(
             agent=agent, environment_id=key.environment_id, events=events
         )
+    except outcomes.VersionsNotServed as exc:
+        # Well-formed, but about versions this environment does not serve this agent:
+        # a runtime never got them, so they would only be someone's fabrication or a bug.
+        body = {
+            "error": {
+                "code": "version_not_served",
+                "message": "nothing of this batch was stored; these events name versions "
+                f"{slug} does not serve in {key.environment_slug}. Report outcomes only for "
+                "the version.id of the config answer they are about.",
+                "details": [error.as_dict() for error in exc.errors],
+            }
+        }
+        return _vary(HttpResponse(runtime.serialize(body), status=422, content_type=_JSON))
     except outcomes.InvalidBatch as exc:
         body = {
             "error": {

@@ -510,7 +510,14 @@ def test_create_and_revoke_api_key__admin__audit_records_without_the_hash(produc
     created, revoked = AuditRecord.objects.filter(
         action__in=[AuditAction.API_KEY_CREATED, AuditAction.API_KEY_REVOKED]
     ).order_by("id")
-    expected = {"name": "eu", "key_id": key.key_id, "environment": "production"}
+    expected = {
+        "name": "eu",
+        "key_id": key.key_id,
+        "environment": "production",
+        "agents": "all",
+        "can_read": True,
+        "can_report": True,
+    }
     assert (created.action, created.reason, created.actor) == (
         AuditAction.API_KEY_CREATED,
         "EU runtime",

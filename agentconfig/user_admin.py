@@ -31,6 +31,7 @@ from django.contrib.admin.options import IS_POPUP_VAR
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import admin as auth_admin
 from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin
 from django.contrib.auth.forms import AdminUserCreationForm
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -361,3 +362,21 @@ class UserAdmin(auth_admin.UserAdmin):
             expected=json.dumps(change.before.as_record(), sort_keys=True),
         )
         return TemplateResponse(request, self.roles_confirmation_template, context)
+
+
+# The role groups and their permissions come from a migration (agentconfig.roles): editing
+# a group's permissions in the browser would change who may review or deploy without a
+# reason or an audit record, so the Group admin is read-only.
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class ReadOnlyGroupAdmin(GroupAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Group | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Group | None = None) -> bool:
+        return False

@@ -482,3 +482,19 @@ def test_red_team__requester_adds_a_reviewer_in_the_admin__request_page_says_it_
     assert applied.status_code in (200, 403)
     assert "0 of the 1" in applied.content.decode()
     assert get_pointer(agent, production).stable_version == v1
+
+
+def test_group_admin__read_only__permissions_cannot_be_edited_in_the_browser(admin_client):
+    from django.contrib.auth.models import Group
+
+    editors = Group.objects.get(name="Editors")
+    before = set(editors.permissions.values_list("codename", flat=True))
+
+    page = admin_client.get(f"/admin/auth/group/{editors.pk}/change/")
+    admin_client.post(
+        f"/admin/auth/group/{editors.pk}/change/", {"name": "Editors", "permissions": []}
+    )
+
+    assert page.status_code == 200  # viewable
+    assert 'name="_save"' not in page.content.decode()
+    assert set(editors.permissions.values_list("codename", flat=True)) == before

@@ -20,13 +20,12 @@ Invariants:
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from agentconfig.actors import Actor
 from agentconfig.errors import Forbidden, ServiceError
 from deployments.approvals import BREAK_GLASS_PERMISSION, check_change_request
+from deployments.governance import fingerprint
 from deployments.models import DeploymentRequest, Environment, RequestKind
 from flags.models import Flag, FlagEnvironment, ToolGate
 
@@ -74,8 +73,7 @@ def flag_state(flag: Flag) -> str:
         ],
         "gates": sorted(ToolGate.objects.filter(flag=flag).values_list("agent_id", "tool_name")),
     }
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return fingerprint(data)
 
 
 def environments_of(change: dict[str, Any]) -> list[Environment]:

@@ -34,6 +34,8 @@ from enum import StrEnum
 from statistics import NormalDist
 from typing import Any
 
+from deployments.sequential import mean_and_variance, smoothed_rate
+
 
 class Verdict(StrEnum):
     HOLD = "hold"
@@ -61,7 +63,7 @@ class ArmCounts:
 
     @property
     def smoothed_error_rate(self) -> float:
-        return (self.errors + 0.5) / (self.n + 1)
+        return smoothed_rate(self.errors, self.n)
 
 
 @dataclass(frozen=True)
@@ -180,20 +182,14 @@ def _ratio_z(canary: ArmCounts, stable: ArmCounts, ratio: float) -> float:
     return (pc - ratio * ps) / math.sqrt(variance)
 
 
-def _mean_and_variance(count: int, total: float, sumsq: float) -> tuple[float, float]:
-    mean = total / count
-    variance = max(sumsq / count - mean**2, 0.0) * count / max(count - 1, 1)
-    return mean, variance
-
-
 def _score_check(
     stable: ArmCounts, canary: ArmCounts, policy: Policy, inputs: dict[str, Any]
 ) -> str | None:
     drop = policy.max_score_drop
     if drop is None or min(stable.score_count, canary.score_count) < policy.min_outcomes:
         return None
-    ms, vs = _mean_and_variance(stable.score_count, stable.score_sum, stable.score_sumsq)
-    mc, vc = _mean_and_variance(canary.score_count, canary.score_sum, canary.score_sumsq)
+    ms, vs = mean_and_variance(stable.score_count, stable.score_sum, stable.score_sumsq)
+    mc, vc = mean_and_variance(canary.score_count, canary.score_sum, canary.score_sumsq)
     se = math.sqrt(vs / stable.score_count + vc / canary.score_count) or 1e-12
     z = ((ms - mc) - drop) / se
     limit = _z(policy.rollback_confidence)
@@ -212,8 +208,8 @@ def _latency_check(
     ratio = policy.max_latency_ratio
     if ratio is None or min(stable.latency_count, canary.latency_count) < policy.min_outcomes:
         return None
-    ms, vs = _mean_and_variance(stable.latency_count, stable.latency_sum, stable.latency_sumsq)
-    mc, vc = _mean_and_variance(canary.latency_count, canary.latency_sum, canary.latency_sumsq)
+    ms, vs = mean_and_variance(stable.latency_count, stable.latency_sum, stable.latency_sumsq)
+    mc, vc = mean_and_variance(canary.latency_count, canary.latency_sum, canary.latency_sumsq)
     se = math.sqrt(vc / canary.latency_count + ratio**2 * vs / stable.latency_count) or 1e-12
     z = (mc - ratio * ms) / se
     limit = _z(policy.rollback_confidence)

@@ -335,33 +335,46 @@ class CanaryPolicyAdmin(GovernedAdmin):
         "environment",
         "default_steps",
         "bake_minutes",
-        "min_outcomes",
+        "margin",
         "rollback_ratio",
-        "promote_ratio",
-        "rollback_confidence",
-        "promote_confidence",
+        "max_latency_ratio",
+        "max_duration_minutes",
+        "deadline_action",
     )
     list_select_related = ("environment",)
     fieldsets = (
-        (None, {"fields": ("environment", "default_steps", "bake_minutes", "min_outcomes")}),
+        (None, {"fields": ("environment", "default_steps", "bake_minutes")}),
         (
-            "Error rate",
+            "Promotion needs evidence",
             {
-                "fields": (
-                    "rollback_ratio",
-                    "rollback_confidence",
-                    "promote_ratio",
-                    "promote_confidence",
-                ),
+                "fields": ("margin", "max_error_increase", "promote_confidence"),
                 "description": (
-                    "Roll back when the canary's error rate is clearly above rollback ratio x "
-                    "stable's; hold while it is probably above promote ratio x stable's; "
-                    "otherwise pass the step once it has baked. See "
-                    "docs/decisions/0008-canary-statistics.md."
+                    "A step passes only when the data shows, with this confidence, that the "
+                    "canary's error rate is within its bar: margin x stable's to promote, a "
+                    "wider bar for the early steps (the same harm spread over fewer users). "
+                    "See docs/decisions/0016-canary-decisions.md."
                 ),
             },
         ),
-        ("Optional checks", {"fields": ("max_score_drop", "max_latency_ratio")}),
+        (
+            "Rollback",
+            {
+                "fields": ("rollback_ratio", "rollback_confidence", "min_regression", "power"),
+                "description": (
+                    "Roll back when the canary is shown worse than rollback ratio x stable's. "
+                    "Before promotion, the step must have enough outcomes to catch a "
+                    "regression of min regression with this power."
+                ),
+            },
+        ),
+        (
+            "Latency and score",
+            {"fields": ("max_latency_ratio", "latency_quantile", "max_score_drop")},
+        ),
+        (
+            "Every canary ends",
+            {"fields": ("srm_tolerance", "max_duration_minutes", "deadline_action")},
+        ),
         ("Why", {"fields": ("reason", "expected_state")}),
     )
 

@@ -305,6 +305,8 @@ def evaluate_canary(
             basis_points=rollout.basis_points,
             created_at=now,
         )
+        # Recorded on the rollout: ended by the maximum duration, not by evidence.
+        rollout.ended_by_deadline = decision.ended_by_deadline
         if decision.verdict == Verdict.ROLLBACK:
             end_canary(pointer, CanaryStatus.ROLLED_BACK, ANALYSIS_ACTOR, decision.explanation)
         elif decision.verdict == Verdict.ADVANCE:
@@ -334,32 +336,67 @@ def prune_outcome_event_ids(*, now: dt.datetime | None = None) -> int:
     return deleted
 
 
-def analyse(rollout: CanaryRollout, *, now: dt.datetime) -> Decision:
+def analyse(rollout: CanaryRollout, *, now: dt.datetime, detail: bool = True) -> Decision:
     """The verdict on the rollout's current step, from the outcomes reported in it."""
-    policy = get_policy(rollout.environment)
     # The same totals the admin panel shows: one place decides what "this step" counts.
     totals = get_canary_step_totals([rollout])
-    bake_seconds = rollout.steps[rollout.step_index][1]
-    step = StepState(
-        index=rollout.step_index,
-        count=len(rollout.steps),
-        percent=rollout.percent,
-        baked_seconds=max((now - rollout.step_started_at).total_seconds(), 0.0),
-        bake_seconds=bake_seconds,
-    )
     return decide(
         totals.get((rollout.pk, Track.STABLE), ArmCounts()),
         totals.get((rollout.pk, Track.CANARY), ArmCounts()),
-        Policy(
-            min_outcomes=policy.min_outcomes,
-            rollback_ratio=policy.rollback_ratio,
-            promote_ratio=policy.promote_ratio,
-            rollback_confidence=policy.rollback_confidence,
-            promote_confidence=policy.promote_confidence,
-            max_score_drop=policy.max_score_drop,
-            max_latency_ratio=policy.max_latency_ratio,
-        ),
-        step,
+        analysis_policy(get_policy(rollout.environment)),
+        step_state(rollout, now=now),
+        detail=detail,
+    )
+
+
+def canary_status(
+    agent: Agent, environment: Environment, *, now: dt.datetime | None = None
+) -> tuple[CanaryRollout, Decision, dt.datetime] | None:
+    """The running canary, what the analysis would decide now and its deadline; None if
+    no canary runs (what `canary --status` prints)."""
+    rollout = (
+        CanaryRollout.objects.select_related("canary_version", "stable_version", "environment")
+        .filter(agent=agent, environment=environment, status=CanaryStatus.RUNNING)
+        .first()
+    )
+    if rollout is None:
+        return None
+    policy = get_policy(environment)
+    deadline = rollout.started_at + dt.timedelta(minutes=policy.max_duration_minutes)
+    return rollout, analyse(rollout, now=now or timezone.now()), deadline
+
+
+def analysis_policy(policy: CanaryPolicy) -> Policy:
+    """The saved policy as the pure analysis reads it."""
+    return Policy(
+        margin=policy.margin,
+        max_error_increase=policy.max_error_increase,
+        rollback_ratio=policy.rollback_ratio,
+        min_regression=policy.min_regression,
+        power=policy.power,
+        promote_confidence=policy.promote_confidence,
+        rollback_confidence=policy.rollback_confidence,
+        max_latency_ratio=policy.max_latency_ratio,
+        latency_quantile=policy.latency_quantile,
+        max_score_drop=policy.max_score_drop,
+        srm_tolerance=policy.srm_tolerance,
+        max_duration_seconds=60 * policy.max_duration_minutes,
+        deadline_action=policy.deadline_action,
+    )
+
+
+def step_state(rollout: CanaryRollout, *, now: dt.datetime) -> StepState:
+    """Where the rollout stands at `now`: its step, the share a pass moves into, the time."""
+    index = rollout.step_index
+    following = rollout.steps[index + 1][0] / 100 if index + 1 < len(rollout.steps) else 100.0
+    return StepState(
+        index=index,
+        count=len(rollout.steps),
+        percent=rollout.percent,
+        baked_seconds=max((now - rollout.step_started_at).total_seconds(), 0.0),
+        bake_seconds=rollout.steps[index][1],
+        next_percent=following,
+        elapsed_seconds=max((now - rollout.started_at).total_seconds(), 0.0),
     )
 
 

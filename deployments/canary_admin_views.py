@@ -45,7 +45,7 @@ from agentconfig.admin_views import (
 from agentconfig.errors import Conflict, Forbidden, NotFound, ServiceError
 from agentconfig.models import Agent
 from deployments import canary, canary_chart
-from deployments.canary_analysis import ArmCounts
+from deployments.canary_analysis import ArmCounts, Decision, decide
 from deployments.forms import CanaryActionForm, CanaryPercentForm, CanaryStartForm
 from deployments.models import (
     CanaryDecision,
@@ -584,6 +584,12 @@ class CanaryPanel:
     decisions: list[DecisionRow]
     chart: SafeString
     baked_seconds: float
+    # The analysis of the step as it stands now (what canary_watch would decide).
+    analysis: Decision
+
+    @property
+    def deadline(self) -> dt.datetime:
+        return self.rollout.started_at + dt.timedelta(minutes=self.policy.max_duration_minutes)
 
     @property
     def step_number(self) -> int:
@@ -658,15 +664,23 @@ def build_canary_panels(pointers: Sequence[Pointer], *, now: dt.datetime) -> dic
                 ("Canary", rollout.canary_version, Track.CANARY),
             )
         ]
+        policy = policies[pointer.environment_id]
+        analysis = decide(
+            arms[0].step,
+            arms[1].step,
+            canary.analysis_policy(policy),
+            canary.step_state(rollout, now=now),
+        )
         panels[pointer.environment_id] = CanaryPanel(
             rollout=rollout,
             stable=stable,
             steps=step_rows(rollout),
-            policy=policies[pointer.environment_id],
+            policy=policy,
             arms=arms,
             decisions=[DecisionRow(d) for d in decisions[rollout.pk]],
             chart=_chart(pointer, rollout, stable, samples, changes[rollout.pk], now),
             baked_seconds=max((now - rollout.step_started_at).total_seconds(), 0.0),
+            analysis=analysis,
         )
     return panels
 

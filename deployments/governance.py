@@ -38,7 +38,13 @@ from agentconfig.reasons import validate_reason
 from agentconfig.safe_parse import InputError, check_number
 from deployments.approvals import check_change_request
 from deployments.canary import parse_steps
-from deployments.models import CanaryPolicy, DeploymentRequest, Environment, RequestKind
+from deployments.models import (
+    CanaryPolicy,
+    DeadlineAction,
+    DeploymentRequest,
+    Environment,
+    RequestKind,
+)
 from deployments.models.canary import POLICY_LIMITS
 
 ADD_ENVIRONMENT_PERMISSION = "deployments.add_environment"
@@ -51,13 +57,19 @@ GOVERNED_FIELDS = ("required_approvals",)
 CANARY_POLICY_FIELDS = (
     "default_steps",
     "bake_minutes",
-    "min_outcomes",
-    "rollback_ratio",
-    "promote_ratio",
-    "rollback_confidence",
+    "margin",
+    "max_error_increase",
     "promote_confidence",
-    "max_score_drop",
+    "rollback_ratio",
+    "rollback_confidence",
+    "min_regression",
+    "power",
     "max_latency_ratio",
+    "latency_quantile",
+    "max_score_drop",
+    "srm_tolerance",
+    "max_duration_minutes",
+    "deadline_action",
 )
 _MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
@@ -356,19 +368,18 @@ def clean_canary_policy(values: Mapping[str, Any]) -> dict[str, Any]:
             refuse("default_steps", message)
     for field, minimum, note in (
         ("bake_minutes", 0, "minutes each step runs at least; 0 for none."),
-        ("min_outcomes", 1, "the documented default is 200."),
+        ("max_duration_minutes", 1, "an undecided canary ends after this long; 1440 is 24 h."),
     ):
         value = cleaned[field]
         if isinstance(value, bool) or not isinstance(value, int):
             refuse(field, f"give a whole number; got {_shown(value)!r}.")
         elif value < minimum:
-            # The statistical test divides by each arm's count.
             refuse(field, f"must be at least {minimum}; {note}")
         else:
             _within_limits(field, value, refuse)
     for field, note, optional in (
-        ("rollback_ratio", "1.5 rolls back at 1.5x stable's error rate.", False),
-        ("promote_ratio", "1.1 passes within 1.1x stable's error rate.", False),
+        ("margin", "1.25 promotes a canary shown within 1.25x stable's error rate.", False),
+        ("rollback_ratio", "1.25 rolls back a canary shown above 1.25x stable's.", False),
         ("max_latency_ratio", "Leave empty to ignore latency.", True),
     ):
         value = _number(cleaned, field, optional, refuse)
@@ -376,12 +387,36 @@ def clean_canary_policy(values: Mapping[str, Any]) -> dict[str, Any]:
             refuse(field, f"must be at least 1 (a multiple of stable's); got {value:g}. {note}")
         elif value is not None:
             _within_limits(field, value, refuse)
-    for field in ("rollback_confidence", "promote_confidence"):
+    for field in ("rollback_confidence", "promote_confidence", "power"):
         value = _number(cleaned, field, False, refuse)
         if value is not None and not (0.5 < value < 1):
             refuse(
                 field,
                 f"must be more than 0.5 and less than 1, e.g. 0.95 for 95 %; got {value:g}.",
+            )
+    for field, note in (
+        ("max_error_increase", "a fraction: 0.0025 is 0.25 percentage points; 0 for none."),
+        ("srm_tolerance", "a fraction: 0.2 holds when the shares differ by more than 20 %."),
+        ("latency_quantile", "0.95 compares the p95 latency."),
+    ):
+        value = _number(cleaned, field, False, refuse)
+        if value is not None:
+            _within_limits(field, value, refuse, note)
+    regression = _number(cleaned, "min_regression", False, refuse)
+    if regression is not None and regression <= 0:
+        refuse(
+            "min_regression",
+            f"must be more than 0 (0.5 means a canary 1.5x worse than stable); got "
+            f"{regression:g}.",
+        )
+    elif regression is not None:
+        _within_limits("min_regression", regression, refuse)
+        rollback = cleaned["rollback_ratio"]
+        if not errors.get("rollback_ratio") and regression <= rollback - 1:
+            refuse(
+                "min_regression",
+                f"must be more than the rollback ratio minus 1 ({rollback - 1:g}): a regression "
+                f"below {rollback:g}x stable's is one the rollback test never shows.",
             )
     drop = _number(cleaned, "max_score_drop", True, refuse)
     if drop is not None and drop < 0:
@@ -392,12 +427,11 @@ def clean_canary_policy(values: Mapping[str, Any]) -> dict[str, Any]:
         )
     elif drop is not None:
         _within_limits("max_score_drop", drop, refuse)
-    rollback, promote = cleaned["rollback_ratio"], cleaned["promote_ratio"]
-    if not errors.get("rollback_ratio") and not errors.get("promote_ratio") and promote > rollback:
+    action = cleaned["deadline_action"]
+    if action not in DeadlineAction.values:
         refuse(
-            "promote_ratio",
-            f"must not be above the rollback ratio ({rollback:g}): a canary that is clearly "
-            "worse must not pass.",
+            "deadline_action",
+            f"must be {' or '.join(map(repr, DeadlineAction.values))}; got {_shown(action)!r}.",
         )
     if errors:
         raise ValidationError(errors)
@@ -469,12 +503,12 @@ def _number(values: dict[str, Any], field: str, optional: bool, refuse: Any) -> 
     return number
 
 
-def _within_limits(field: str, value: float, refuse: Any) -> None:
+def _within_limits(field: str, value: float, refuse: Any, note: str = "") -> None:
     minimum, maximum = POLICY_LIMITS[field]
     try:
         check_number(value, field=field, minimum=minimum, maximum=maximum)
     except InputError as exc:
-        refuse(field, f"{exc.message}.")
+        refuse(field, f"{exc.message}." + (f" It is {note}" if note else ""))
 
 
 def _shown(value: Any) -> Any:

@@ -26,6 +26,7 @@ from deployments.models import (
     DeploymentRequest,
     Environment,
     OutcomeCount,
+    OutcomeLatency,
     Pointer,
     ReleaseKind,
     ReleaseLogEntry,
@@ -148,24 +149,41 @@ def _any_of(conditions: Sequence[Q]) -> Q:
 def get_canary_step_totals(
     rollouts: Sequence[CanaryRollout],
 ) -> dict[tuple[uuid.UUID, str], ArmCounts]:
-    """Outcomes per (rollout, track) in each rollout's current step: what the analysis sees."""
+    """Outcomes per (rollout, track) in each rollout's current step: what the analysis sees.
+
+    Two queries for any number of rollouts: the counts, and the latency histograms.
+    """
     if not rollouts:
         return {}
     by_environment = {r.environment_id: r for r in rollouts}
+    # Each minute counts in one step only: a step's first minute is its first full one.
+    window = _any_of([_arms_of(r, step_window_start(r.step_started_at)) for r in rollouts])
     rows = (
         OutcomeCount.objects.filter(agent_id=rollouts[0].agent_id)
-        # Each minute counts in one step only: a step's first minute is its first full one.
-        .filter(_any_of([_arms_of(r, step_window_start(r.step_started_at)) for r in rollouts]))
+        .filter(window)
         .values("environment_id", "track")
         .annotate(**{name: Sum(name) for name in ARM_FIELDS})
         .order_by()
     )
-    return {
-        (by_environment[row["environment_id"]].pk, row["track"]): ArmCounts(
-            **{name: row[name] or 0 for name in ARM_FIELDS}
+    histograms: dict[tuple[uuid.UUID, str], dict[int, int]] = {}
+    bins = (
+        OutcomeLatency.objects.filter(agent_id=rollouts[0].agent_id)
+        .filter(window)
+        .values("environment_id", "track", "bin")
+        .annotate(total=Sum("count"))
+        .order_by()
+    )
+    for row in bins:
+        key = (by_environment[row["environment_id"]].pk, row["track"])
+        histograms.setdefault(key, {})[row["bin"]] = row["total"]
+    totals = {}
+    for row in rows:
+        key = (by_environment[row["environment_id"]].pk, row["track"])
+        totals[key] = ArmCounts(
+            **{name: row[name] or 0 for name in ARM_FIELDS},
+            latency_histogram=histograms.get(key, {}),
         )
-        for row in rows
-    }
+    return totals
 
 
 def list_canary_outcome_series(

@@ -27,6 +27,7 @@ with a tolerance band (see `sample_ratio_mismatch`).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from statistics import NormalDist
 _TUNING_GRID = [1.5**k for k in range(-10, 30)]
 
 
-def smoothed_rate(errors: int, n: int) -> float:
+def smoothed_rate(errors: float, n: float) -> float:
     """The Jeffreys-smoothed error rate: never 0, so one error against none is finite."""
     return (errors + 0.5) / (n + 1)
 
@@ -57,8 +58,12 @@ def boundary(information: float, alpha: float, rho: float) -> float:
     return math.sqrt(2 * (1 + ratio) * math.log(math.sqrt(1 + 1 / ratio) / (2 * alpha) + 1))
 
 
+@functools.lru_cache(maxsize=256)
 def tightest_ratio(alpha: float) -> float:
-    """x = information / rho at which the boundary is lowest (found on a fine grid)."""
+    """x = information / rho at which the boundary is lowest (found on a fine grid).
+
+    Cached: a policy has a handful of alphas, and the analysis asks for each at every look.
+    """
     best = min(_TUNING_GRID, key=lambda x: boundary(x, alpha, 1.0))
     # Refine between the grid's neighbours by golden-section search on log x.
     low, high = math.log(best / 1.5), math.log(best * 1.5)
@@ -102,7 +107,7 @@ class RateContrast:
 
 
 def rate_contrast(
-    canary_n: int, canary_errors: int, stable_n: int, stable_errors: int, ratio: float
+    canary_n: float, canary_errors: float, stable_n: float, stable_errors: float, ratio: float
 ) -> RateContrast:
     """The standardised contrast; raw rates in the estimate (unbiased), Jeffreys-smoothed
     rates in the variance (never zero, so a zero-error arm does not divide by zero)."""

@@ -475,13 +475,19 @@ def test_canary_start_page__junk_plan__error_on_the_field_nothing_written(
 VALID_POLICY = {
     "default_steps": "1,5,25,50",
     "bake_minutes": "30",
-    "min_outcomes": "200",
-    "rollback_ratio": "1.5",
-    "promote_ratio": "1.1",
-    "rollback_confidence": "0.99",
+    "margin": "1.25",
+    "max_error_increase": "0.0025",
     "promote_confidence": "0.95",
-    "max_score_drop": "",
+    "rollback_ratio": "1.25",
+    "rollback_confidence": "0.99",
+    "min_regression": "0.5",
+    "power": "0.8",
     "max_latency_ratio": "",
+    "latency_quantile": "0.95",
+    "max_score_drop": "",
+    "srm_tolerance": "0.2",
+    "max_duration_minutes": "1440",
+    "deadline_action": "rollback",
     "reason": "red-team values",
 }
 
@@ -494,11 +500,16 @@ VALID_POLICY = {
         ("default_steps", "1,2,inf"),
         ("bake_minutes", "99999999999"),
         ("bake_minutes", "9" * 30),
-        ("min_outcomes", "99999999999"),
+        ("max_duration_minutes", "99999999999"),
+        ("min_regression", "inf"),
+        ("power", "nan"),
+        ("srm_tolerance", "-inf"),
+        ("latency_quantile", "1e308"),
+        ("max_error_increase", "nan"),
         ("rollback_ratio", "nan"),
         ("rollback_ratio", "inf"),
         ("rollback_ratio", "1e308"),
-        ("promote_ratio", "1e200"),
+        ("margin", "1e200"),
         ("rollback_confidence", "nan"),
         ("promote_confidence", "-inf"),
         ("max_score_drop", "1e308"),
@@ -533,7 +544,9 @@ def test_set_canary_policy__junk_value__validation_error_names_the_field(
     production, field, value, message
 ):
     values = {k: v for k, v in VALID_POLICY.items() if k != "reason"}
-    values.update(bake_minutes=30, min_outcomes=200, max_score_drop=None, max_latency_ratio=None)
+    values.update(
+        bake_minutes=30, max_duration_minutes=1440, max_score_drop=None, max_latency_ratio=None
+    )
     values[field] = value
     admin = factories.UserFactory(is_staff=True, is_superuser=True)
 

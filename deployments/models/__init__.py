@@ -6,8 +6,10 @@ from deployments.models.canary import (
     CanaryPolicy,
     CanaryRollout,
     CanaryStatus,
+    DeadlineAction,
     OutcomeCount,
     OutcomeEventId,
+    OutcomeLatency,
     Track,
 )
 from deployments.models.core import (
@@ -34,10 +36,12 @@ __all__ = [
     "CanaryPolicy",
     "CanaryRollout",
     "CanaryStatus",
+    "DeadlineAction",
     "DeploymentRequest",
     "Environment",
     "OutcomeCount",
     "OutcomeEventId",
+    "OutcomeLatency",
     "Pointer",
     "ReleaseKind",
     "ReleaseLogEntry",

@@ -26,20 +26,30 @@ from deployments.models.core import Environment
 from versions.models import AgentVersion
 
 OUTCOME_DEDUP_DAYS = 7
-# (minimum, maximum) of a canary policy's numbers; the confidences are in the open
-# interval (0.5, 1), as the check constraints say.
+# (minimum, maximum) of a canary policy's numbers; the confidences and power are in the
+# open interval (0.5, 1), as the check constraints say.
 POLICY_LIMITS = {
     "bake_minutes": (0, 10_080),  # a week: a step that needs longer is not a canary
-    "min_outcomes": (1, 1_000_000),
+    "margin": (1, 100),
+    "max_error_increase": (0, 0.5),
     "rollback_ratio": (1, 100),
-    "promote_ratio": (1, 100),
+    "min_regression": (0, 100),
     "max_latency_ratio": (1, 100),
+    "latency_quantile": (0.5, 0.999),
     "max_score_drop": (0, 1_000_000),
+    "srm_tolerance": (0, 0.99),
+    "max_duration_minutes": (1, 43_200),  # 30 days
 }
 
 
+class DeadlineAction(models.TextChoices):
+    ROLLBACK = "rollback", "Roll back"
+    PROMOTE = "promote", "Promote"
+
+
 class CanaryPolicy(models.Model):
-    """How canaries in one environment are judged; defaults are the documented ones."""
+    """How canaries in one environment are judged; defaults are the documented ones
+    (docs/decisions/0016-canary-decisions.md explains each number)."""
 
     environment = models.OneToOneField(
         Environment, on_delete=models.CASCADE, related_name="canary_policy"
@@ -52,32 +62,78 @@ class CanaryPolicy(models.Model):
     bake_minutes = models.PositiveIntegerField(
         default=30, help_text="Minimum time each step runs before it may advance."
     )
-    min_outcomes = models.PositiveIntegerField(
-        default=200, help_text="Outcomes each arm needs in a step before anything is decided."
+    margin = models.FloatField(
+        default=1.25,
+        help_text=(
+            "Promotion needs the canary's error rate shown at most this x stable's; earlier "
+            "steps get the same harm budget spread over fewer users (1.25 lets 5 % of users "
+            "go up to 6x, 50 % up to 1.5x)."
+        ),
     )
-    rollback_ratio = models.FloatField(
-        default=1.5,
-        help_text="Roll back when the canary's error rate is clearly above this x stable.",
-    )
-    promote_ratio = models.FloatField(
-        default=1.1,
-        help_text="Advance when the canary's error rate is not significantly above this x stable.",
-    )
-    rollback_confidence = models.FloatField(
-        default=0.99, help_text="One-sided confidence needed to roll back (0.5-0.9999)."
+    max_error_increase = models.FloatField(
+        default=0.0025,
+        help_text=(
+            "Or at most this much above stable's, as a fraction (0.0025 = 0.25 percentage "
+            "points): for agents whose error rates are too low for a ratio to ever be shown. "
+            "0 to judge by the ratio only."
+        ),
     )
     promote_confidence = models.FloatField(
-        default=0.95, help_text="One-sided confidence of the 'probably worse' hold (0.5-0.9999)."
+        default=0.95, help_text="Confidence with which a step must be shown within its bar."
     )
-    max_score_drop = models.FloatField(
-        null=True,
-        blank=True,
-        help_text="Optional: roll back when the mean score drops clearly by more.",
+    rollback_ratio = models.FloatField(
+        default=1.25,
+        help_text="Roll back when the canary's error rate is shown above this x stable's.",
+    )
+    rollback_confidence = models.FloatField(
+        default=0.99,
+        help_text="Confidence needed to roll back, over the canary's whole life (0.5-0.9999).",
+    )
+    min_regression = models.FloatField(
+        default=0.5,
+        help_text=(
+            "The smallest regression promotion must not miss, relative (0.5 = 1.5x stable's "
+            "error rate); with the power it sets the minimum number of outcomes."
+        ),
+    )
+    power = models.FloatField(
+        default=0.8, help_text="Probability of catching a regression of min regression."
     )
     max_latency_ratio = models.FloatField(
         null=True,
         blank=True,
-        help_text="Optional: roll back when mean latency is clearly above this x stable.",
+        default=1.25,
+        help_text=(
+            "Roll back when the canary's latency quantile is shown above this x stable's; "
+            "promotion needs it shown within. Empty to ignore latency."
+        ),
+    )
+    latency_quantile = models.FloatField(
+        default=0.95, help_text="Which latency quantile is compared (0.95 = p95)."
+    )
+    max_score_drop = models.FloatField(
+        null=True,
+        blank=True,
+        help_text=(
+            "Optional: roll back when the mean score is shown lower by more than this; "
+            "promotion needs it shown within. In the score's own units."
+        ),
+    )
+    srm_tolerance = models.FloatField(
+        default=0.2,
+        help_text=(
+            "Hold when the canary's share of outcomes is shown to differ from its share of "
+            "users by more than this, relative (0.2 = 20 %)."
+        ),
+    )
+    max_duration_minutes = models.PositiveIntegerField(
+        default=1440, help_text="An undecided canary ends after this long (default 24 h)."
+    )
+    deadline_action = models.CharField(
+        max_length=10,
+        choices=DeadlineAction.choices,
+        default=DeadlineAction.ROLLBACK,
+        help_text="What ends an undecided canary at its maximum duration.",
     )
 
     history = HistoricalRecords()
@@ -85,12 +141,14 @@ class CanaryPolicy(models.Model):
     class Meta:
         verbose_name_plural = "canary policies"
         constraints = [
-            # The analysis divides by the sample sizes; zero would decide on no evidence.
-            models.CheckConstraint(condition=Q(min_outcomes__gte=1), name="policy_min_outcomes"),
+            models.CheckConstraint(condition=Q(margin__gte=1), name="policy_margin"),
+            models.CheckConstraint(
+                condition=Q(max_error_increase__gte=0, max_error_increase__lt=1),
+                name="policy_max_error_increase",
+            ),
             models.CheckConstraint(
                 condition=Q(rollback_ratio__gte=1), name="policy_rollback_ratio"
             ),
-            models.CheckConstraint(condition=Q(promote_ratio__gte=1), name="policy_promote_ratio"),
             models.CheckConstraint(
                 condition=Q(rollback_confidence__gt=0.5, rollback_confidence__lt=1),
                 name="policy_rollback_confidence",
@@ -98,6 +156,30 @@ class CanaryPolicy(models.Model):
             models.CheckConstraint(
                 condition=Q(promote_confidence__gt=0.5, promote_confidence__lt=1),
                 name="policy_promote_confidence",
+            ),
+            models.CheckConstraint(
+                condition=Q(power__gt=0.5, power__lt=1), name="policy_power"
+            ),
+            # A regression the rollback test could never show is one it cannot catch.
+            models.CheckConstraint(
+                condition=Q(min_regression__gt=0)
+                & Q(min_regression__gt=models.F("rollback_ratio") - 1),
+                name="policy_min_regression",
+            ),
+            models.CheckConstraint(
+                condition=Q(latency_quantile__gte=0.5, latency_quantile__lte=0.999),
+                name="policy_latency_quantile",
+            ),
+            models.CheckConstraint(
+                condition=Q(srm_tolerance__gte=0, srm_tolerance__lt=1),
+                name="policy_srm_tolerance",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_duration_minutes__gte=1), name="policy_max_duration"
+            ),
+            models.CheckConstraint(
+                condition=Q(deadline_action__in=["rollback", "promote"]),
+                name="policy_deadline_action",
             ),
         ]
 
@@ -131,6 +213,8 @@ class CanaryRollout(models.Model):
     started_by_label = models.CharField(max_length=200)
     ended_by_label = models.CharField(max_length=200, blank=True)
     end_reason = models.TextField(blank=True)
+    # Ended by the policy's maximum duration, not by evidence (see CanaryPolicy).
+    ended_by_deadline = models.BooleanField(default=False)
 
     history = HistoricalRecords()
 
@@ -235,3 +319,30 @@ class OutcomeCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.track} {self.bucket_start:%Y-%m-%d %H:%M}: {self.errors}/{self.n} errors"
+
+
+class OutcomeLatency(models.Model):
+    """How many answers of one version on one track in one minute fell in one latency bin.
+
+    Bins are 5 % wide (deployments.sequential.latency_bin), so a quantile is known to
+    within a few per cent and a minute of one arm touches a few dozen rows.
+    """
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="+")
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+")
+    version = models.ForeignKey(AgentVersion, on_delete=models.PROTECT, related_name="+")
+    track = models.CharField(max_length=10, choices=Track.choices)
+    bucket_start = models.DateTimeField()
+    bin = models.PositiveSmallIntegerField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["agent", "environment", "version", "track", "bucket_start", "bin"],
+                name="outcome_latency_unique_bin",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.track} {self.bucket_start:%Y-%m-%d %H:%M} bin {self.bin}: {self.count}"

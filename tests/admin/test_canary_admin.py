@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -96,7 +98,30 @@ def test_agent_page__canary_with_outcomes__counts_rates_decisions_and_chart(
     assert "canary: 4 % (2 of 50 outcomes failed)" in content
     assert "<circle" in content
     assert [row.decision.verdict for row in panel.decisions] == ["hold"]
-    assert "each arm needs 200" in content
+    # The analysis as it stands: the bound that decides, how far, SRM and the deadline
+    assert panel.analysis.verdict == "hold"
+    assert "Analysis of this step" in content
+    assert "advancing to 5 % needs it shown within 6x" in content
+    assert "Sample ratio: not checked until each arm expects 30 outcomes" in content
+    assert re.search(
+        r"Deadline: in \d+ h( \d+ min)?, an undecided canary is rolled back\.", content
+    )
+    assert "Sample-ratio mismatch: the ramp holds." not in content
+
+
+def test_agent_page__canary_missing_reports__sample_ratio_warning(
+    admin_client, canary_agent, production, report
+):
+    # Given a 1 % canary with 9 % of the outcomes: reports doubled, or routing broken
+    report(canary_agent, production, _version(canary_agent, 1), ok=3000)
+    report(canary_agent, production, _version(canary_agent, 2), ok=300)
+
+    content = admin_client.get(_agent_url(canary_agent)).content.decode()
+
+    assert "Sample-ratio mismatch: the ramp holds." in content
+    assert "Sample ratio: MISMATCH, the canary has 9.1 % of the outcomes for 1.0 % of the" in (
+        content
+    )
 
 
 def test_agent_page__canary_advanced__step_totals_as_the_analysis_sees_and_change_marked(

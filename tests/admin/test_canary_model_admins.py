@@ -14,13 +14,19 @@ pytestmark = pytest.mark.usefixtures("direct_releases")
 VALID_POLICY = {
     "default_steps": "1,5,25,50",
     "bake_minutes": "30",
-    "min_outcomes": "200",
-    "rollback_ratio": "1.5",
-    "promote_ratio": "1.1",
-    "rollback_confidence": "0.99",
+    "margin": "1.25",
+    "max_error_increase": "0.0025",
     "promote_confidence": "0.95",
+    "rollback_ratio": "1.25",
+    "rollback_confidence": "0.99",
+    "min_regression": "0.5",
+    "power": "0.8",
+    "max_latency_ratio": "1.25",
+    "latency_quantile": "0.95",
     "max_score_drop": "",
-    "max_latency_ratio": "",
+    "srm_tolerance": "0.2",
+    "max_duration_minutes": "1440",
+    "deadline_action": "rollback",
     "reason": "tuned after the incident review",
 }
 
@@ -53,13 +59,19 @@ def test_policy_admin__valid_policy__saved_normalised_with_history(admin_client,
         ("default_steps", "0,5", "must be more than 0 and less than 100"),
         ("default_steps", "", "This field is required."),
         ("rollback_ratio", "0.9", "must be at least 1 (a multiple of stable&#x27;s); got 0.9."),
-        ("promote_ratio", "0.5", "must be at least 1"),
-        ("promote_ratio", "2", "must not be above the rollback ratio (1.5)"),
+        ("margin", "0.9", "must be at least 1 (a multiple of stable&#x27;s); got 0.9."),
         ("rollback_confidence", "1", "must be more than 0.5 and less than 1"),
         ("promote_confidence", "0.5", "must be more than 0.5 and less than 1"),
-        ("min_outcomes", "0", "must be at least 1"),
+        ("power", "1.5", "must be more than 0.5 and less than 1"),
+        ("max_duration_minutes", "0", "must be at least 1"),
+        ("min_regression", "0", "must be more than 0"),
+        ("min_regression", "0.2", "must be more than the rollback ratio minus 1 (0.25)"),
+        ("max_error_increase", "0.9", "must be between 0 and 0.5"),
+        ("srm_tolerance", "1", "must be between 0 and 0.99"),
+        ("latency_quantile", "0.2", "must be between 0.5 and 0.999"),
         ("max_score_drop", "-0.1", "must be 0 or more"),
         ("max_latency_ratio", "0.8", "must be at least 1"),
+        ("deadline_action", "wait", "Select a valid choice"),
     ],
 )
 def test_policy_admin__invalid_value__clear_message_and_nothing_saved(
@@ -81,12 +93,12 @@ def test_policy_admin__existing__environment_read_only_and_edit_saved(admin_clie
     url = reverse("admin:deployments_canarypolicy_change", args=[policy.pk])
 
     page = admin_client.get(url)
-    response = admin_client.post(url, {**VALID_POLICY, "min_outcomes": "500"})
+    response = admin_client.post(url, {**VALID_POLICY, "max_duration_minutes": "720"})
 
     assert 'name="environment"' not in page.content.decode()
     assert response.status_code == 302
     policy.refresh_from_db()
-    assert (policy.environment, policy.min_outcomes) == (production, 500)
+    assert (policy.environment, policy.max_duration_minutes) == (production, 720)
 
 
 def test_policy_admin__second_policy_for_an_environment__refused(admin_client, production):
@@ -161,7 +173,7 @@ def test_decision_admin__list_and_detail__read_only_with_inputs(admin_client, ca
     assert (changelist.status_code, change.status_code, add.status_code) == (200, 200, 403)
     assert "Holding at step 1 of 4" in changelist.content.decode()
     detail = change.content.decode()
-    assert "&quot;min_outcomes&quot;: 200" in detail  # the inputs, as JSON
+    assert "&quot;rollback_ratio&quot;: 1.25" in detail  # the inputs, as JSON
     assert 'name="_save"' not in detail
 
 

@@ -214,7 +214,6 @@ def test_timeline__automatic_rollback__once_as_the_release_it_made(agent, produc
         environment=production,
         values={
             **governance.canary_policy_values(canary.get_policy(production)),
-            "min_outcomes": 100,
             "bake_minutes": 0,
         },
         actor=OPS,

@@ -637,6 +637,7 @@ NOT_ON_THE_TIMELINE = {
     # Reports and measurements: evidence read by the canary analysis and the gate.
     "deployments.OutcomeEventId": "outcome reports' ids, kept to drop duplicates",
     "deployments.OutcomeCount": "outcome counts reported by runtimes, read by the analysis",
+    "deployments.OutcomeLatency": "latency histograms reported by runtimes, read by the analysis",
     "evaluations.EvaluationRun": "a measurement of a version; the gate's verdict is logged "
     "with the release it allowed",
     "evaluations.EvaluationSuite": (

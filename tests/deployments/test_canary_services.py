@@ -264,14 +264,14 @@ def _outcomes(version, count, at, prefix):
 def test_evaluate_canary__outcomes_of_the_minute_a_step_started__count_in_one_step_only(
     versions, production, agent
 ):
-    # Given a two-step canary that decides on 100 outcomes per arm without baking, started
-    # on a full minute, and 200 healthy outcomes per arm at 12:05:10
+    # Given a two-step canary that passes a step within +10 points without baking, started
+    # on a full minute, and 900 stable and 100 canary healthy outcomes at 12:05:10
     v1, v2 = versions
-    CanaryPolicy.objects.create(environment=production, min_outcomes=100, bake_minutes=0)
+    CanaryPolicy.objects.create(environment=production, max_error_increase=0.05, bake_minutes=0)
     t0 = timezone.now().replace(second=0, microsecond=0) - dt.timedelta(hours=1)
     rollout = start(v2, production, steps="10,50", now=t0)
     at = t0 + dt.timedelta(minutes=5, seconds=10)
-    batch = _outcomes(v1, 200, at, "s") + _outcomes(v2, 200, at, "c")
+    batch = _outcomes(v1, 900, at, "s") + _outcomes(v2, 100, at, "c")
     record_outcomes(
         agent=agent,
         environment_id=production.pk,
@@ -286,7 +286,7 @@ def test_evaluate_canary__outcomes_of_the_minute_a_step_started__count_in_one_st
     # it holds for lack of data instead of promoting on the same evidence
     rollout.refresh_from_db()
     assert first.verdict == Verdict.ADVANCE
-    assert (first.inputs["canary"]["n"], first.inputs["stable"]["n"]) == (200, 200)
+    assert (first.inputs["canary"]["n"], first.inputs["stable"]["n"]) == (100, 900)
     assert second.verdict == Verdict.HOLD
     assert (second.inputs["canary"]["n"], second.inputs["stable"]["n"]) == (0, 0)
     assert (rollout.status, rollout.step_index) == (CanaryStatus.RUNNING, 1)
@@ -304,3 +304,41 @@ def test_evaluate_canary__outcomes_of_the_minute_a_step_started__count_in_one_st
     )
     totals = get_canary_step_totals([rollout])
     assert (totals[(rollout.pk, "canary")].n, totals[(rollout.pk, "stable")].n) == (2, 3)
+
+
+def test_evaluate_canary__undecided_at_the_maximum_duration__rolled_back_and_marked(
+    versions, production
+):
+    # Given a canary without outcomes, started longer ago than its 60-minute maximum
+    _, v2 = versions
+    CanaryPolicy.objects.create(environment=production, max_duration_minutes=60)
+    t0 = timezone.now() - dt.timedelta(hours=2)
+    rollout = start(v2, production, steps="10,50", now=t0)
+
+    # When the analysis looks an hour before the deadline, and at it
+    early = canary.evaluate_canary(rollout, now=t0 + dt.timedelta(minutes=30))
+    late = canary.evaluate_canary(rollout, now=t0 + dt.timedelta(minutes=60))
+
+    # Then it held, then ended as the policy says, recorded as ended by the deadline
+    rollout.refresh_from_db()
+    assert early.verdict == Verdict.HOLD and "Deadline: in 30 min" in early.inputs["status"][-1]
+    assert late.verdict == Verdict.ROLLBACK
+    assert "maximum duration of 60 min undecided" in late.explanation
+    assert (rollout.status, rollout.ended_by_deadline) == (CanaryStatus.ROLLED_BACK, True)
+    assert production.pointers.get().stable_version == versions[0]
+
+
+def test_evaluate_canary__deadline_action_promote__promoted_and_marked(versions, production):
+    _, v2 = versions
+    CanaryPolicy.objects.create(
+        environment=production, max_duration_minutes=60, deadline_action="promote"
+    )
+    t0 = timezone.now() - dt.timedelta(hours=2)
+    rollout = start(v2, production, steps="10,50", now=t0)
+
+    decision = canary.evaluate_canary(rollout, now=t0 + dt.timedelta(minutes=61))
+
+    rollout.refresh_from_db()
+    assert decision.verdict == Verdict.PROMOTE
+    assert (rollout.status, rollout.ended_by_deadline) == (CanaryStatus.PROMOTED, True)
+    assert production.pointers.get().stable_version == v2

@@ -10,7 +10,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.test import Client
 from django.urls import reverse
 
@@ -55,13 +55,19 @@ GOVERNANCE_PERMISSIONS = (
 POLICY = {
     "default_steps": "2,10,50",
     "bake_minutes": 15,
-    "min_outcomes": 300,
-    "rollback_ratio": 1.5,
-    "promote_ratio": 1.1,
-    "rollback_confidence": 0.99,
+    "margin": 1.25,
+    "max_error_increase": 0.0025,
     "promote_confidence": 0.95,
-    "max_score_drop": None,
+    "rollback_ratio": 1.5,
+    "rollback_confidence": 0.99,
+    "min_regression": 0.75,
+    "power": 0.8,
     "max_latency_ratio": None,
+    "latency_quantile": 0.95,
+    "max_score_drop": None,
+    "srm_tolerance": 0.2,
+    "max_duration_minutes": 1440,
+    "deadline_action": "rollback",
 }
 
 
@@ -437,16 +443,19 @@ def test_set_canary_policy__first_then_changed__audit_before_and_after(productio
     )
     set_canary_policy(
         environment=production,
-        values={**POLICY, "min_outcomes": 500},
+        values={**POLICY, "max_duration_minutes": 720},
         actor=Actor.of(admins[1]),
         reason="more evidence",
     )
 
     # Then
-    assert CanaryPolicy.objects.get(environment=production).min_outcomes == 500
+    assert CanaryPolicy.objects.get(environment=production).max_duration_minutes == 720
     first, second = _records(AuditAction.CANARY_POLICY)
     assert first.before == {} and first.after["default_steps"] == "2,10,50"
-    assert (second.before, second.after) == ({"min_outcomes": 300}, {"min_outcomes": 500})
+    assert (second.before, second.after) == (
+        {"max_duration_minutes": 1440},
+        {"max_duration_minutes": 720},
+    )
     assert (second.actor, second.reason) == (admins[1], "more evidence")
 
 
@@ -454,16 +463,71 @@ def test_set_canary_policy__unusable_values__every_field_named(production, admin
     with pytest.raises(ValidationError) as error:
         set_canary_policy(
             environment=production,
-            values={**POLICY, "default_steps": "5,1", "rollback_confidence": 1, "min_outcomes": 0},
+            values={
+                **POLICY,
+                "default_steps": "5,1",
+                "margin": 0.8,
+                "rollback_confidence": 1,
+                "power": 0.5,
+                "max_duration_minutes": 0,
+                "min_regression": 0,
+                "deadline_action": "wait",
+            },
             actor=Actor.of(admins[0]),
             reason="r",
         )
 
     assert set(error.value.message_dict) == {
         "default_steps",
+        "margin",
         "rollback_confidence",
-        "min_outcomes",
+        "power",
+        "max_duration_minutes",
+        "min_regression",
+        "deadline_action",
     }
+    assert not CanaryPolicy.objects.exists()
+
+
+def test_set_canary_policy__regression_below_the_rollback_ratio__refused_naming_both(
+    production, admins
+):
+    with pytest.raises(ValidationError) as error:
+        set_canary_policy(
+            environment=production,
+            values={**POLICY, "rollback_ratio": 2, "min_regression": 0.9},
+            actor=Actor.of(admins[0]),
+            reason="r",
+        )
+
+    assert error.value.message_dict == {
+        "min_regression": [
+            "must be more than the rollback ratio minus 1 (1): a regression below 2x stable's "
+            "is one the rollback test never shows."
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    ("values", "constraint"),
+    [
+        ({"margin": 0.9}, "policy_margin"),
+        ({"rollback_confidence": 1.0}, "policy_rollback_confidence"),
+        ({"promote_confidence": 0.5}, "policy_promote_confidence"),
+        ({"power": 1.0}, "policy_power"),
+        ({"max_duration_minutes": 0}, "policy_max_duration"),
+        ({"min_regression": 0.0}, "policy_min_regression"),
+        ({"rollback_ratio": 2.0, "min_regression": 0.5}, "policy_min_regression"),
+        ({"deadline_action": "wait"}, "policy_deadline_action"),
+    ],
+)
+def test_canary_policy__bad_values_written_around_the_service__refused_by_the_database(
+    production, values, constraint
+):
+    # A script that saves the model directly meets the same rule in the database.
+    with pytest.raises(IntegrityError, match=constraint), transaction.atomic():
+        CanaryPolicy.objects.create(environment=production, **values)
+    assert not CanaryPolicy.objects.exists()
 
 
 def test_set_canary_policy__saved_by_someone_else_since_the_page__conflict(production, admins):

@@ -252,9 +252,9 @@ def test_outcomes__read_only_key__403_forbidden_scope_nothing_stored(client, two
 def test_outcomes__team_a_key_for_team_b_canary__refused_and_the_canary_is_not_promoted(
     client, two_teams, production
 ):
-    # Given team B's canary, judged on 100 outcomes per arm without baking
+    # Given team B's canary, judged without baking
     agent, billing, _, billing_v1 = two_teams
-    CanaryPolicy.objects.create(environment=production, min_outcomes=100, bake_minutes=0)
+    CanaryPolicy.objects.create(environment=production, bake_minutes=0)
     billing_v2 = factories.create_version(billing)
     rollout = start(
         billing_v2, production, steps="10,50", now=timezone.now() - dt.timedelta(hours=1)

@@ -101,3 +101,36 @@ def test_canary__production_without_approval__refused_then_applied_from_request(
 
     assert "at 5 %" in output
     assert CanaryRollout.objects.get().basis_points == 500
+
+
+def test_canary_status__running__prints_what_the_panel_shows(deployed):
+    run("canary", "support-bot", "2", *BASE, "--steps", "1,5,25")
+
+    out = run("canary", "support-bot", "--environment", "staging", "--status")
+
+    lines = out.splitlines()
+    assert lines[0].startswith(
+        "Canary of support-bot v2 against stable v1 in staging: step 1 of 3 ([1 %], 5 %, 25 %,"
+    )
+    assert "deadline" in lines[0]
+    assert lines[1].startswith("Now: hold. Holding at step 1 of 3 (1 %)")
+    assert [line.split(":")[0].strip() for line in lines[2:]] == [
+        "Error rate",
+        "Sample ratio",
+        "Deadline",
+    ]
+    assert not CanaryDecision.objects.exists()  # a look, not a decision
+
+
+def test_canary_status__none_running__says_so(deployed):
+    assert run("canary", "support-bot", "--environment", "staging", "--status") == (
+        "No canary of support-bot is running in staging.\n"
+    )
+
+
+def test_canary__change_without_reason__refused(deployed):
+    run("canary", "support-bot", "2", *BASE, "--percent", "10")
+
+    with pytest.raises(CommandError, match="--reason is required"):
+        run("canary", "support-bot", "--environment", "staging", "--abort")
+    assert CanaryRollout.objects.get().status == CanaryStatus.RUNNING

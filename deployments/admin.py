@@ -438,10 +438,11 @@ class CanaryRolloutAdmin(HistoryAdmin):
         "stable_link",
         "percent_column",
         "status",
+        "ended_by_deadline",
         "started_at",
         "ended_at",
     )
-    list_filter = ("status", "environment", "agent")
+    list_filter = ("status", "ended_by_deadline", "environment", "agent")
     search_fields = ("agent__slug", "end_reason", "started_by_label", "ended_by_label")
     date_hierarchy = "started_at"
     fields = (
@@ -459,6 +460,7 @@ class CanaryRolloutAdmin(HistoryAdmin):
         "ended_at",
         "ended_by",
         "end_reason",
+        "ended_by_deadline",
     )
     readonly_fields = fields
     inlines = [CanaryDecisionInline]

@@ -89,8 +89,11 @@ def fingerprint(data: Mapping[str, Any]) -> str:
 
 
 def lock_environment(environment: Environment) -> Environment:
-    """Lock the environment row for this transaction; the row as it is now."""
-    return Environment.objects.select_for_update().get(pk=environment.pk)
+    """Lock the environment row for this transaction; the row as it is now.
+
+    NO KEY: outcome batches, whose rows reference the environment, never wait for a
+    settings change (see deployments.services.lock_pointer)."""
+    return Environment.objects.select_for_update(no_key=True).get(pk=environment.pk)
 
 
 def governed_settings(environment: Environment) -> dict[str, Any]:
@@ -406,8 +409,7 @@ def clean_canary_policy(values: Mapping[str, Any]) -> dict[str, Any]:
     if regression is not None and regression <= 0:
         refuse(
             "min_regression",
-            f"must be more than 0 (0.5 means a canary 1.5x worse than stable); got "
-            f"{regression:g}.",
+            f"must be more than 0 (0.5 means a canary 1.5x worse than stable); got {regression:g}.",
         )
     elif regression is not None:
         _within_limits("min_regression", regression, refuse)

@@ -157,9 +157,7 @@ class CanaryPolicy(models.Model):
                 condition=Q(promote_confidence__gt=0.5, promote_confidence__lt=1),
                 name="policy_promote_confidence",
             ),
-            models.CheckConstraint(
-                condition=Q(power__gt=0.5, power__lt=1), name="policy_power"
-            ),
+            models.CheckConstraint(condition=Q(power__gt=0.5, power__lt=1), name="policy_power"),
             # A regression the rollback test could never show is one it cannot catch.
             models.CheckConstraint(
                 condition=Q(min_regression__gt=0)

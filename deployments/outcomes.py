@@ -6,10 +6,24 @@ Invariants:
 - Numbers are finite and within each field's range (LATENCY_RANGE, SCORE_RANGE), so the
   sums of squares the analysis keeps can never overflow; ids are text without NUL, so
   bad input is refused here rather than by the database.
-- `event_id` makes a retried batch count once: ids are kept OUTCOME_DEDUP_DAYS, and
-  events older than that are refused (a retry after the ids are gone would count twice).
-- Counts are added per (agent, environment, version, track, minute) under the agent-row
-  lock, so concurrent batches cannot lose increments.
+- `event_id` makes a retried batch count once: an event counts only if its batch's
+  `INSERT ... ON CONFLICT DO NOTHING RETURNING` stored its id, in the same transaction as
+  its counts. A batch that meets an id another, uncommitted batch has just stored waits
+  for that batch: it skips the id if the other commits, stores it if the other rolls back,
+  so of two concurrent batches with the same ids each id counts exactly once. Ids are kept
+  OUTCOME_DEDUP_DAYS, and events older than that are refused (a retry after the ids are
+  gone would count twice).
+- Counts are added per (agent, environment, version, track, minute), latencies per
+  (..., minute, latency bin), by `INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n`:
+  the database adds to each row atomically, so concurrent batches cannot lose increments.
+  Ids, then counts, then bins are written in sorted key order, so batches never deadlock.
+- No batch takes the agent-row lock, so a rollback never waits for a batch. (On
+  PostgreSQL a batch's deferred foreign-key checks take a key-share lock on the agent and
+  environment rows as it commits; releases and settings changes lock those rows FOR NO
+  KEY UPDATE, which does not conflict, so neither waits for the other.) The pointer is read
+  without a lock: a release that commits while a batch is stored counts as after it,
+  which SERVED_GRACE already allows.
+- A batch stores everything or nothing (one transaction).
 - Events count only for versions the environment serves the agent: its stable or canary
   version now, or one that stopped being served less than SERVED_GRACE ago (answers
   still in flight). Anything else is refused whole (VersionsNotServed, HTTP 422).
@@ -20,18 +34,28 @@ from __future__ import annotations
 import datetime as dt
 import math
 import uuid
-from collections import defaultdict
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Field, Model
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from agentconfig.models import Agent
 from agentconfig.safe_parse import InputError, check_number
-from deployments.models import OutcomeCount, OutcomeEventId, Pointer, ReleaseLogEntry, Track
+from deployments.models import (
+    OutcomeCount,
+    OutcomeEventId,
+    OutcomeLatency,
+    Pointer,
+    ReleaseLogEntry,
+    Track,
+)
 from deployments.models.canary import OUTCOME_DEDUP_DAYS
+from deployments.sequential import latency_bin
 
 MAX_EVENTS = 1000
 MAX_ID_LENGTH = 200
@@ -191,9 +215,6 @@ def record_outcomes(
     if it names one the environment does not serve (see the module's invariants).
     """
     with transaction.atomic():
-        # Serialises batches of this agent: the duplicate check and the counter
-        # increments below must not interleave with another batch's.
-        Agent.objects.select_for_update().only("pk").get(pk=agent.pk)
         known = dict(
             agent.versions.filter(pk__in={e.version_id for e in events}).values_list(
                 "pk", "version_number"
@@ -206,7 +227,9 @@ def record_outcomes(
         ]
         if bad:
             raise InvalidBatch(bad)
-        served = served_versions(agent, environment_id, set(known), now=timezone.now())
+        now = timezone.now()
+        pointer = _get_pointer(agent, environment_id)
+        served = _served(agent, environment_id, set(known), pointer, now=now)
         unserved = [
             EventError(
                 i,
@@ -221,28 +244,14 @@ def record_outcomes(
         if unserved:
             raise VersionsNotServed(unserved)
 
-        seen = set(
-            OutcomeEventId.objects.filter(
-                agent=agent,
-                environment_id=environment_id,
-                event_id__in={e.event_id for e in events},
-            ).values_list("event_id", flat=True)
-        )
+        new_ids = _insert_event_ids(agent.pk, environment_id, {e.event_id for e in events}, now)
         fresh: list[OutcomeEvent] = []
         for event in events:
-            if event.event_id not in seen:
-                seen.add(event.event_id)  # also drops repeats inside the batch
+            if event.event_id in new_ids:
+                new_ids.discard(event.event_id)  # a repeat inside the batch counts once
                 fresh.append(event)
-        now = timezone.now()
-        OutcomeEventId.objects.bulk_create(
-            [
-                OutcomeEventId(
-                    agent=agent, environment_id=environment_id, event_id=e.event_id, received_at=now
-                )
-                for e in fresh
-            ]
-        )
-        _add_counts(agent, environment_id, fresh)
+        canary = pointer.canary if pointer is not None else None
+        _add_counts(agent.pk, environment_id, fresh, canary.canary_version_id if canary else None)
     return len(fresh), len(events) - len(fresh)
 
 
@@ -251,11 +260,25 @@ def served_versions(
 ) -> set[uuid.UUID]:
     """Which of `asked` the environment serves the agent, or stopped serving less than
     SERVED_GRACE before `now`. One query, two when a batch names an older version."""
-    pointer = (
+    return _served(agent, environment_id, asked, _get_pointer(agent, environment_id), now=now)
+
+
+def _get_pointer(agent: Agent, environment_id: int) -> Pointer | None:
+    return (
         Pointer.objects.select_related("canary")
         .filter(agent=agent, environment_id=environment_id)
         .first()
     )
+
+
+def _served(
+    agent: Agent,
+    environment_id: int,
+    asked: set[uuid.UUID],
+    pointer: Pointer | None,
+    *,
+    now: dt.datetime,
+) -> set[uuid.UUID]:
     served: set[uuid.UUID] = set()
     if pointer is not None:
         served.add(pointer.stable_version_id)
@@ -273,60 +296,159 @@ def served_versions(
     return asked & served
 
 
-def _add_counts(agent: Agent, environment_id: int, events: list[OutcomeEvent]) -> None:
-    pointer = (
-        Pointer.objects.select_related("canary")
-        .filter(agent=agent, environment_id=environment_id)
-        .first()
+def _insert_event_ids(
+    agent_id: int, environment_id: int, event_ids: set[str], now: dt.datetime
+) -> set[str]:
+    """Remember the ids; returns those no other transaction has stored (or is storing)."""
+    inserted = _insert(
+        OutcomeEventId,
+        ("agent", "environment", "event_id", "received_at"),
+        # Sorted: concurrent batches take the ids' index entries in one order, so batches
+        # that share ids may wait for one another but never in a cycle.
+        [(agent_id, environment_id, event_id, now) for event_id in sorted(event_ids)],
+        conflict=("agent", "environment", "event_id"),
+        returning="event_id",
     )
-    canary_version_id = pointer.canary.canary_version_id if pointer and pointer.canary else None
-    sums: dict[tuple[uuid.UUID, str, dt.datetime], dict[str, float]] = defaultdict(
-        lambda: defaultdict(float)
-    )
-    for event in events:
-        track = Track.CANARY if event.version_id == canary_version_id else Track.STABLE
-        minute = event.timestamp.replace(second=0, microsecond=0)
-        row = sums[(event.version_id, track, minute)]
-        row["n"] += 1
-        row["errors"] += 0 if event.ok else 1
-        if event.latency_ms is not None:
-            row["latency_count"] += 1
-            row["latency_sum"] += event.latency_ms
-            row["latency_sumsq"] += event.latency_ms**2
-        if event.score is not None:
-            row["score_count"] += 1
-            row["score_sum"] += event.score
-            row["score_sumsq"] += event.score**2
-    if not sums:
-        return
-    existing = {
-        (row.version_id, row.track, row.bucket_start): row
-        for row in OutcomeCount.objects.filter(
-            agent=agent,
-            environment_id=environment_id,
-            version_id__in={key[0] for key in sums},
-            bucket_start__in={key[2] for key in sums},
-        )
-    }
-    to_update, to_create = [], []
-    for (version_id, track, minute), increments in sums.items():
-        row = existing.get((version_id, track, minute))
-        if row is None:
-            row = OutcomeCount(
-                agent=agent,
-                environment_id=environment_id,
-                version_id=version_id,
-                track=track,
-                bucket_start=minute,
-            )
-            to_create.append(row)
-        else:
-            to_update.append(row)
-        for name, value in increments.items():
-            setattr(row, name, getattr(row, name) + (int(value) if name in _INT_FIELDS else value))
-    OutcomeCount.objects.bulk_create(to_create)
-    OutcomeCount.objects.bulk_update(to_update, [*_INT_FIELDS, *_FLOAT_FIELDS])
+    return {event_id for (event_id,) in inserted}
 
 
+_BUCKET = ("agent", "environment", "version", "track", "bucket_start")
 _INT_FIELDS = ("n", "errors", "latency_count", "score_count")
 _FLOAT_FIELDS = ("latency_sum", "latency_sumsq", "score_sum", "score_sumsq")
+
+
+def _add_counts(
+    agent_id: int,
+    environment_id: int,
+    events: list[OutcomeEvent],
+    canary_version_id: uuid.UUID | None,
+) -> None:
+    ints: dict[tuple[uuid.UUID, str, dt.datetime], list[int]] = {}
+    floats: dict[tuple[uuid.UUID, str, dt.datetime], list[float]] = {}
+    bins: Counter[tuple[uuid.UUID, str, dt.datetime, int]] = Counter()
+    for event in events:
+        track = Track.CANARY if event.version_id == canary_version_id else Track.STABLE
+        key = (event.version_id, track.value, event.timestamp.replace(second=0, microsecond=0))
+        if key not in ints:
+            ints[key], floats[key] = [0, 0, 0, 0], [0.0, 0.0, 0.0, 0.0]
+        counts, sums = ints[key], floats[key]
+        counts[0] += 1
+        counts[1] += 0 if event.ok else 1
+        if event.latency_ms is not None:
+            counts[2] += 1
+            sums[0] += event.latency_ms
+            sums[1] += event.latency_ms**2
+            bins[(*key, latency_bin(event.latency_ms))] += 1
+        if event.score is not None:
+            counts[3] += 1
+            sums[2] += event.score
+            sums[3] += event.score**2
+    parent = (agent_id, environment_id)
+    # Sorted keys for the same reason as the ids: one lock order for every batch.
+    _insert(
+        OutcomeCount,
+        (*_BUCKET, *_INT_FIELDS, *_FLOAT_FIELDS),
+        [(*parent, *key, *ints[key], *floats[key]) for key in sorted(ints)],
+        conflict=_BUCKET,
+        add=(*_INT_FIELDS, *_FLOAT_FIELDS),
+    )
+    _insert(
+        OutcomeLatency,
+        (*_BUCKET, "bin", "count"),
+        [(*parent, *key, count) for key, count in sorted(bins.items())],
+        conflict=(*_BUCKET, "bin"),
+        add=("count",),
+    )
+
+
+def _insert(
+    model: type[Model],
+    fields: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    conflict: Sequence[str],
+    add: Sequence[str] = (),
+    returning: str | None = None,
+) -> list[tuple[Any, ...]]:
+    """INSERT `rows` in their order. A row that hits the unique constraint on `conflict`
+    adds its `add` columns to the stored row's (atomically, per row), or is skipped without
+    `add`. Returns the `returning` column of the rows inserted (not of those added to)."""
+    if not rows:
+        return []
+    meta = model._meta
+    quote = connection.ops.quote_name
+    table = quote(meta.db_table)
+    model_fields = [meta.get_field(name) for name in fields]
+
+    def column(name: str) -> str:
+        return quote(meta.get_field(name).column)
+
+    on_conflict = f"ON CONFLICT ({', '.join(column(name) for name in conflict)}) "
+    if add:
+        on_conflict += "DO UPDATE SET " + ", ".join(
+            f"{column(name)} = {table}.{column(name)} + excluded.{column(name)}" for name in add
+        )
+    else:
+        on_conflict += "DO NOTHING"
+    if returning is not None:
+        on_conflict += f" RETURNING {column(returning)}"
+    # Names come from the model's _meta, quoted; every value is a parameter.
+    head = f"INSERT INTO {table} ({', '.join(column(name) for name in fields)})"
+    columns = [
+        _adapt(field, values)
+        for field, values in zip(model_fields, zip(*rows, strict=True), strict=True)
+    ]
+    if connection.vendor == "postgresql":
+        statements = [_from_arrays(head, on_conflict, model_fields, columns)]
+    else:
+        statements = _from_values(head, on_conflict, columns)
+    result: list[tuple[Any, ...]] = []
+    with connection.cursor() as cursor:
+        for statement, params in statements:
+            cursor.execute(statement, params)
+            if returning is not None:
+                result.extend(cursor.fetchall())
+    return result
+
+
+def _adapt(field: Field, values: Sequence[Any]) -> list[Any]:
+    """The values as the database stores them (each distinct value adapted once)."""
+    adapted = {value: field.get_db_prep_value(value, connection) for value in set(values)}
+    return [adapted[value] for value in values]
+
+
+def _from_arrays(
+    head: str, on_conflict: str, fields: list[Field], columns: list[list[Any]]
+) -> tuple[str, list[Any]]:
+    """PostgreSQL: one statement with a few parameters however many rows. psycopg finds a
+    statement's placeholders in Python, which for a VALUES list of 1,000 rows took longer
+    than the database's work. One array per column (unnest() yields the rows in the
+    arrays' order); one value for a column that is the same in every row."""
+    # Element types without a length ("varchar", not "varchar(200)"): a cast would cut a
+    # longer value short, where storing it into the column refuses it.
+    types = [str(field.db_type(connection)).split("(")[0] for field in fields]
+    varying = [i for i, values in enumerate(columns) if len(set(values)) > 1] or [0]
+    selected = ", ".join(
+        f"u.c{i}" if i in varying else f"%s::{types[i]}" for i in range(len(fields))
+    )
+    arrays = ", ".join(f"%s::{types[i]}[]" for i in varying)
+    names = ", ".join(f"c{i}" for i in varying)
+    select = f"SELECT {selected} FROM unnest({arrays}) AS u({names})"  # noqa: S608
+    params = [columns[i][0] for i in range(len(fields)) if i not in varying]
+    return f"{head} {select} {on_conflict}", params + [columns[i] for i in varying]
+
+
+def _from_values(
+    head: str, on_conflict: str, columns: list[list[Any]]
+) -> list[tuple[str, list[Any]]]:
+    """SQLite: VALUES lists, each within max_query_params (999) parameters."""
+    per_statement = (connection.features.max_query_params or 999) // len(columns)
+    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    rows = list(zip(*columns, strict=True))
+    return [
+        (
+            f"{head} VALUES {', '.join([placeholders] * len(chunk))} {on_conflict}",
+            [value for row in chunk for value in row],
+        )
+        for chunk in (rows[i : i + per_statement] for i in range(0, len(rows), per_statement))
+    ]

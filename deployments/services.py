@@ -152,8 +152,11 @@ def lock_pointer(agent: Agent, environment: Environment) -> Pointer | None:
     """Lock the agent's pointers for this transaction; the pointer in `environment`, if any.
 
     The agent row is locked, not only the pointer: the first deploy has no row to lock.
+    FOR NO KEY UPDATE, not FOR UPDATE: releases still exclude each other (and version
+    numbering's FOR UPDATE), but rows that merely reference the agent (outcome counts,
+    whose foreign-key check takes a key-share lock at commit) never wait for a release.
     """
-    Agent.objects.select_for_update().only("pk").get(pk=agent.pk)
+    Agent.objects.select_for_update(no_key=True).only("pk").get(pk=agent.pk)
     return get_pointer(agent, environment)
 
 

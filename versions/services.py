@@ -156,8 +156,9 @@ def create_version(
     try:
         with transaction.atomic():
             # The agent row lock serialises creators of this agent's versions, so
-            # "latest + 1" cannot be read by two transactions at once.
-            Agent.objects.select_for_update().only("pk").get(pk=agent.pk)
+            # "latest + 1" cannot be read by two transactions at once. NO KEY: rows that
+            # only reference the agent (outcome counts) need not wait (see lock_pointer).
+            Agent.objects.select_for_update(no_key=True).only("pk").get(pk=agent.pk)
             latest = agent.versions.order_by("-version_number").first()
             if latest is not None and latest.config_hash == digest:
                 raise ValidationError(f"no changes compared to v{latest.version_number}.")

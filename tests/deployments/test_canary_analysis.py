@@ -220,7 +220,7 @@ def _looks(rng, policy, step, *, rate, ratio, per_minute, minutes, stop):
 def test_decide__thousands_of_looks_at_the_rollback_threshold__within_the_budget():
     # The worst case for false rollbacks: a canary exactly at the rollback ratio. With a
     # 90 % rollback confidence on one step and one metric, at most 10 % of such canaries
-    # may ever be rolled back, however often one looks (1,000 looks each here).
+    # may ever be rolled back, however often one looks (2,000 looks each here).
     policy = Policy(rollback_confidence=0.9, max_latency_ratio=None, min_regression=0.5)
     step = dataclasses.replace(LAST, index=0, count=1)
     rng = random.Random(13)
@@ -233,7 +233,7 @@ def test_decide__thousands_of_looks_at_the_rollback_threshold__within_the_budget
             rate=0.05,
             ratio=1.25,
             per_minute=40,
-            minutes=1000,
+            minutes=2000,
             stop={Verdict.ROLLBACK},
         )
         == Verdict.ROLLBACK

@@ -625,7 +625,11 @@ def _missing_for_pass(
 ) -> list[str]:
     """Why the step does not pass yet; empty when it passes."""
     missing = []
-    if not (rates.ratio_ok or rates.increase_ok):
+    if rates.effective <= 0:
+        missing.append(
+            "an arm has no outcomes in this step yet (a step counts from its first full minute)"
+        )
+    elif not (rates.ratio_ok or rates.increase_ok):
         missing.append(
             f"the canary's error rate may still be up to {_ratio(rates.upper)} stable's, and "
             f"{_move(step)} needs it shown within {bar_ratio:.3g}x"
@@ -664,6 +668,12 @@ def _pass_evidence(rates: _Rates, bar_ratio: float, bar_increase: float, policy:
 def _errors_status(
     rates: _Rates, policy: Policy, bar_ratio: float, bar_increase: float, step: StepState
 ) -> str:
+    if rates.effective <= 0:
+        return (
+            "Error rate: an arm has no outcomes in this step yet (a step counts from its "
+            f"first full minute); {_move(step)} needs the canary's shown within "
+            f"{bar_ratio:.3g}x stable's."
+        )
     increase = f" or {_points(bar_increase)}" if bar_increase > 0 else ""
     return (
         f"Error rate: the canary's is between {rates.lower:.2f}x and {_ratio(rates.upper)} "
@@ -674,6 +684,11 @@ def _errors_status(
 
 def _minimum_status(rates: _Rates, policy: Policy) -> str:
     regression = f"{1 + policy.min_regression:g}x"
+    if not math.isfinite(rates.more_for_minimum):
+        return (
+            f"Minimum: the outcomes needed to catch a {regression} regression with "
+            f"{_confidence(policy.power)} power are counted once both arms report."
+        )
     if rates.more_for_minimum <= 0:
         return (
             f"Minimum: enough outcomes to catch a {regression} regression with "

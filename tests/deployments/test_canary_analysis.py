@@ -60,6 +60,15 @@ def test_decide__equal_rates_on_a_small_sample__holds_never_passes():
     assert "more outcomes per arm at the current rates" in decision.explanation
 
 
+def test_decide__no_outcomes_in_the_step__holds_and_says_why():
+    decision = decide(ArmCounts(), arm(40, 2), POLICY, LAST)
+
+    assert decision.verdict == Verdict.HOLD
+    assert "an arm has no outcomes in this step yet" in decision.explanation
+    assert "first full minute" in decision.status[0]
+    assert "are counted once both arms report" in decision.status[1]
+
+
 def test_decide__twice_as_bad_at_twenty_requests_a_minute__holds():
     # What the old rule promoted in 73 of 100 rollouts: 30 minutes at 20 rpm, 50 %.
     decision = decide(arm(300, 15), arm(300, 30), POLICY, LAST)

@@ -15,16 +15,20 @@ from typing import TYPE_CHECKING
 from agentconfig.errors import Forbidden
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser, User
 
 
 @dataclass(frozen=True)
 class Actor:
-    user: AbstractBaseUser | None
+    user: User | None
     label: str
 
     @classmethod
-    def of(cls, user: AbstractBaseUser) -> Actor:
+    def of(cls, user: User | AnonymousUser) -> Actor:
+        # Every caller sits behind the admin login, so `request.user` is a signed-in User.
+        from django.contrib.auth.models import User
+
+        assert isinstance(user, User)  # noqa: S101
         return cls(user=user, label=user.get_username())
 
     @classmethod

@@ -21,9 +21,9 @@ The list reads drift for the whole page in two queries.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin
@@ -57,6 +57,10 @@ from versions.forms import AgentAddForm
 from versions.models import AgentVersion
 from versions.selectors import Drift, get_drift, get_drifts
 from versions.services import create_agent, update_agent
+
+if TYPE_CHECKING:
+    # The stubs' names for what these admin hooks return (private, types only).
+    from django.contrib.admin.options import _FieldGroups
 
 VERSIONS_SHOWN = 50
 
@@ -134,7 +138,7 @@ class AgentAdmin(ServiceChangeMixin, ServiceAddAdmin, HistoryAdmin):
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return AgentChangeList
 
-    def get_fields(self, request: HttpRequest, obj: Agent | None = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Agent | None = None) -> _FieldGroups:
         if obj is None:
             return ["slug", "name", "description"]
         return ["slug", "name", "description", "created_at", "updated_at"]
@@ -147,7 +151,7 @@ class AgentAdmin(ServiceChangeMixin, ServiceAddAdmin, HistoryAdmin):
 
     def get_prepopulated_fields(
         self, request: HttpRequest, obj: Agent | None = None
-    ) -> dict[str, tuple[str, ...]]:
+    ) -> dict[str, Sequence[str]]:
         # Not the prepopulated_fields attribute: simple-history's record page reads that
         # directly and would look for slug in a change form where slug is read-only.
         return {"slug": ("name",)} if obj is None else {}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -148,7 +148,8 @@ class ServiceChangeMixin:
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
         try:
-            return super().changeform_view(  # type: ignore[misc, no-any-return]
+            # A mixin: super() is the ModelAdmin it is mixed into, which mypy cannot know.
+            return super().changeform_view(  # type: ignore[misc]
                 request, object_id, form_url, extra_context
             )
         except ValidationError as exc:
@@ -168,6 +169,7 @@ class ServiceDeleteMixin:
     def delete_view(
         self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
+        # A mixin: super() and self are the ModelAdmin it is mixed into (mypy cannot know).
         try:
             return super().delete_view(request, object_id, extra_context)  # type: ignore[misc]
         except Forbidden as exc:
@@ -205,8 +207,10 @@ class ServiceAddAdmin(admin.ModelAdmin):
             except ServiceError as exc:
                 form.add_error(None, exc.message)
         fieldsets = [(None, {"fields": list(form.fields)})]
+        # AdminForm and AdminErrorList take any form; django-stubs says a ModelForm.
+        as_model_form = cast("forms.ModelForm[Any]", form)
         admin_form = helpers.AdminForm(
-            form, fieldsets, self.get_prepopulated_fields(request), model_admin=self
+            as_model_form, fieldsets, self.get_prepopulated_fields(request), model_admin=self
         )
         context = {
             **self.admin_site.each_context(request),
@@ -219,7 +223,7 @@ class ServiceAddAdmin(admin.ModelAdmin):
             "to_field": None,
             "media": self.media + admin_form.media,
             "inline_admin_formsets": [],
-            "errors": helpers.AdminErrorList(form, []),
+            "errors": helpers.AdminErrorList(as_model_form, []),
             "preserved_filters": self.get_preserved_filters(request),
             **(extra_context or {}),
         }

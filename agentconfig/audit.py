@@ -476,7 +476,7 @@ def _tool_gates(agent: Agent, limit: int) -> list[AuditEvent]:
 
 # --- audit records and gate overrides ----------------------------------------------------
 
-_RECORD_KINDS = {
+_RECORD_KINDS: dict[str, str] = {  # by AuditAction (a str enum)
     AuditAction.ENVIRONMENT_SETTINGS: "settings",
     AuditAction.CANARY_POLICY: "policy",
     AuditAction.EVALUATION_POLICY: "policy",

@@ -7,13 +7,20 @@ redis/redis-py#3624). A client is thread-safe and holds no state of its own beyo
 pool, so one per pool is enough. Remove this module when upstream fixes the constructor.
 """
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient as DjangoRedisCacheClient
 
 
 class RedisCacheClient(DjangoRedisCacheClient):
+    if TYPE_CHECKING:
+        # Django's private API that this class builds on; django-stubs leaves it out.
+        _client: Callable[..., Any]
+        _get_connection_pool_index: Callable[[bool], int]
+        _get_connection_pool: Callable[[bool], Any]
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._clients: dict[int, Any] = {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from axes.conf import settings as axes_settings
 from axes.helpers import get_client_username, get_cool_off, get_failure_limit
 from django.conf import settings
 from django.contrib import admin
@@ -50,7 +51,10 @@ def lockout_response(
         "cool_off_minutes": minutes,
     }
     response = TemplateResponse(
-        request, "admin/agentconfig/lockout.html", context, status=settings.AXES_HTTP_RESPONSE_CODE
+        request,
+        "admin/agentconfig/lockout.html",
+        context,
+        status=axes_settings.AXES_HTTP_RESPONSE_CODE,
     )
     return response.render()
 

@@ -28,7 +28,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
 from django.conf import settings
@@ -36,7 +36,7 @@ from django.core import signals
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.wsgi import WSGIRequest
 from django.core.signals import setting_changed
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.http.request import split_domain_port, validate_host
 from django.middleware.security import SecurityMiddleware
 from django.urls import Resolver404, get_resolver, set_urlconf
@@ -90,7 +90,8 @@ class RuntimeFastPath:
         request.resolver_match = match
         response = self._respond(request)
         # request_finished (connection clean-up) is sent when the server closes it.
-        response._handler_class = self.__class__
+        # As Django's WSGIHandler does; the stubs do not declare this private attribute.
+        response._handler_class = self.__class__  # type: ignore[attr-defined]
         start_response(f"{response.status_code} {response.reason_phrase}", list(response.items()))
         return response
 
@@ -112,23 +113,26 @@ class RuntimeFastPath:
         start_response(status, response_headers)
         return [body]
 
-    def _respond(self, request: WSGIRequest) -> HttpResponse:
+    def _respond(self, request: WSGIRequest) -> HttpResponseBase:
         try:
             request.get_host()  # ALLOWED_HOSTS, exactly as Django checks it
         except DisallowedHost as exc:
             security_logger.error(str(exc), extra={"status_code": 400, "request": request})
             return _json_error(400, "invalid_host", "the Host header is not allowed here.")
         try:
-            response = self.security(request)
+            # Built around the synchronous _view, the middleware answers synchronously.
+            response = cast(HttpResponseBase, self.security(request))
         except Exception:
             logger.exception("Internal Server Error: %s", request.path, extra={"request": request})
             return _json_error(500, "internal_error", "an unexpected error; it was logged.")
-        return response  # type: ignore[no-any-return]
+        return response
 
-    def _view(self, request: WSGIRequest) -> HttpResponse:
+    def _view(self, request: HttpRequest) -> HttpResponse:
         set_urlconf(None)
         match = request.resolver_match
-        return match.func(request, *match.args, **match.kwargs)  # type: ignore[no-any-return]
+        assert match is not None  # noqa: S101 - set by __call__
+        response: HttpResponse = match.func(request, *match.args, **match.kwargs)
+        return response
 
 
 def _answer(environ: dict[str, Any], method: str, slug: str) -> Raw:
@@ -163,7 +167,7 @@ class _Query(dict[str, list[str]]):
         for name, value in parse_qsl(query_string, keep_blank_values=True, max_num_fields=limit):
             self.setdefault(name, []).append(value)
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         values = super().get(name)
         return values[-1] if values else default
 

@@ -421,6 +421,8 @@ class _LimitedComposer:
         # PyYAML's scanner slows down with each open flow collection ("[[[[..."): refuse
         # before it looks further than the limit.
         max_depth, _, where = self.ac_limits
+        # A mixin of PyYAML's loader: flow_level, get_mark, the super() method and
+        # peek_event come from the scanner and parser it is mixed with.
         if self.flow_level >= max_depth:  # type: ignore[attr-defined]
             mark = self.get_mark()  # type: ignore[attr-defined]
             raise InputError(

@@ -130,7 +130,9 @@ class WhatWasLiveForm(forms.Form):
     def __init__(self, *args: Any, environments: list[Environment], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.environments = {environment.slug: environment for environment in environments}
-        self.fields["environment"].choices = [(e.slug, e.name) for e in environments]
+        field = self.fields["environment"]
+        assert isinstance(field, forms.ChoiceField)  # noqa: S101 - as declared
+        field.choices = [(e.slug, e.name) for e in environments]
 
     def clean_environment(self) -> Environment:
         return self.environments[self.cleaned_data["environment"]]

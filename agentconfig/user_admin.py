@@ -44,6 +44,8 @@ from django.http import (
 )
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
 
 from agentconfig import people
 from agentconfig.actors import Actor
@@ -54,6 +56,8 @@ from agentconfig.reasons import validate_reason
 User = get_user_model()
 ROLE_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions")
 ALLOWED = ("GET", "HEAD", "POST")
+# As django.contrib.auth.admin defines it (django-stubs does not declare that one).
+sensitive_post_parameters_m = method_decorator(sensitive_post_parameters())
 
 
 class _GroupsField(forms.ModelMultipleChoiceField):
@@ -200,7 +204,7 @@ class UserAdmin(auth_admin.UserAdmin):
         extra = {"can_change_roles": request.user.has_perm(people.CHANGE_USER_PERMISSION)}
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
 
-    @auth_admin.sensitive_post_parameters_m
+    @sensitive_post_parameters_m
     def add_view(
         self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:

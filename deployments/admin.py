@@ -874,6 +874,7 @@ class DeploymentRequestAdmin(HistoryAdmin):
                 obj.proposal.get("summary", obj.get_kind_display()),
                 obj.environment.slug,
             )
+        assert obj.agent is not None  # noqa: S101 - a release request names its agent
         steps = request_pages.plan_steps(obj)
         return format_html(
             '<span class="ac-nowrap">{} {} → {}</span>{}',

@@ -151,6 +151,7 @@ def start_canary(
             )
         if pointer.canary_id is not None:
             running = pointer.canary
+            assert running is not None  # noqa: S101 - canary_id is set
             raise Conflict(
                 f"a canary of {running.canary_version.label} is already running in "
                 f"{environment.slug} (at {running.percent:g} %); change it with --percent, "
@@ -294,7 +295,9 @@ def evaluate_canary(
         pointer = lock_pointer(rollout.agent, rollout.environment)
         if pointer is None or pointer.canary_id != rollout.pk:
             return None  # ended (or replaced) since it was listed
-        rollout = pointer.canary
+        locked = pointer.canary
+        assert locked is not None  # noqa: S101 - pointer.canary_id == rollout.pk
+        rollout = locked
         decision = analyse(rollout, now=now)
         record = CanaryDecision.objects.create(
             rollout=rollout,

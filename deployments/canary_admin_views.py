@@ -46,7 +46,12 @@ from agentconfig.errors import Conflict, Forbidden, NotFound, ServiceError
 from agentconfig.models import Agent
 from deployments import canary, canary_chart
 from deployments.canary_analysis import ArmCounts, Decision, decide
-from deployments.forms import CanaryActionForm, CanaryPercentForm, CanaryStartForm
+from deployments.forms import (
+    CanaryActionForm,
+    CanaryPercentForm,
+    CanaryStartForm,
+    version_choices,
+)
 from deployments.models import (
     CanaryDecision,
     CanaryPolicy,
@@ -226,7 +231,7 @@ def _start_form_page(
         f"Start a canary of {target.agent.slug} in {target.environment.name}",
         status,
         form=form,
-        has_versions=form is not None and form.fields["version"].queryset.exists(),
+        has_versions=form is not None and version_choices(form).exists(),
     )
 
 

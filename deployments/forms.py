@@ -8,10 +8,11 @@ reason; deployments.services checks everything again when the change is applied.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
 
 from agentconfig.models import Agent
 from agentconfig.reasons import validate_reason
@@ -52,6 +53,14 @@ class _ReasonForm(forms.Form):
             return validate_reason(self.cleaned_data["reason"].replace("\r\n", "\n"))
         except ValidationError as exc:
             raise ValidationError(exc.message_dict.get("reason", exc.messages)) from None
+
+
+def version_choices(form: forms.BaseForm) -> QuerySet[AgentVersion]:
+    """The versions the form's `version` field offers (`form.fields` only knows a Field)."""
+    field = form.fields["version"]
+    assert isinstance(field, _VersionChoiceField)  # noqa: S101 - as declared
+    assert field.queryset is not None  # noqa: S101 - set in the form's __init__
+    return field.queryset
 
 
 class _VersionChoiceField(forms.ModelChoiceField):
@@ -100,6 +109,7 @@ class RollbackForm(_ReasonForm):
         super().__init__(*args, **kwargs)
         self.targets = {str(version.pk): version for version in targets}
         field = self.fields["to_version"]
+        assert isinstance(field, forms.ChoiceField)  # noqa: S101 - as declared
         field.choices = [
             (str(version.pk), version_choice_label(version, "previous" if index == 0 else ""))
             for index, version in enumerate(targets)
@@ -150,7 +160,7 @@ class CanaryStartForm(_ReasonForm):
     bake_minutes = forms.IntegerField(
         required=False,
         min_value=0,
-        max_value=POLICY_LIMITS["bake_minutes"][1],
+        max_value=cast(int, POLICY_LIMITS["bake_minutes"][1]),  # the limits dict mixes floats
         label="Bake minutes",
         help_text="Minimum minutes each step runs before the analysis may advance it.",
     )
@@ -190,6 +200,7 @@ class CanaryStartForm(_ReasonForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        assert cleaned is not None  # noqa: S101 - Form.clean returns cleaned_data
         mode = cleaned.get("mode")
         try:
             if mode == self.MODE_STEPS:
@@ -336,6 +347,7 @@ class CanaryPolicyForm(GovernedModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        assert cleaned is not None  # noqa: S101 - Form.clean returns cleaned_data
         if all(field in cleaned for field in CANARY_POLICY_FIELDS):
             try:
                 normalised = clean_canary_policy(cleaned)
@@ -394,6 +406,7 @@ class ApiKeyAddForm(_ReasonForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        assert cleaned is not None  # noqa: S101 - Form.clean returns cleaned_data
         capabilities = cleaned.pop("capabilities", "") or "both"
         cleaned["can_read"] = capabilities in ("both", "read")
         cleaned["can_report"] = capabilities in ("both", "report")

@@ -357,7 +357,7 @@ NO_POLICY_STATE = fingerprint({})
 def clean_canary_policy(values: Mapping[str, Any]) -> dict[str, Any]:
     """The policy's values, normalised; ValidationError naming every field the analysis
     could not use."""
-    cleaned = {field: values.get(field) for field in CANARY_POLICY_FIELDS}
+    cleaned: dict[str, Any] = {field: values.get(field) for field in CANARY_POLICY_FIELDS}
     errors: dict[str, list[str]] = {}
 
     def refuse(field: str, message: str) -> None:

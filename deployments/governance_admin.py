@@ -55,6 +55,7 @@ def not_applied(
 def _with_refusal(
     form_class: type[forms.ModelForm], error: ValidationError | ServiceError
 ) -> type[forms.ModelForm]:
+    # A subclass of a class given at runtime, which mypy cannot follow.
     class RefusedForm(form_class):  # type: ignore[valid-type,misc]
         def clean(self) -> dict[str, Any]:
             cleaned = super().clean()

@@ -37,7 +37,7 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.db import connection, transaction
 from django.db.models import Field, Model
@@ -166,8 +166,15 @@ def _parse_event(
             timestamp = parsed
     if len(errors) > before:
         return None
+    # Without a version_id, fail() recorded an error above.
     return OutcomeEvent(
-        raw["event_id"], version_id, raw["user_id"], raw["ok"], latency, score, timestamp
+        raw["event_id"],
+        cast(uuid.UUID, version_id),
+        raw["user_id"],
+        raw["ok"],
+        latency,
+        score,
+        timestamp,
     )
 
 
@@ -378,10 +385,11 @@ def _insert(
     meta = model._meta
     quote = connection.ops.quote_name
     table = quote(meta.db_table)
-    model_fields = [meta.get_field(name) for name in fields]
+    # The names are the model's concrete columns, never a reverse relation.
+    model_fields = [cast(Field, meta.get_field(name)) for name in fields]
 
     def column(name: str) -> str:
-        return quote(meta.get_field(name).column)
+        return quote(cast(str, cast(Field, meta.get_field(name)).column))
 
     on_conflict = f"ON CONFLICT ({', '.join(column(name) for name in conflict)}) "
     if add:

@@ -48,6 +48,7 @@ from deployments.admin_views import (
     stale_confirmation,
 )
 from deployments.approvals import BREAK_GLASS_PERMISSION, valid_approvals
+from deployments.forms import version_choices
 from deployments.models import (
     CanaryRollout,
     DeploymentRequest,
@@ -220,6 +221,8 @@ def render_request_page(
         return _render_change_page(
             model_admin, http_request, request, review_form=review_form, error=error, status=status
         )
+    # A release request names its agent and version (the release_requests_name_a_version check).
+    assert request.agent is not None and request.version is not None  # noqa: S101
     user = http_request.user
     pointer = get_pointer(request.agent, request.environment)
     active = pointer.stable_version if pointer else None
@@ -380,6 +383,8 @@ def _active_pk(request: DeploymentRequest) -> str:
     """What the page showed and the person confirms: the active version, or the state."""
     if not request.is_release:
         return _subject_state(request)
+    # A release request names its agent (the release_requests_name_a_version check).
+    assert request.agent is not None  # noqa: S101
     pointer = get_pointer(request.agent, request.environment)
     return str(pointer.stable_version_id) if pointer else ""
 
@@ -395,6 +400,8 @@ def _moved(http_request: HttpRequest, request: DeploymentRequest, expected: str)
             "as it is now. Nothing was recorded; read it again before you decide.",
         )
         return True
+    # A release request names its agent (the release_requests_name_a_version check).
+    assert request.agent is not None  # noqa: S101
     messages.warning(
         http_request,
         f"The active version of {request.agent.slug} in {request.environment.slug} changed "
@@ -470,6 +477,8 @@ def override_gate_view(
     form = GateOverrideForm(http_request.POST)
     if not form.is_valid():
         return render_request_page(model_admin, http_request, request, override_form=form)
+    # The gate, and so its override, only concerns release requests.
+    assert request.agent is not None and request.version is not None  # noqa: S101
     try:
         record_gate_override(
             agent=request.agent,
@@ -535,6 +544,8 @@ def apply_view(
             "it within a second.",
         )
         return redirect(_detail_url(request))
+    # A release request names its agent and version (the release_requests_name_a_version check).
+    assert request.agent is not None and request.version is not None  # noqa: S101
     name = f"{request.agent.slug} {request.version.label}"
     agent_url = reverse("admin:agentconfig_agent_change", args=[request.agent.pk])
     if isinstance(result, CanaryRollout):
@@ -599,7 +610,7 @@ def _request_form_page(
         f"Request a deployment of {target.agent.slug} to {target.environment.name}",
         status,
         form=form,
-        has_versions=form.fields["version"].queryset.exists(),
+        has_versions=version_choices(form).exists(),
     )
 
 

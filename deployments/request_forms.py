@@ -69,6 +69,7 @@ class DeploymentRequestForm(_ReasonForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        assert cleaned is not None  # noqa: S101 - Form.clean returns cleaned_data
         plan = (cleaned.get("canary_plan") or "").strip()
         if cleaned.get("kind") != RequestKind.CANARY:
             cleaned["canary_plan"] = ""

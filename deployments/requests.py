@@ -266,9 +266,12 @@ def apply_request(
                     f"what request #{request.pk} changes moved while you were reviewing it; "
                     "read the request again before you apply it."
                 )
-            result = subject.apply(request, actor, reason)
+            applied = subject.apply(request, actor, reason)
             _close(request, RequestStatus.APPLIED, actor)
-            return result
+            return applied
+        # A release request names its agent and version (the release_requests_name_a_version
+        # check).
+        assert request.agent is not None and request.version is not None  # noqa: S101
         if expected_active_id is not None:
             pointer = lock_pointer(request.agent, request.environment)
             check_expected_active(pointer, request.environment, expected_active_id)
@@ -337,6 +340,7 @@ def _review(
                 _close(request, RequestStatus.REJECTED, actor)
             return review
         # The agent row lock keeps the pointer still while the review records it.
+        assert request.agent is not None  # noqa: S101 - a release request names its agent
         pointer = lock_pointer(request.agent, request.environment)
         active = pointer.stable_version if pointer else None
         if seen_active_id is not None and seen_active_id != (str(active.pk) if active else ""):

@@ -6,7 +6,8 @@ import datetime as dt
 import functools
 import operator
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from django.db.models import F, Prefetch, Q, QuerySet, Sum, Window
 from django.db.models.functions import RowNumber, TruncDay, TruncHour
@@ -173,14 +174,15 @@ def get_canary_step_totals(
         .annotate(total=Sum("count"))
         .order_by()
     )
-    for row in bins:
-        key = (by_environment[row["environment_id"]].pk, row["track"])
-        histograms.setdefault(key, {})[row["bin"]] = row["total"]
+    for bin_row in bins:
+        key = (by_environment[bin_row["environment_id"]].pk, bin_row["track"])
+        histograms.setdefault(key, {})[bin_row["bin"]] = bin_row["total"]
     totals = {}
     for row in rows:
         key = (by_environment[row["environment_id"]].pk, row["track"])
+        sums: Mapping[str, Any] = row  # the arm sums are annotated by name: not in the row type
         totals[key] = ArmCounts(
-            **{name: row[name] or 0 for name in ARM_FIELDS},
+            **{name: sums[name] or 0 for name in ARM_FIELDS},
             latency_histogram=histograms.get(key, {}),
         )
     return totals

@@ -195,11 +195,11 @@ class Snapshot:
         if value is None:
             value = self._errors.get(entry_key)
         if value is not None:
-            return value  # type: ignore[no-any-return]
+            return value
         with self._build_locks[hash(entry_key) % _BUILD_STRIPES]:
             value = self._values.get(entry_key) or self._errors.get(entry_key)
             if value is not None:
-                return value  # type: ignore[no-any-return]
+                return value
             with self._lock:
                 self._building[entry_key] = False
             _db_ready()

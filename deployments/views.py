@@ -317,8 +317,8 @@ def agent_outcomes(request: HttpRequest, slug: str) -> HttpResponse:
         return _vary(HttpResponse(runtime.serialize(body), status=400, content_type=_JSON))
     except DatabaseError as exc:
         return _error(*database_error(exc, f"the outcomes of {slug}"))
-    body = runtime.serialize({"accepted": accepted, "duplicates": duplicates})
-    return _vary(HttpResponse(body, status=202, content_type=_JSON))
+    accepted_body = runtime.serialize({"accepted": accepted, "duplicates": duplicates})
+    return _vary(HttpResponse(accepted_body, status=202, content_type=_JSON))
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

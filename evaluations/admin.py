@@ -109,6 +109,7 @@ class EvaluationSuiteAdmin(ServiceChangeMixin, ServiceAddAdmin, HistoryAdmin):
 
     @admin.display(description="latest version")
     def latest_version(self, obj: EvaluationSuite) -> SafeString | str:
+        # latest_pk and latest_number are annotated by get_queryset, unknown to the model type.
         if obj.latest_pk is None:  # type: ignore[attr-defined]
             return "—"
         url = reverse("admin:evaluations_suiteversion_change", args=[obj.latest_pk])  # type: ignore[attr-defined]

@@ -24,12 +24,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from agentconfig.outbound import OutboundRefused
 
 if TYPE_CHECKING:
     import httpx2
+    from openai.types.chat import ChatCompletionMessageParam
 
 # Local servers (Ollama, llama.cpp, vLLM without --api-key) ignore the key, but the
 # client insists on one; it is sent only when none is configured.
@@ -117,7 +118,10 @@ class ChatClient:
         started = time.monotonic()
         try:
             raw = self._client.chat.completions.with_raw_response.create(
-                model=model, messages=[dict(m) for m in messages], **options
+                model=model,
+                # Each message is a role and its content, as the API takes them.
+                messages=cast("list[ChatCompletionMessageParam]", [dict(m) for m in messages]),
+                **options,
             )
             reply = raw.parse()
             choice = reply.choices[0] if reply.choices else None

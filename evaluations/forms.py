@@ -128,10 +128,13 @@ class RunStartForm(forms.Form):
             self.fields["suite_version"].initial = suite_version.pk
             # Only the suite's own agent's versions make sense here.
             field = self.fields["version"]
+            assert isinstance(field, forms.ModelChoiceField)  # noqa: S101 - as declared
+            assert field.queryset is not None  # noqa: S101 - as declared
             field.queryset = field.queryset.filter(agent_id=suite_version.suite.agent_id)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        assert data is not None  # noqa: S101 - Form.clean returns cleaned_data
         suite_version, version = data.get("suite_version"), data.get("version")
         if suite_version and version and version.agent_id != suite_version.suite.agent_id:
             self.add_error(
@@ -172,7 +175,9 @@ class EvaluationPolicyForm(GovernedModelForm):
         if saved and saved not in allowed_key_variables():
             # Shown as it is, so that saving does not silently change it; refused on save.
             choices.append((saved, f"{saved} (not allowed: not in EVAL_API_KEY_NAMES)"))
-        self.fields["api_key_env"].choices = choices
+        field = self.fields["api_key_env"]
+        assert isinstance(field, forms.ChoiceField)  # noqa: S101 - as declared
+        field.choices = choices
 
     def current_state(self) -> str:
         if self.instance.pk is None:

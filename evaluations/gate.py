@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -283,7 +284,7 @@ def compare_with_stable(
     # The gate's inputs are the policy's, not the candidate's: only runs on the suite's
     # current version, against the endpoint the policy names, count — otherwise whoever
     # must pass the gate could pick an easier suite version or a friendlier endpoint.
-    pinned: dict[str, object] = {}
+    pinned: dict[str, Any] = {}
     if policy is not None:
         pinned = {
             "pinned_suite_version": suite.versions.order_by("-version_number").first(),
@@ -295,7 +296,7 @@ def compare_with_stable(
         suite=suite,
         tolerance=tolerance,
         required=required,
-        **pinned,  # type: ignore[arg-type]
+        **pinned,
         baseline_name=f"the stable version {stable.label}" if stable else "",
         tolerance_source=f" of {environment.slug}",
         verdict=f"{target} is allowed",

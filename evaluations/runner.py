@@ -165,7 +165,7 @@ def _execute(run: EvaluationRun) -> EvaluationRun:
                 max_retries=run.max_retries,
                 where=(
                     f"the evaluation policy of {run.environment.slug} (as the run recorded it)"
-                    if run.environment_id
+                    if run.environment is not None
                     else "the run's recorded settings"
                 ),
             )

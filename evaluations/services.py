@@ -101,6 +101,7 @@ def update_suite(
     actor.require(CHANGE_SUITE_PERMISSION, "change evaluation suites")
     suite.name, suite.description = name, description
     suite.full_clean(validate_unique=False)
+    # simple-history reads these two attributes for the history row (not model fields).
     suite._history_user = actor.user  # type: ignore[attr-defined]
     suite._change_reason = (reason or actor.label)[:100]  # type: ignore[attr-defined]
     suite.save()

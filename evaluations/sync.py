@@ -130,6 +130,7 @@ def sync_evals(
 def _read_and_validate(root: Path) -> tuple[list[_Entry], list[str]]:
     if not root.exists():
         raise SyncError([f"{root}: does not exist. Give the folder that holds the suite files."])
+    errors: list[str]
     if root.is_file():
         files, errors = [root], []
         base = root.parent

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -50,6 +50,10 @@ from flags.services import (
     delete_tool_gate,
     update_flag,
 )
+
+if TYPE_CHECKING:
+    # The stubs' names for what these admin hooks return (private, types only).
+    from django.contrib.admin.options import _FieldGroups
 
 CHANGES_SHOWN = 50
 
@@ -106,7 +110,7 @@ class FlagAdmin(ServiceDeleteMixin, ServiceAddAdmin, HistoryAdmin):
         kwargs["form"] = FlagVariantsChangeForm if has_variants else FlagChangeForm
         return super().get_form(request, obj, change=change, **kwargs)
 
-    def get_fields(self, request: HttpRequest, obj: Flag | None = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Flag | None = None) -> _FieldGroups:
         variants = (
             "variants" if obj is not None and obj.kind != FlagKind.BOOLEAN else "variant_list"
         )

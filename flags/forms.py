@@ -104,6 +104,7 @@ class FlagAddForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        assert data is not None  # noqa: S101 - Form.clean returns cleaned_data
         if data.get("kind") == FlagKind.BOOLEAN and data.get("variants") is not None:
             self.add_error("variants", "a boolean flag has the fixed variants on and off.")
         elif data.get("kind") in (FlagKind.STRING, FlagKind.JSON) and not data.get("variants"):
@@ -170,8 +171,10 @@ class FlagRulesForm(forms.Form):
             (name, f"{name} = {json.dumps(flag.variant_value(name), ensure_ascii=False)[:60]}")
             for name in flag.variant_names
         ]
-        self.fields["default_variant"].choices = choices
-        self.fields["off_variant"].choices = choices
+        for name in ("default_variant", "off_variant"):
+            field = self.fields[name]
+            assert isinstance(field, forms.ChoiceField)  # noqa: S101 - as declared
+            field.choices = choices
 
     def clean_rules(self) -> Any:
         value = self.cleaned_data.get("rules")

@@ -246,7 +246,7 @@ def _agents_affected(flag: Flag, change: dict[str, Any]) -> list[Agent | None]:
         return [Agent.objects.get(slug=change["agent"])]
     if flag.agent is not None:
         return [flag.agent]
-    gated = list(Agent.objects.filter(tool_gates__flag=flag).distinct())
+    gated: list[Agent | None] = list(Agent.objects.filter(tool_gates__flag=flag).distinct())
     return gated or [None]
 
 
@@ -258,7 +258,7 @@ def _apply_to_snapshot(
     flags = dict(before.flags)
     gates = dict(before.tool_gates)
     state = FlagEnvironment.objects.filter(flag=flag, environment=environment).first()
-    columns = (
+    columns: list[Any] = (
         [state.enabled, state.off_variant, state.default_variant, state.rules]
         if state is not None
         else [False, flag.initial_variants[1], flag.initial_variants[0], []]

@@ -332,7 +332,7 @@ def _validate_split(
         return [], [f"{where}: split must be a non-empty list such as {example}."]
     errors: list[str] = []
     out: list[dict[str, Any]] = []
-    seen: set[str] = set()
+    seen: set[object] = set()  # entries are unchecked input
     total = 0
     for number, entry in enumerate(split, start=1):
         here = f"{where}, split entry {number}"

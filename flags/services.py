@@ -357,6 +357,7 @@ def create_tool_gate(
             {"flag": f"{flag.key!r} is a {flag.kind} flag; a tool is gated by a boolean flag."}
         )
     if flag.agent_id is not None and flag.agent_id != agent.pk:
+        assert flag.agent is not None  # noqa: S101 - agent_id is set
         raise ValidationError(
             {
                 "flag": f"{flag.key!r} is scoped to the agent {flag.agent.slug}; use a global "

@@ -83,7 +83,9 @@ class NewVersionForm(forms.Form):
 
     def __init__(self, *args: Any, agent: Agent, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["derived_from"].queryset = agent.versions.only("pk", "agent", "version_number")
+        field = self.fields["derived_from"]
+        assert isinstance(field, forms.ModelChoiceField)  # noqa: S101 - as declared
+        field.queryset = agent.versions.only("pk", "agent", "version_number")
 
     @staticmethod
     def initial_from(version: AgentVersion | None) -> dict[str, Any]:

@@ -489,7 +489,7 @@ def _release(
     if targets is None or (targets.deploy_to is None and targets.request_for is None):
         return ()
     created = [r for r in results if r.action in ("created", "new_version")]
-    versions = {
+    versions: dict[tuple[str, int | None], AgentVersion] = {
         (version.agent.slug, version.version_number): version
         for version in AgentVersion.objects.select_related("agent").filter(
             Q(agent__slug__in=[r.slug for r in created]), source_commit=commit.sha

@@ -120,7 +120,7 @@ def path_of(version: AgentVersion) -> str:
 def list_git_states(agent_ids: Iterable[int]) -> dict[int, GitState]:
     """GitState of each agent in `agent_ids`, by agent id, in two queries whatever their number."""
     newest = AgentVersion.objects.filter(agent=OuterRef("pk")).order_by("-version_number")
-    rows = (
+    query = (
         Agent.objects.filter(pk__in=list(agent_ids))
         .annotate(
             latest_id=Subquery(newest.values("pk")[:1]),
@@ -128,7 +128,7 @@ def list_git_states(agent_ids: Iterable[int]) -> dict[int, GitState]:
         )
         .values_list("pk", "latest_id", "in_git_id")
     )
-    rows = list(rows)
+    rows = list(query)
     wanted = {pk for _, latest, in_git in rows for pk in (latest, in_git) if pk is not None}
     versions = {
         version.pk: version

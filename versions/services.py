@@ -115,7 +115,8 @@ def update_agent(
         return ()
     agent.name, agent.description = name, description
     agent.full_clean()
-    # simple-history reads these two attributes for the history row: who, and why.
+    # simple-history reads these two attributes for the history row: who, and why (not
+    # model fields, so mypy does not know them).
     agent._history_user = actor.user  # type: ignore[attr-defined]
     agent._change_reason = (reason or actor.label)[:100]  # type: ignore[attr-defined]
     agent.save()

@@ -385,10 +385,10 @@ def _write(entries: list[Entry], actor: Actor) -> tuple[AgentResult, ...]:
         file = entry.agent_file
         agent = existing.get(file.slug)
         if agent is None:
-            agent = create_agent(
+            created = create_agent(
                 slug=file.slug, name=file.name, description=file.description, actor=actor
             )
-            version = _create_version(agent, entry, actor)
+            version = _create_version(created, entry, actor)
             results.append(
                 AgentResult(file.slug, entry.source_path, "created", version.version_number)
             )

@@ -47,7 +47,7 @@ V1_PROMPT = GREETING + BILLING + CLOSING
 # v2 "tightened the tone" and lost the billing paragraph on the way: the incident.
 V2_PROMPT = GREETING.replace("keep\nanswers short", "keep\nanswers very short") + CLOSING
 
-DEMO_CASES = [
+DEMO_CASES: list[dict[str, Any]] = [
     {
         "id": "billing-refund",
         "input": "Can I get a refund of 30 EUR for my last invoice?",

@@ -43,7 +43,7 @@ class Command(ServiceCommand):
         agent = get_agent(options["agent"])
         environment = get_environment(options["environment"])
         actor = Actor.cli("canary")
-        common = {"agent": agent, "environment": environment, "actor": actor}
+        common: dict[str, Any] = {"agent": agent, "environment": environment, "actor": actor}
         if options["status"]:
             if options["version_number"] is not None:
                 raise CommandError("--status takes no VERSION_NUMBER.")

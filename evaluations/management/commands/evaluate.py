@@ -156,7 +156,7 @@ class Command(ServiceCommand):
                 gate = compare_with_stable(**compare)
             baseline = gate.baseline_run or baseline
         if against is not None and run.status == RunStatus.COMPLETED:
-            compare_to = {
+            compare_to: dict[str, Any] = {
                 "version": version,
                 "baseline": against,
                 "suite": suite_version.suite,

@@ -35,6 +35,7 @@ from deployments.models import (
     DeploymentRequest,
     Environment,
     OutcomeEventId,
+    OutcomeLatency,
     Pointer,
     ReleaseKind,
     ReleaseLogEntry,
@@ -336,6 +337,20 @@ def prune_outcome_event_ids(*, now: dt.datetime | None = None) -> int:
     """Forget event ids older than the deduplication window; returns how many."""
     cutoff = (now or timezone.now()) - dt.timedelta(days=OUTCOME_DEDUP_DAYS)
     deleted, _ = OutcomeEventId.objects.filter(received_at__lt=cutoff).delete()
+    return deleted
+
+
+# Latency histograms are read only for a running canary's current step, which started
+# less than the longest maximum duration a policy may set; a day more for clock skew.
+LATENCY_RETENTION = dt.timedelta(minutes=POLICY_LIMITS["max_duration_minutes"][1] + 1440)
+
+
+def prune_outcome_latencies(*, now: dt.datetime | None = None) -> int:
+    """Drop latency bins no canary can read any more (LATENCY_RETENTION); returns how many.
+
+    They are the one outcome table that grows by dozens of rows per minute and arm."""
+    cutoff = (now or timezone.now()) - LATENCY_RETENTION
+    deleted, _ = OutcomeLatency.objects.filter(bucket_start__lt=cutoff).delete()
     return deleted
 
 

@@ -10,7 +10,9 @@ import pytest
 from django.db import DataError, connection, transaction
 from django.utils import timezone
 
+from deployments import canary
 from deployments.models import OutcomeCount, OutcomeEventId, OutcomeLatency, Track
+from deployments.models.canary import OUTCOME_DEDUP_DAYS, POLICY_LIMITS
 from deployments.outcomes import VersionsNotServed, parse_events, record_outcomes
 from deployments.sequential import latency_bin
 from deployments.services import lock_pointer, rollback
@@ -437,3 +439,29 @@ def test_record_outcomes__same_ids_while_first_batch_uncommitted__second_waits_f
     assert second_result == [(second_accepts, 3 - second_accepts)]
     assert OutcomeEventId.objects.filter(agent=agent).count() == 3
     assert OutcomeCount.objects.get(agent=agent).n == 3
+
+
+def test_prune__old_event_ids_and_latency_bins_dropped__counts_and_recent_rows_kept(
+    versions, production, agent
+):
+    # Given outcomes with latencies now, stored as if they were received now
+    v1, _ = versions
+    _record(agent, production, [_event(v1, "e1", _minute(), latency_ms=120)])
+    now = timezone.now()
+
+    # When the watcher prunes one day within each retention, then one day past it
+    kept = (
+        canary.prune_outcome_event_ids(now=now + dt.timedelta(days=OUTCOME_DEDUP_DAYS - 1)),
+        canary.prune_outcome_latencies(now=now + canary.LATENCY_RETENTION - dt.timedelta(days=1)),
+    )
+    dropped = (
+        canary.prune_outcome_event_ids(now=now + dt.timedelta(days=OUTCOME_DEDUP_DAYS + 1)),
+        canary.prune_outcome_latencies(now=now + canary.LATENCY_RETENTION + dt.timedelta(days=1)),
+    )
+
+    # Then nothing went early, both went after, and the per-minute counts stay
+    assert kept == (0, 0) and dropped == (1, 1)
+    assert not OutcomeEventId.objects.exists() and not OutcomeLatency.objects.exists()
+    assert OutcomeCount.objects.get(agent=agent).n == 1
+    # and the longest policy's canary can still read its first step's bins
+    assert dt.timedelta(minutes=POLICY_LIMITS["max_duration_minutes"][1]) < canary.LATENCY_RETENTION

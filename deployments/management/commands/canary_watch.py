@@ -5,7 +5,11 @@ from django.core.management.base import CommandError, CommandParser
 from django.db import DatabaseError, close_old_connections
 
 from agentconfig.cli import ServiceCommand
-from deployments.canary import evaluate_running_canaries, prune_outcome_event_ids
+from deployments.canary import (
+    evaluate_running_canaries,
+    prune_outcome_event_ids,
+    prune_outcome_latencies,
+)
 
 
 class Command(ServiceCommand):
@@ -30,6 +34,7 @@ class Command(ServiceCommand):
         try:
             decisions = evaluate_running_canaries()
             prune_outcome_event_ids()
+            prune_outcome_latencies()
         except DatabaseError as exc:
             # A watcher must survive a database restart; the next round tries again.
             self.stderr.write(f"database error, retrying next round: {exc}")

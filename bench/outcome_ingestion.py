@@ -57,8 +57,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 try:
-    import psycopg
-    from psycopg import sql
+    # psycopg comes with the project's virtualenv; pg_databases needs it.
+    from pg_databases import drop_database, recreate_database
 except ImportError as exc:  # pragma: no cover - depends on how the script is started
     sys.exit(
         f"bench/outcome_ingestion.py needs the project's virtualenv ({exc}). "
@@ -118,21 +118,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # --- database and Django ------------------------------------------------------------------
-
-
-def recreate_database(admin_url: str, name: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def drop_database(admin_url: str, name: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
 
 
 def setup_django(database_url: str) -> None:

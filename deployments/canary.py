@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -354,17 +355,34 @@ def prune_outcome_latencies(*, now: dt.datetime | None = None) -> int:
     return deleted
 
 
-def analyse(rollout: CanaryRollout, *, now: dt.datetime, detail: bool = True) -> Decision:
+def analyse(rollout: CanaryRollout, *, now: dt.datetime) -> Decision:
     """The verdict on the rollout's current step, from the outcomes reported in it."""
     # The same totals the admin panel shows: one place decides what "this step" counts.
-    totals = get_canary_step_totals([rollout])
+    return judge(
+        rollout, get_policy(rollout.environment), get_canary_step_totals([rollout]), now=now
+    )
+
+
+def judge(
+    rollout: CanaryRollout,
+    policy: CanaryPolicy,
+    totals: Mapping[tuple[uuid.UUID, str], ArmCounts],
+    *,
+    now: dt.datetime,
+) -> Decision:
+    """The verdict on the rollout's step from totals already read (get_canary_step_totals):
+    what canary_watch decides and what the agent page shows."""
     return decide(
         totals.get((rollout.pk, Track.STABLE), ArmCounts()),
         totals.get((rollout.pk, Track.CANARY), ArmCounts()),
-        analysis_policy(get_policy(rollout.environment)),
+        analysis_policy(policy),
         step_state(rollout, now=now),
-        detail=detail,
     )
+
+
+def deadline_of(rollout: CanaryRollout, policy: CanaryPolicy) -> dt.datetime:
+    """When the policy's maximum duration ends the rollout if nothing decides it first."""
+    return rollout.started_at + dt.timedelta(minutes=policy.max_duration_minutes)
 
 
 def canary_status(
@@ -379,9 +397,11 @@ def canary_status(
     )
     if rollout is None:
         return None
-    policy = get_policy(environment)
-    deadline = rollout.started_at + dt.timedelta(minutes=policy.max_duration_minutes)
-    return rollout, analyse(rollout, now=now or timezone.now()), deadline
+    return (
+        rollout,
+        analyse(rollout, now=now or timezone.now()),
+        deadline_of(rollout, get_policy(environment)),
+    )
 
 
 def analysis_policy(policy: CanaryPolicy) -> Policy:

@@ -45,7 +45,7 @@ from agentconfig.admin_views import (
 from agentconfig.errors import Conflict, Forbidden, NotFound, ServiceError
 from agentconfig.models import Agent
 from deployments import canary, canary_chart
-from deployments.canary_analysis import ArmCounts, Decision, decide
+from deployments.canary_analysis import ArmCounts, Decision
 from deployments.forms import (
     CanaryActionForm,
     CanaryPercentForm,
@@ -594,7 +594,7 @@ class CanaryPanel:
 
     @property
     def deadline(self) -> dt.datetime:
-        return self.rollout.started_at + dt.timedelta(minutes=self.policy.max_duration_minutes)
+        return canary.deadline_of(self.rollout, self.policy)
 
     @property
     def step_number(self) -> int:
@@ -670,12 +670,7 @@ def build_canary_panels(pointers: Sequence[Pointer], *, now: dt.datetime) -> dic
             )
         ]
         policy = policies[pointer.environment_id]
-        analysis = decide(
-            arms[0].step,
-            arms[1].step,
-            canary.analysis_policy(policy),
-            canary.step_state(rollout, now=now),
-        )
+        analysis = canary.judge(rollout, policy, step_totals, now=now)
         panels[pointer.environment_id] = CanaryPanel(
             rollout=rollout,
             stable=stable,

@@ -43,6 +43,8 @@ POLICY_LIMITS = {
 
 
 class DeadlineAction(models.TextChoices):
+    # The same values as deployments.canary_analysis.DeadlineAction, which the pure
+    # analysis compares with (tests/deployments/test_canary_analysis.py checks it).
     ROLLBACK = "rollback", "Roll back"
     PROMOTE = "promote", "Promote"
 
@@ -176,7 +178,7 @@ class CanaryPolicy(models.Model):
                 condition=Q(max_duration_minutes__gte=1), name="policy_max_duration"
             ),
             models.CheckConstraint(
-                condition=Q(deadline_action__in=["rollback", "promote"]),
+                condition=Q(deadline_action__in=DeadlineAction.values),
                 name="policy_deadline_action",
             ),
         ]

@@ -226,15 +226,38 @@ def _looks(rng, policy, step, *, rate, ratio, per_minute, minutes, stop):
     return None
 
 
-def test_decide__thousands_of_looks_at_the_rollback_threshold__within_the_budget():
-    # The worst case for false rollbacks: a canary exactly at the rollback ratio. With a
-    # 90 % rollback confidence on one step and one metric, at most 10 % of such canaries
-    # may ever be rolled back, however often one looks (2,000 looks each here).
-    policy = Policy(rollback_confidence=0.9, max_latency_ratio=None, min_regression=0.5)
+@pytest.mark.parametrize(
+    ("policy", "verdict", "minutes", "seed", "limit"),
+    [
+        # The worst case for false rollbacks: a canary exactly at the rollback ratio. With
+        # a 90 % rollback confidence on one step and one metric, at most 10 % of such
+        # canaries may ever be rolled back, however often one looks. Expected at most 30
+        # of 300; the limit leaves three standard deviations of noise.
+        (
+            Policy(rollback_confidence=0.9, max_latency_ratio=None, min_regression=0.5),
+            Verdict.ROLLBACK,
+            2000,
+            13,
+            45,
+        ),
+        # A canary exactly at the promotion margin (1.25x) may be promoted in at most 5 %.
+        (
+            Policy(max_latency_ratio=None, max_error_increase=0),
+            Verdict.PROMOTE,
+            1000,
+            17,
+            15 + 3 * math.sqrt(300 * 0.05 * 0.95),
+        ),
+    ],
+    ids=["rollback-at-the-rollback-ratio", "promotion-at-the-margin"],
+)
+def test_decide__thousands_of_looks_at_the_threshold__within_the_budget(
+    policy, verdict, minutes, seed, limit
+):
     step = dataclasses.replace(LAST, index=0, count=1)
-    rng = random.Random(13)
+    rng = random.Random(seed)
     runs = 300
-    rollbacks = sum(
+    ended = sum(
         _looks(
             rng,
             policy,
@@ -242,37 +265,13 @@ def test_decide__thousands_of_looks_at_the_rollback_threshold__within_the_budget
             rate=0.05,
             ratio=1.25,
             per_minute=40,
-            minutes=2000,
-            stop={Verdict.ROLLBACK},
+            minutes=minutes,
+            stop={verdict},
         )
-        == Verdict.ROLLBACK
+        == verdict
         for _ in range(runs)
     )
-    # Expected at most 30; the bound leaves three standard deviations of noise.
-    assert rollbacks <= 45
-
-
-def test_decide__thousands_of_looks_at_the_margin__promoted_within_the_pass_budget():
-    # A canary exactly at the promotion margin (1.25x) may be promoted in at most 5 %.
-    policy = Policy(max_latency_ratio=None, max_error_increase=0)
-    step = dataclasses.replace(LAST, index=0, count=1)
-    rng = random.Random(17)
-    runs = 300
-    promoted = sum(
-        _looks(
-            rng,
-            policy,
-            step,
-            rate=0.05,
-            ratio=1.25,
-            per_minute=40,
-            minutes=1000,
-            stop={Verdict.PROMOTE},
-        )
-        == Verdict.PROMOTE
-        for _ in range(runs)
-    )
-    assert promoted <= 15 + 3 * math.sqrt(300 * 0.05 * 0.95)
+    assert ended <= limit
 
 
 def test_decide__equal_canary_watched_for_a_day__is_promoted_not_rolled_back():
@@ -481,3 +480,9 @@ def test_step_window_start__first_full_minute_of_the_step(started, window):
     assert step_window_start(moment) == dt.datetime.combine(
         day.date(), dt.time.fromisoformat(window), tzinfo=dt.UTC
     )
+
+
+def test_deadline_actions__the_policy_model_offers_exactly_the_analysis_values():
+    from deployments.models import DeadlineAction as PolicyChoice
+
+    assert sorted(PolicyChoice.values) == sorted(action.value for action in DeadlineAction)

@@ -6,4 +6,4 @@ class AgentconfigConfig(AppConfig):
     verbose_name = "Agents"
 
     def ready(self) -> None:
-        from agentconfig import checks  # noqa: F401  (registers the system checks)
+        from agentconfig.core import checks  # noqa: F401  (registers the system checks)

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
-from agentconfig.append_only import AppendOnlyModel
+from agentconfig.core.append_only import AppendOnlyModel
 
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 slug_validator = RegexValidator(
@@ -51,7 +51,7 @@ class ChangeTopic(models.TextChoices):
 class Change(models.Model):
     """One committed write that changes what runtimes or OFREP clients receive.
 
-    The change feed (agentconfig.change_feed): every such write inserts its row in the
+    The change feed (agentconfig.core.change_feed): every such write inserts its row in the
     same transaction, so a change never commits without its row and a row never exists
     for a rolled-back write. Server processes read the feed to drop exactly what changed.
     Rows are never updated.

@@ -9,5 +9,5 @@ admin.site.index_title = "Agent configuration"
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/", admin.site.urls),
-    path("", include("agentconfig.runtime_urls")),
+    path("", include("delivery.urls")),
 ]

@@ -1,6 +1,6 @@
 """WSGI entry point (gunicorn, granian, runserver); production settings unless told otherwise.
 
-Runtime routes take the lean path (agentconfig.runtime_wsgi); everything else is Django's
+Runtime routes take the lean path (delivery.wsgi); everything else is Django's
 ordinary handler.
 """
 
@@ -12,6 +12,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentconfig.settings.production
 
 django_application = get_wsgi_application()
 
-from agentconfig.runtime_wsgi import RuntimeFastPath  # noqa: E402 (needs the app set up)
+from delivery.wsgi import RuntimeFastPath  # noqa: E402 (needs the app set up)
 
 application = RuntimeFastPath(django_application)

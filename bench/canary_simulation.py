@@ -22,7 +22,7 @@ computed for the users a rollout meets and checked against `bucket` itself on a 
 Stable errors are binomial at `--base-error` (5 %), the canary's at base x ratio (1, 1.25,
 1.5, 2, 3). Ramps: "single step" [50] and "default ramp" [1, 5, 25, 50].
 
-Pure: imports deployments.canary_analysis, deployments.sequential and agentconfig.bucketing,
+Pure: imports deployments.canary_analysis, deployments.sequential and agentconfig.core.bucketing,
 never Django (the script refuses to run if anything imported it). Needs numpy 2, which the
 project's virtualenv does not ship (`.venv/bin/uv pip install --python .venv/bin/python numpy`
 once, or any Python 3.11+ that has numpy). Run from the project folder:
@@ -73,7 +73,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from agentconfig.bucketing import BUCKETS, bucket, percent_to_basis_points
+from agentconfig.core.bucketing import BUCKETS, bucket, percent_to_basis_points
 from deployments.canary_analysis import (
     ArmCounts,
     Decision,
@@ -603,7 +603,7 @@ def main() -> None:
     print(
         f"- traffic: Poisson {', '.join(f'{r:,}' for r in args.rpm)} requests per minute; "
         f"{args.users:,} users, lognormal activity sigma {args.sigma:g}; routing by "
-        "agentconfig.bucketing.bucket on canary:<uuid4>"
+        "agentconfig.core.bucketing.bucket on canary:<uuid4>"
     )
     print(
         f"- errors: stable {_pct(args.base_error)}, canary base x "

@@ -39,8 +39,8 @@ django.setup()
 from django.template.loader import render_to_string  # noqa: E402
 
 from agentconfig.models import Agent  # noqa: E402
+from deployments.diff_context import build_diff_context  # noqa: E402
 from versions.diff import diff_configs  # noqa: E402
-from versions.diff_context import build_diff_context  # noqa: E402
 from versions.models import AgentVersion  # noqa: E402
 
 WORDS = [

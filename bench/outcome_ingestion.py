@@ -174,9 +174,9 @@ class Target:
 
 
 def create_agent(slug: str) -> Target:
-    from agentconfig.actors import Actor
+    from agentconfig.core.actors import Actor
     from deployments.models import Environment
-    from deployments.services import deploy_version, rollback
+    from deployments.services.releases import deploy_version, rollback
     from versions import services as version_services
 
     actor = Actor.system("bench")
@@ -304,7 +304,7 @@ def ingest_worker(
     from django.utils import timezone
 
     from agentconfig.models import Agent
-    from deployments import outcomes
+    from deployments.services import outcomes
 
     module = outcomes if implementation == "new" else sys.modules["bench_old_outcomes"]
     rng = random.Random(prefix)
@@ -437,10 +437,10 @@ def measure_rollbacks(target: Target, count: int, pause: float) -> Rollbacks:
     rolled back), a deploy of v2 (break glass), and the timed `rollback` to v1."""
     from django.db import transaction
 
-    from agentconfig.actors import Actor
+    from agentconfig.core.actors import Actor
     from agentconfig.models import Agent
     from deployments.models import Environment
-    from deployments.services import deploy_version, lock_pointer, rollback
+    from deployments.services.releases import deploy_version, lock_pointer, rollback
     from versions.models import AgentVersion
 
     actor = Actor.system("bench")

@@ -121,10 +121,10 @@ PROMPT_VOCABULARY = (
 SEED_SCRIPT = """
 import inspect, json, os, time
 from django.db import transaction
-from agentconfig.actors import Actor
+from agentconfig.core.actors import Actor
 from deployments.models import Environment
-from deployments.services import deploy_version
-from flags.services import create_flag, create_tool_gate, set_flag_enabled, set_flag_rules
+from deployments.services.releases import deploy_version
+from flags.services.flags import create_flag, create_tool_gate, set_flag_enabled, set_flag_rules
 from versions.services import create_agent, create_version
 
 seed = json.loads(open(os.environ["BENCH_SEED_FILE"], encoding="utf-8").read())

@@ -2,20 +2,18 @@
 
 Invariants:
 - Pointers and release-log rows are never written here: pointers move only through the
-  Deploy… and Roll back… pages of an agent, which call deployments.services.
+  Deploy… and Roll back… pages of an agent, which call deployments.services.releases.
 - Canary rollouts and decisions are read-only here: they are created and changed only by
-  deployments.canary (the agent page's canary buttons, the CLI and canary_watch).
-- Environments and canary policies are saved only by deployments.governance, with a
+  deployments.services.canaries (the agent page's canary buttons, the CLI and canary_watch).
+- Environments and canary policies are saved only by deployments.services.environments, with a
   reason (deployments.governance_admin: refusals stay on the form), and never deleted. A
   lower number of required approvals opens a settings request instead of being saved.
 - A canary policy is saved only when the analysis can use it (clean_canary_policy).
-- An API key is created by deployments.services.create_api_key; its plaintext is shown
+- An API key is created by deployments.services.api_keys.create_api_key; its plaintext is shown
   once, in the response to the POST that created it, and stored nowhere (not in the
   session, not in a message cookie). key_hash is never displayed.
-- Keys are created and revoked with a reason (deployments.services.revoke_api_key),
+- Keys are created and revoked with a reason (deployments.services.api_keys.revoke_api_key),
   never deleted or edited.
-- Deployment requests are opened from an agent's page and reviewed, applied or withdrawn
-  on their own page (deployments.request_admin_views), never edited or deleted here.
 """
 
 from __future__ import annotations
@@ -29,25 +27,16 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import (
-    Case,
-    IntegerField,
-    OuterRef,
     QuerySet,
-    Subquery,
-    UUIDField,
-    Value,
-    When,
 )
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from agentconfig.actors import Actor
-from agentconfig.admin_views import (
-    AdminPageView,
+from agentconfig.core.actors import Actor
+from agentconfig.core.admin_pages import (
     HistoryAdmin,
     ServiceAddAdmin,
     apply_service_error,
@@ -55,47 +44,29 @@ from agentconfig.admin_views import (
     render_forbidden,
     text_column,
 )
-from agentconfig.errors import Conflict, Forbidden
-from agentconfig.people import made_grants_since
-from deployments import governance, governance_admin
-from deployments import request_admin_views as request_pages
+from agentconfig.core.errors import Conflict, Forbidden
+from deployments import governance_admin
 from deployments.forms import ApiKeyAddForm, ApiKeyRevokeForm, CanaryPolicyForm, EnvironmentForm
-from deployments.governance import NO_POLICY_STATE
 from deployments.governance_admin import GovernedAdmin
 from deployments.models import (
     ApiKey,
     CanaryDecision,
     CanaryPolicy,
     CanaryRollout,
-    DeploymentRequest,
     Environment,
     Pointer,
     ReleaseKind,
     ReleaseLogEntry,
     RequestKind,
-    RequestStatus,
 )
-from deployments.requests import propose_change
-from deployments.services import create_api_key, revoke_api_key
-from versions.models import AgentVersion
+from deployments.services import environments as environment_services
+from deployments.services.api_keys import create_api_key, revoke_api_key
+from deployments.services.environments import NO_POLICY_STATE
+from deployments.services.requests import propose_change
+from versions.admin_links import version_link, without_version_text
 
 REVOKE_PERMISSION = "deployments.change_apikey"
 DECISIONS_INLINE = 50
-# Version rows carry whole prompts; lists of pointers and log entries need only their numbers.
-VERSION_TEXT_COLUMNS = ("system_prompt", "guardrails")
-
-
-def _version_link(version: AgentVersion | None) -> SafeString | str:
-    if version is None:
-        return "—"
-    url = reverse("admin:versions_agentversion_change", args=[version.pk])
-    return format_html('<a href="{}">{}</a>', url, version.label)
-
-
-def _without_version_text(queryset: QuerySet[Any], *relations: str) -> QuerySet[Any]:
-    return queryset.select_related(*relations).defer(
-        *(f"{relation}__{column}" for relation in relations for column in VERSION_TEXT_COLUMNS)
-    )
 
 
 def _json_block(value: Any) -> SafeString:
@@ -167,7 +138,7 @@ class EnvironmentAdmin(GovernedAdmin):
         data = form.cleaned_data
         actor = Actor.of(request.user)
         if not change:
-            return governance.create_environment(
+            return environment_services.create_environment(
                 slug=data["slug"],
                 name=data["name"],
                 position=data["position"],
@@ -178,9 +149,9 @@ class EnvironmentAdmin(GovernedAdmin):
         wanted = data["required_approvals"]
         with transaction.atomic():
             # Held until the page's transaction ends: "lowering?" is decided on the real value.
-            current = governance.lock_environment(form.instance)
+            current = environment_services.lock_environment(form.instance)
             lowering = wanted < current.required_approvals
-            environment = governance.update_environment(
+            environment = environment_services.update_environment(
                 environment=current,
                 actor=actor,
                 reason=data["reason"],
@@ -240,14 +211,14 @@ class PointerAdmin(HistoryAdmin):
         return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Pointer]:
-        return _without_version_text(
+        return without_version_text(
             super().get_queryset(request).select_related("agent", "environment"),
             "stable_version",
         )
 
     @admin.display(description="active version", ordering="stable_version__version_number")
     def active_version(self, obj: Pointer) -> SafeString | str:
-        return _version_link(obj.stable_version)
+        return version_link(obj.stable_version)
 
 
 @admin.register(ReleaseLogEntry)
@@ -297,7 +268,7 @@ class ReleaseLogEntryAdmin(admin.ModelAdmin):
         return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ReleaseLogEntry]:
-        return _without_version_text(
+        return without_version_text(
             super().get_queryset(request).select_related("agent", "environment", "actor"),
             "from_version",
             "to_version",
@@ -305,11 +276,11 @@ class ReleaseLogEntryAdmin(admin.ModelAdmin):
 
     @admin.display(description="from")
     def from_link(self, obj: ReleaseLogEntry) -> SafeString | str:
-        return _version_link(obj.from_version)
+        return version_link(obj.from_version)
 
     @admin.display(description="to")
     def to_link(self, obj: ReleaseLogEntry) -> SafeString | str:
-        return _version_link(obj.to_version)
+        return version_link(obj.to_version)
 
     @admin.display(description="reason")
     def reason_summary(self, obj: ReleaseLogEntry) -> str:
@@ -388,9 +359,9 @@ class CanaryPolicyAdmin(GovernedAdmin):
         self, request: HttpRequest, form: forms.ModelForm, change: bool
     ) -> CanaryPolicy:
         data = form.cleaned_data
-        return governance.set_canary_policy(
+        return environment_services.set_canary_policy(
             environment=form.instance.environment if change else data["environment"],
-            values={field: data[field] for field in governance.CANARY_POLICY_FIELDS},
+            values={field: data[field] for field in environment_services.CANARY_POLICY_FIELDS},
             actor=Actor.of(request.user),
             reason=data["reason"],
             # An add page saw no policy: one saved meanwhile is not overwritten.
@@ -467,7 +438,7 @@ class CanaryRolloutAdmin(HistoryAdmin):
     started_by = text_column("started_by_label", "started by")
     ended_by = text_column("ended_by_label", "ended by")
 
-    # Rollouts are created and changed only by deployments.canary.
+    # Rollouts are created and changed only by deployments.services.canaries.
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -478,7 +449,7 @@ class CanaryRolloutAdmin(HistoryAdmin):
         return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[CanaryRollout]:
-        return _without_version_text(
+        return without_version_text(
             super().get_queryset(request).select_related("agent", "environment"),
             "canary_version",
             "stable_version",
@@ -522,11 +493,11 @@ class CanaryRolloutAdmin(HistoryAdmin):
 
     @admin.display(description="canary version", ordering="canary_version__version_number")
     def canary_link(self, obj: CanaryRollout) -> SafeString | str:
-        return _version_link(obj.canary_version)
+        return version_link(obj.canary_version)
 
     @admin.display(description="stable version")
     def stable_link(self, obj: CanaryRollout) -> SafeString | str:
-        return _version_link(obj.stable_version)
+        return version_link(obj.stable_version)
 
     @admin.display(description="percent", ordering="basis_points")
     def percent_column(self, obj: CanaryRollout) -> str:
@@ -573,7 +544,7 @@ class CanaryDecisionAdmin(admin.ModelAdmin):
         return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[CanaryDecision]:
-        return _without_version_text(
+        return without_version_text(
             super().get_queryset(request).select_related("rollout__agent", "rollout__environment"),
             "rollout__canary_version",
         )
@@ -784,166 +755,3 @@ class ApiKeyAdmin(ServiceAddAdmin, HistoryAdmin):
         if revoked:
             messages.success(request, f"Revoked {len(revoked)} API key(s): {', '.join(revoked)}.")
         return None
-
-
-@admin.register(DeploymentRequest)
-class DeploymentRequestAdmin(HistoryAdmin):
-    """The requests list (open first) and each request's page, with review and apply."""
-
-    list_display = (
-        "request_number",
-        "status_badge",
-        "target",
-        "approvals",
-        "requester",
-        "asked",
-    )
-    list_display_links = ("request_number",)
-    list_filter = ("status", "environment", "agent")
-    search_fields = ("agent__slug", "reason", "requested_by_label")
-    date_hierarchy = "created_at"
-    # Not "requested_by": that is the user field, one query per row.
-    requester = text_column("requested_by_label", "by")
-
-    # Opened from an agent's page (Request deployment…), closed by review, apply or withdraw.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(
-        self, request: HttpRequest, obj: DeploymentRequest | None = None
-    ) -> bool:
-        return False
-
-    def has_delete_permission(
-        self, request: HttpRequest, obj: DeploymentRequest | None = None
-    ) -> bool:
-        return False
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[DeploymentRequest]:
-        # The version active in each request's target now, so the approvals column can
-        # tell stale approvals apart without a query per row.
-        active = Pointer.objects.filter(
-            agent=OuterRef("agent"), environment=OuterRef("environment")
-        ).values("stable_version_id")[:1]
-        return (
-            _without_version_text(
-                super().get_queryset(request).select_related("agent", "environment"), "version"
-            )
-            # Version ids are UUIDs: say so, or SQLite hands back hex strings.
-            .annotate(target_active_id=Subquery(active, output_field=UUIDField()))
-            # Whether the requester created or promoted anyone since asking: where not,
-            # valid_approvals has no audit question to ask per row.
-            .annotate(
-                requester_made_grants=made_grants_since(granter="requested_by", since="created_at")
-            )
-            .prefetch_related("reviews")
-        )
-
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        # Open requests come first (get_ordering); the stock title says "Select … to view".
-        title = {"title": "Deployment requests"}
-        return super().changelist_view(request, {**title, **(extra_context or {})})
-
-    def get_ordering(self, request: HttpRequest) -> tuple[Any, ...]:
-        # Open requests first (they wait for someone), then the newest.
-        open_first = Case(
-            When(status=RequestStatus.OPEN, then=Value(0)),
-            default=Value(1),
-            output_field=IntegerField(),
-        )
-        return (open_first.asc(), "-created_at")
-
-    @admin.display(description="request", ordering="id")
-    def request_number(self, obj: DeploymentRequest) -> str:
-        return f"#{obj.pk}"
-
-    @admin.display(description="status", ordering="status")
-    def status_badge(self, obj: DeploymentRequest) -> SafeString:
-        return format_html(
-            '<span class="ac-req-status ac-req-{}">{}</span>', obj.status, obj.get_status_display()
-        )
-
-    @admin.display(description="asks for", ordering="agent__slug")
-    def target(self, obj: DeploymentRequest) -> SafeString:
-        if not obj.is_release:
-            # A flag or settings change: its one-line summary, no version.
-            return format_html(
-                '<span class="ac-nowrap">{} ({})</span>',
-                obj.proposal.get("summary", obj.get_kind_display()),
-                obj.environment.slug,
-            )
-        assert obj.agent is not None  # noqa: S101 - a release request names its agent
-        steps = request_pages.plan_steps(obj)
-        return format_html(
-            '<span class="ac-nowrap">{} {} → {}</span>{}',
-            obj.agent.slug,
-            _version_link(obj.version),
-            obj.environment.slug,
-            format_html(
-                ' <span class="ac-badge ac-badge-canary">canary {} %</span>', " → ".join(steps)
-            )
-            if steps
-            else "",
-        )
-
-    @admin.display(description="asked", ordering="created_at")
-    def asked(self, obj: DeploymentRequest) -> SafeString:
-        local = timezone.localtime(obj.created_at)
-        return format_html(
-            '<time datetime="{}" class="ac-nowrap">{}</time>',
-            obj.created_at.isoformat(),
-            local.strftime("%Y-%m-%d %H:%M"),
-        )
-
-    @admin.display(description="approvals")
-    def approvals(self, obj: DeploymentRequest) -> SafeString:
-        if not obj.is_release:
-            # Whether they still count depends on the subject's state: the page says.
-            given = sum(r.decision == "approve" for r in obj.reviews.all())
-            needed = obj.environment.required_approvals
-            return format_html('<span class="quiet">{} of {} given</span>', given, needed)
-        state = request_pages.approval_state(obj, getattr(obj, "target_active_id", None))
-        if obj.status != RequestStatus.OPEN:
-            return format_html('<span class="quiet">{} given</span>', state.valid + state.stale)
-        mark, css = ("✓", "ac-ok") if state.enough else ("…", "ac-waiting")
-        stale = f", {state.stale} no longer count" if state.stale else ""
-        return format_html(
-            '<span class="{}">{} {} of {}{}</span>', css, mark, state.valid, state.needed, stale
-        )
-
-    def get_urls(self) -> list[URLPattern]:
-        def page(view: AdminPageView) -> Any:
-            def bound(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-                return view(self, request, *args, **kwargs)
-
-            return self.admin_site.admin_view(bound)
-
-        actions = [
-            ("review", request_pages.review_view),
-            ("override-gate", request_pages.override_gate_view),
-            ("apply", request_pages.apply_view),
-            ("withdraw", request_pages.withdraw_view),
-        ]
-        return [
-            *(
-                path(
-                    f"<path:object_id>/{name}/",
-                    page(view),
-                    name=f"deployments_deploymentrequest_{name.replace('-', '_')}",
-                )
-                for name, view in actions
-            ),
-            *super().get_urls(),
-        ]
-
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        # The request's own page: read-only facts, the diff, reviews, gate and actions.
-        return request_pages.request_detail_view(self, request, object_id)

@@ -5,7 +5,7 @@ Deploy has three steps, like Django's delete confirmation:
 2. POST …/deploy/<environment>/         validates it and shows the diff of what will change;
 3. POST …/deploy/<environment>/apply/   calls the service, then redirects with a message.
 In an environment that requires approval, step 1 explains that and leads to a deployment
-request instead (deployments.request_admin_views); the service refuses a direct deploy there.
+request instead (agentconfig.site.request_views); the service refuses a direct deploy there.
 
 Rollback is one page, for incidents:
 1. GET  …/rollback/<environment>/?to=<version id>   the release history, the target
@@ -14,7 +14,7 @@ Rollback is one page, for incidents:
 2. POST …/rollback/<environment>/apply/             calls the service, then redirects.
 
 Invariants:
-- Only the apply steps write, only on POST, and only through deployments.services, which
+- Only the apply steps write, only on POST, and only through deployments.services.releases, which
   checks the permission again. A GET to an apply URL is refused (405) and changes nothing.
 - Every confirmation carries the version that was active when it was shown
   (expected_active); if another release moved the pointer since, nothing is applied and
@@ -33,19 +33,19 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from agentconfig.actors import Actor
-from agentconfig.admin_views import (
+from agentconfig.core.actors import Actor
+from agentconfig.core.admin_pages import (
     apply_service_error,
     get_agent_for_page,
     page_context,
     refusals_as_pages,
 )
-from agentconfig.errors import Forbidden, NotFound, ServiceError
+from agentconfig.core.errors import Forbidden, NotFound, ServiceError
 from agentconfig.models import Agent
 from deployments.approvals import BREAK_GLASS_PERMISSION
+from deployments.diff_context import build_diff_context
 from deployments.forms import DeployForm, RollbackForm
 from deployments.models import Environment
-from deployments.requests import REQUEST_PERMISSION
 from deployments.selectors import (
     get_environment,
     get_pointer,
@@ -53,8 +53,8 @@ from deployments.selectors import (
     list_release_history,
     list_rollback_targets,
 )
-from deployments.services import deploy_version, rollback
-from versions.diff_context import build_diff_context
+from deployments.services.releases import deploy_version, rollback
+from deployments.services.requests import REQUEST_PERMISSION
 from versions.models import AgentVersion
 
 DEPLOY_PERMISSION = "deployments.deploy_version"
@@ -218,7 +218,7 @@ def deploy_view(
 def deploy_apply_view(
     model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str, environment: str
 ) -> HttpResponse:
-    """Step 3 of a deploy: move the pointer through deployments.services.deploy_version."""
+    """Step 3 of a deploy: move the pointer through deployments.services.releases.deploy_version."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     target = load_target(
@@ -320,7 +320,7 @@ def rollback_view(
 def rollback_apply_view(
     model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str, environment: str
 ) -> HttpResponse:
-    """Apply the rollback the page showed, through deployments.services.rollback."""
+    """Apply the rollback the page showed, through deployments.services.releases.rollback."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     target = load_target(

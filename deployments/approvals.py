@@ -8,7 +8,8 @@ Invariants:
   environment was active (otherwise the reviewer saw a diff that is no longer the real
   one), by a reviewer other than the requester, and the request has no rejection.
 - Where the environment requires evaluation, the version must pass the evaluation gate
-  (evaluations.gate) or carry a reviewer's override; break glass skips both.
+  (evaluations.gate, registered in deployments.release_checks) or carry a reviewer's
+  override; break glass skips both.
 - Rollbacks never pass through here: they only return to what already served there.
 """
 
@@ -16,9 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentconfig.actors import Actor
-from agentconfig.errors import Conflict, Forbidden, ServiceError
-from agentconfig.people import users_granted_by
+from agentconfig.core.actors import Actor
+from agentconfig.core.errors import Conflict, Forbidden, ServiceError
+from agentconfig.core.people import users_granted_by
 from deployments.models import (
     DeploymentRequest,
     Environment,
@@ -26,7 +27,7 @@ from deployments.models import (
     RequestStatus,
     ReviewDecision,
 )
-from evaluations.gate import check_gate
+from deployments.release_checks import run_release_checks
 from versions.models import AgentVersion
 
 BREAK_GLASS_PERMISSION = "deployments.break_glass"
@@ -80,7 +81,7 @@ def clear_release(
         # An emergency skips review and the evaluation gate; the audit shows it in red.
         actor.require(BREAK_GLASS_PERMISSION, "break the glass")
         return {"break_glass": break_glass.strip()}
-    details = _evaluation_gate(environment, version)
+    details = run_release_checks(environment, version)
     if request is not None:
         _check_request(request, environment, version, kind, active_version_id)
         return {**details, "request": request.pk}
@@ -93,21 +94,6 @@ def clear_release(
         "deployment…; CLI: sync_agents --request), have it approved, then apply it with "
         "--request ID. In an emergency: --break-glass REASON (recorded in the audit)."
     )
-
-
-def _evaluation_gate(environment: Environment, version: AgentVersion) -> dict[str, Any]:
-    gate = check_gate(agent=version.agent, environment=environment, version=version)
-    if not gate.allowed:
-        raise Conflict(
-            f"{gate.title}: {gate.explanation} A reviewer can override the gate with a reason "
-            "(permission evaluations.override_gate)."
-        )
-    if not gate.required:
-        return {}
-    details: dict[str, Any] = {"evaluation": str(gate.status)}
-    if gate.override is not None:
-        details["evaluation_override"] = gate.override.pk
-    return details
 
 
 def check_change_request(

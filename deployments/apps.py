@@ -7,8 +7,8 @@ class DeploymentsConfig(AppConfig):
 
     def ready(self) -> None:
         # Lowering an environment's required approvals goes through a SETTINGS request.
-        from deployments.governance import SettingsSubject
         from deployments.models import RequestKind
-        from deployments.requests import register_subject
+        from deployments.services.environments import SettingsSubject
+        from deployments.services.requests import register_subject
 
         register_subject(RequestKind.SETTINGS, SettingsSubject())

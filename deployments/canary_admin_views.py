@@ -3,11 +3,11 @@
 Each flow has the three steps of deployments.admin_views (Django's delete confirmation):
 1. GET  …/canary/<environment>/<action>/        a form (a reason, and what the action needs);
 2. POST …/canary/<environment>/<action>/        validates it and shows what will happen;
-3. POST …/canary/<environment>/<action>/apply/  calls deployments.canary, then redirects to
-   the agent with a message.
+3. POST …/canary/<environment>/<action>/apply/  calls deployments.services.canaries, then
+   redirects to the agent with a message.
 
 Invariants:
-- Only step 3 writes, only on POST, only through deployments.canary, which checks the
+- Only step 3 writes, only on POST, only through deployments.services.canaries, which checks the
   permission (deployments.manage_canary) again; every page checks it first (403).
 - A refusal (ValidationError, Conflict, NotFound) is shown on the form, never a 500 and
   never a success message; Forbidden renders the 403 page.
@@ -35,17 +35,18 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
-from agentconfig.actors import Actor
-from agentconfig.admin_views import (
+from agentconfig.core.actors import Actor
+from agentconfig.core.admin_pages import (
     apply_service_error,
     get_agent_for_page,
     page_context,
     refusals_as_pages,
 )
-from agentconfig.errors import Conflict, Forbidden, NotFound, ServiceError
+from agentconfig.core.errors import Conflict, Forbidden, NotFound, ServiceError
 from agentconfig.models import Agent
-from deployments import canary, canary_chart
+from deployments import canary_chart
 from deployments.canary_analysis import ArmCounts, Decision
+from deployments.diff_context import build_diff_context
 from deployments.forms import (
     CanaryActionForm,
     CanaryPercentForm,
@@ -70,10 +71,10 @@ from deployments.selectors import (
     list_canary_step_changes,
     list_recent_canary_decisions,
 )
-from versions.diff_context import build_diff_context
+from deployments.services import canaries as canary_services
 from versions.models import AgentVersion
 
-MANAGE_PERMISSION = canary.MANAGE_PERMISSION
+MANAGE_PERMISSION = canary_services.MANAGE_PERMISSION
 ACTIONS = ("advance", "promote", "abort", "percent")
 ACTION_TITLES = {
     "advance": "Advance the canary",
@@ -119,7 +120,7 @@ def step_rows(rollout: CanaryRollout) -> list[StepRow]:
 
 @dataclass(frozen=True)
 class CanaryTarget:
-    """The (agent, environment) a canary page acts on, its pointer and running canary."""
+    """The (agent, environment) a canary page acts on, its pointer and running canary_services."""
 
     agent: Agent
     environment: Environment
@@ -210,7 +211,7 @@ def _start_form(request: HttpRequest, target: CanaryTarget) -> CanaryStartForm |
         data,
         agent=target.agent,
         stable=target.stable,
-        policy=canary.get_policy(target.environment),
+        policy=canary_services.get_policy(target.environment),
     )
 
 
@@ -291,7 +292,7 @@ def canary_start_view(
 def canary_start_apply_view(
     model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str, environment: str
 ) -> HttpResponse:
-    """Step 3: start the canary through deployments.canary.start_canary."""
+    """Step 3: start the canary through deployments.services.canaries.start_canary."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     target = _load_target(model_admin, request, object_id, environment, "start")
@@ -301,7 +302,7 @@ def canary_start_apply_view(
     if _stale_start(request, target, form.cleaned_data["expected_active"]):
         return _start_confirmation_page(request, model_admin, target, form)
     try:
-        rollout = canary.start_canary(
+        rollout = canary_services.start_canary(
             agent=target.agent,
             environment=target.environment,
             actor=Actor.of(request.user),
@@ -380,9 +381,9 @@ def _check_action(target: CanaryTarget, action: str, form: CanaryActionForm) -> 
 
 
 def _percent_plan(rollout: CanaryRollout, basis_points: int) -> list[StepRow]:
-    """The steps after a percentage change, as deployments.canary.set_canary_percent makes them."""
+    """The steps after a percentage change, as `set_canary_percent` makes them."""
     index = rollout.step_index
-    steps = canary.steps_after_percent_change(rollout, basis_points)
+    steps = canary_services.steps_after_percent_change(rollout, basis_points)
     return [
         StepRow(
             number=i + 1,
@@ -476,20 +477,20 @@ def _apply_action(target: CanaryTarget, action: str, form: CanaryActionForm, act
     rollout = form.rollout
     name = f"{target.agent.slug} {rollout.canary_version.label} in {target.environment.slug}"
     if action == "advance":
-        moved = canary.advance_canary(**common, expected_step=step)
+        moved = canary_services.advance_canary(**common, expected_step=step)
         return (
             f"The canary of {name} advanced to {moved.percent:g} % "
             f"(step {moved.step_index + 1} of {len(moved.steps)})."
         )
     if action == "promote":
-        entry = canary.promote_canary(**common, expected_step=step)
+        entry = canary_services.promote_canary(**common, expected_step=step)
         was = entry.from_version.label if entry.from_version else "nothing"
         return f"Promoted {name}: it is the stable version now (was {was})."
     if action == "abort":
         # Aborting from any step ends in the same state: everyone on the stable version.
-        entry = canary.abort_canary(**common)
+        entry = canary_services.abort_canary(**common)
         return f"Aborted the canary of {name}: everyone gets {entry.to_version.label} again."
-    changed = canary.set_canary_percent(
+    changed = canary_services.set_canary_percent(
         **common, percent=form.cleaned_data["percent"] / 100, expected_step=step
     )
     return f"The canary of {name} now runs at {changed.percent:g} %."
@@ -503,7 +504,7 @@ def canary_action_apply_view(
     environment: str,
     action: str,
 ) -> HttpResponse:
-    """Step 3 of advance / promote / abort / percent: call deployments.canary."""
+    """Step 3 of advance / promote / abort / percent: call deployments.services.canaries."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     target = _load_target(model_admin, request, object_id, environment, action)
@@ -594,7 +595,7 @@ class CanaryPanel:
 
     @property
     def deadline(self) -> dt.datetime:
-        return canary.deadline_of(self.rollout, self.policy)
+        return canary_services.deadline_of(self.rollout, self.policy)
 
     @property
     def step_number(self) -> int:
@@ -670,7 +671,7 @@ def build_canary_panels(pointers: Sequence[Pointer], *, now: dt.datetime) -> dic
             )
         ]
         policy = policies[pointer.environment_id]
-        analysis = canary.judge(rollout, policy, step_totals, now=now)
+        analysis = canary_services.judge(rollout, policy, step_totals, now=now)
         panels[pointer.environment_id] = CanaryPanel(
             rollout=rollout,
             stable=stable,

@@ -2,7 +2,7 @@
 
 They parse input and check the reason early (with the service's own rule) so the
 confirmation page is never shown for something the service would refuse for that
-reason; deployments.services checks everything again when the change is applied.
+reason; deployments.services.releases checks everything again when the change is applied.
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
+from agentconfig.core.reasons import validate_reason
 from agentconfig.models import Agent
-from agentconfig.reasons import validate_reason
-from deployments.canary import parse_percent, parse_steps
-from deployments.governance import (
+from deployments.models import CanaryPolicy, CanaryRollout, Environment
+from deployments.models.canary import POLICY_LIMITS
+from deployments.services.canaries import parse_percent, parse_steps
+from deployments.services.environments import (
     CANARY_POLICY_FIELDS,
     NO_POLICY_STATE,
     canary_policy_values,
@@ -25,8 +27,6 @@ from deployments.governance import (
     fingerprint,
     settings_state,
 )
-from deployments.models import CanaryPolicy, CanaryRollout, Environment
-from deployments.models.canary import POLICY_LIMITS
 from versions.models import AgentVersion
 
 
@@ -131,7 +131,7 @@ def _field_error(exc: ValidationError, field: str) -> ValidationError:
 class CanaryStartForm(_ReasonForm):
     """Which version to canary in one environment, how to ramp it, and why.
 
-    deployments.canary.start_canary decides; this form parses the percentages with the
+    deployments.services.canaries.start_canary decides; this form parses the percentages with the
     same functions so the confirmation page can show the plan.
     """
 
@@ -314,7 +314,7 @@ class GovernedModelForm(forms.ModelForm):
 
 
 class EnvironmentForm(GovernedModelForm):
-    """An environment's name, order and required approvals; deployments.governance saves it."""
+    """An environment's name, order and required approvals; services.environments saves it."""
 
     class Meta:
         model = Environment
@@ -334,7 +334,7 @@ class EnvironmentForm(GovernedModelForm):
 
 class CanaryPolicyForm(GovernedModelForm):
     """A canary policy; refused with a message when the analysis could not use it
-    (deployments.governance.clean_canary_policy, the service's own rule)."""
+    (deployments.services.environments.clean_canary_policy, the service's own rule)."""
 
     class Meta:
         model = CanaryPolicy
@@ -366,7 +366,7 @@ API_KEY_CAPABILITIES = [
 
 
 class ApiKeyAddForm(_ReasonForm):
-    """A new runtime API key; deployments.services.create_api_key creates it."""
+    """A new runtime API key; deployments.services.api_keys.create_api_key creates it."""
 
     name = forms.CharField(
         max_length=100,

@@ -27,8 +27,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.safestring import SafeString
 
-from agentconfig.admin_views import HistoryAdmin, apply_service_error
-from agentconfig.errors import ServiceError
+from agentconfig.core.admin_pages import HistoryAdmin, apply_service_error
+from agentconfig.core.errors import ServiceError
 
 # Attributes of the HttpRequest (never of the shared ModelAdmin).
 _REFUSAL = "_governed_refusal"

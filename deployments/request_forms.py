@@ -2,8 +2,8 @@
 
 They parse input and check it early with the services' own rules (validate_reason, the
 canary plan parsers) so a confirmation is never shown for something the service would
-refuse for that reason; deployments.requests and deployments.services check everything
-again when the change is written.
+refuse for that reason; deployments.services.requests and deployments.services.releases
+check everything again when the change is written.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
+from agentconfig.core.reasons import validate_reason
 from agentconfig.models import Agent
-from agentconfig.reasons import validate_reason
-from deployments import canary
 from deployments.forms import DeployForm, _ReasonForm, _VersionChoiceField
 from deployments.models import RequestKind, ReviewDecision
+from deployments.services import canaries
 from versions.models import AgentVersion
 
 
@@ -87,9 +87,9 @@ class DeploymentRequestForm(_ReasonForm):
                     {"canary_plan": "give a percentage (e.g. 5) or steps (e.g. 1,5,25,50)."}
                 )
             if "," in plan:
-                cleaned["plan"] = canary.parse_steps(plan, "canary_plan")
+                cleaned["plan"] = canaries.parse_steps(plan, "canary_plan")
             else:
-                cleaned["plan"] = [canary.parse_percent(plan, "canary_plan")]
+                cleaned["plan"] = [canaries.parse_percent(plan, "canary_plan")]
         except ValidationError as exc:
             self.add_error(None, exc)
         cleaned["canary_plan"] = plan
@@ -121,7 +121,7 @@ class BreakGlassForm(DeployForm):
 
 
 class ReviewForm(forms.Form):
-    """Approve or reject, with a comment (deployments.requests requires one)."""
+    """Approve or reject, with a comment (deployments.services.requests requires one)."""
 
     decision = forms.ChoiceField(choices=ReviewDecision.choices)
     comment = forms.CharField(

@@ -13,9 +13,9 @@ from django.db.models import F, Prefetch, Q, QuerySet, Sum, Window
 from django.db.models.functions import RowNumber, TruncDay, TruncHour
 from django.db.models.functions.datetime import TruncBase
 
-from agentconfig.errors import NotFound
+from agentconfig.core.errors import NotFound
+from agentconfig.core.people import made_grants_since
 from agentconfig.models import Agent
-from agentconfig.people import made_grants_since
 from deployments import canary_chart
 from deployments.canary_analysis import ArmCounts, step_window_start
 from deployments.models import (
@@ -36,6 +36,7 @@ from deployments.models import (
     Track,
 )
 from versions.models import AgentVersion
+from versions.selectors import get_agent
 
 # The columns an outcome total sums (what the canary analysis and the admin panel read).
 ARM_FIELDS = (
@@ -57,6 +58,29 @@ def get_environment(slug: str) -> Environment:
     except Environment.DoesNotExist:
         known = ", ".join(Environment.objects.values_list("slug", flat=True)) or "none"
         raise NotFound(f"there is no environment {slug!r} (known: {known}).") from None
+
+
+def list_active_versions(
+    agent_slug: str | None, environment_slug: str
+) -> tuple[list[AgentVersion], list[str]]:
+    """The version active in `environment_slug` of `agent_slug` (or of every agent), in
+    slug order, and the agents not deployed there (for `export_agents --environment`)."""
+    environment = get_environment(environment_slug)
+    agents = [get_agent(agent_slug)] if agent_slug else list(Agent.objects.order_by("slug"))
+    pointers = {
+        pointer.agent_id: pointer.stable_version
+        for pointer in Pointer.objects.filter(
+            environment=environment, agent__in=agents
+        ).select_related("stable_version__agent")
+    }
+    if agent_slug and not pointers:
+        raise NotFound(f"{agent_slug} is not deployed to {environment.slug}; nothing to export.")
+    skipped = [
+        f"{agent.slug}: not deployed to {environment.slug}"
+        for agent in agents
+        if agent.pk not in pointers
+    ]
+    return [pointers[agent.pk] for agent in agents if agent.pk in pointers], skipped
 
 
 def get_pointer(agent: Agent, environment: Environment) -> Pointer | None:

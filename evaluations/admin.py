@@ -1,15 +1,15 @@
 """Admin for evaluation suites, suite versions, runs, policies and gate overrides.
 
 Invariants:
-- Suites are created by evaluations.services.create_suite (with their first version) and
+- Suites are created by evaluations.services.suites.create_suite (with their first version) and
   their cases change only through the "New suite version" page, which creates a version;
   suite versions, cases, case results and overrides are never edited or deleted here.
-- A run is started by evaluations.services.start_run (queued for the worker, never run in
-  the request) and cancelled by evaluations.services.cancel_run, on POST after a
+- A run is started by evaluations.services.suites.start_run (queued for the worker, never run in
+  the request) and cancelled by evaluations.services.suites.cancel_run, on POST after a
   confirmation page. Its page is read-only.
-- An override is recorded by evaluations.gate.record_gate_override, from the gate page,
+- An override is recorded by evaluations.services.gate_overrides, from the gate page,
   which shows the gate's verdict and the two runs before asking for the reason.
-- A policy is saved only by evaluations.policy_services.set_evaluation_policy, with a
+- A policy is saved only by evaluations.services.policies.set_evaluation_policy, with a
   reason (deployments.governance_admin: refusals stay on the form); never deleted here.
 """
 
@@ -27,8 +27,8 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from agentconfig.actors import Actor
-from agentconfig.admin_views import (
+from agentconfig.core.actors import Actor
+from agentconfig.core.admin_pages import (
     AdminPageView,
     HistoryAdmin,
     ServiceAddAdmin,
@@ -39,7 +39,6 @@ from agentconfig.admin_views import (
 from deployments.governance_admin import GovernedAdmin
 from evaluations import admin_views as pages
 from evaluations import gate as gates
-from evaluations import services
 from evaluations.forms import EvaluationPolicyForm, RunStartForm, SuiteAddForm
 from evaluations.models import (
     EvaluationPolicy,
@@ -50,8 +49,9 @@ from evaluations.models import (
     SuiteSource,
     SuiteVersion,
 )
-from evaluations.policy_services import NO_POLICY_STATE, POLICY_FIELDS, set_evaluation_policy
 from evaluations.selectors import list_runs_with_progress
+from evaluations.services import suites as suite_services
+from evaluations.services.policies import NO_POLICY_STATE, POLICY_FIELDS, set_evaluation_policy
 
 
 def _bind(model_admin: admin.ModelAdmin, view: AdminPageView) -> Callable[..., HttpResponse]:
@@ -152,7 +152,7 @@ class EvaluationSuiteAdmin(ServiceChangeMixin, ServiceAddAdmin, HistoryAdmin):
         original = EvaluationSuite.objects.get(pk=obj.pk)
         name, description = obj.name, obj.description
         obj.name, obj.description = original.name, original.description
-        services.update_suite(
+        suite_services.update_suite(
             suite=obj, actor=Actor.of(request.user), name=name, description=description
         )
 
@@ -161,14 +161,14 @@ class EvaluationSuiteAdmin(ServiceChangeMixin, ServiceAddAdmin, HistoryAdmin):
         actor = Actor.of(request.user)
         # One transaction: a suite whose first version is refused is not left behind empty.
         with transaction.atomic():
-            suite = services.create_suite(
+            suite = suite_services.create_suite(
                 agent=data["agent"],
                 slug=data["slug"],
                 name=data["name"],
                 description=data["description"],
                 actor=actor,
             )
-            version = services.create_suite_version(
+            version = suite_services.create_suite_version(
                 suite=suite,
                 actor=actor,
                 cases=data["cases"],
@@ -307,7 +307,7 @@ class EvaluationRunAdmin(ServiceAddAdmin):
 
     def create_via_service(self, request: HttpRequest, form: forms.BaseForm) -> HttpResponse:
         data = form.cleaned_data
-        run = services.start_run(
+        run = suite_services.start_run(
             version=data["version"],
             suite_version=data["suite_version"],
             environment=data["environment"],

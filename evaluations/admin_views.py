@@ -3,7 +3,7 @@
 Invariants:
 - Every page checks the permission it needs first (a 403 page that names it); the
   services check again when a change is applied.
-- Writes happen only on POST, through evaluations.services or evaluations.gate; a refusal
+- Writes happen only on POST, through evaluations.services.suites or evaluations.gate; a refusal
   is shown on the form or as an error message, never as a success.
 - A run page never waits for the run: it shows the stored progress and reloads itself
   while the run is queued or running.
@@ -23,13 +23,12 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from agentconfig.actors import Actor
-from agentconfig.admin_views import apply_service_error, page_context, refusals_as_pages
-from agentconfig.errors import Conflict, Forbidden, ServiceError
+from agentconfig.core.actors import Actor
+from agentconfig.core.admin_pages import apply_service_error, page_context, refusals_as_pages
+from agentconfig.core.errors import Conflict, Forbidden, ServiceError
 from agentconfig.models import Agent
 from deployments.models import Environment
 from evaluations import gate as gates
-from evaluations import services
 from evaluations.cases import dump_cases
 from evaluations.forms import GateOverrideForm, RunStartForm, SuiteVersionForm
 from evaluations.models import EvaluationRun, EvaluationSuite, SuiteSource, SuiteVersion
@@ -40,6 +39,8 @@ from evaluations.selectors import (
     list_case_rows,
     list_comparable_runs,
 )
+from evaluations.services import suites as suite_services
+from evaluations.services.gate_overrides import record_gate_override
 from versions.models import AgentVersion
 
 RELOAD_SECONDS = 3
@@ -81,13 +82,13 @@ def new_suite_version_view(
     """Edit a suite's cases; saving creates the suite's next version."""
     suite: EvaluationSuite = get_object_for_page(model_admin, request, object_id)
     actor = Actor.of(request.user)
-    actor.require(services.ADD_SUITE_VERSION_PERMISSION, "create suite versions")
+    actor.require(suite_services.ADD_SUITE_VERSION_PERMISSION, "create suite versions")
     latest = get_latest_suite_version(suite)
     if request.method == "POST":
         form = SuiteVersionForm(request.POST)
         if form.is_valid():
             try:
-                version = services.create_suite_version(
+                version = suite_services.create_suite_version(
                     suite=suite,
                     actor=actor,
                     cases=form.cleaned_data["cases"],
@@ -106,7 +107,7 @@ def new_suite_version_view(
                 )
                 return HttpResponseRedirect(version.get_absolute_url())
     else:
-        initial = {"cases": dump_cases(services.cases_of(latest)) if latest else ""}
+        initial = {"cases": dump_cases(suite_services.cases_of(latest)) if latest else ""}
         form = SuiteVersionForm(initial=initial)
     context = page_context(
         request,
@@ -129,7 +130,7 @@ def suite_version_page(
         .select_related("version")
         .order_by("-created_at")[:50]
     )
-    can_run = request.user.has_perm(services.RUN_PERMISSION)
+    can_run = request.user.has_perm(suite_services.RUN_PERMISSION)
     form = RunStartForm(suite_version=version) if can_run else None
     context = page_context(
         request,
@@ -151,7 +152,7 @@ def start_run_view(
     """Run a version of the suite's agent on this suite version (queued for the worker)."""
     version: SuiteVersion = get_object_for_page(model_admin, request, object_id)
     actor = Actor.of(request.user)
-    actor.require(services.RUN_PERMISSION, "run evaluations")
+    actor.require(suite_services.RUN_PERMISSION, "run evaluations")
     form = RunStartForm(
         request.POST if request.method == "POST" else None,
         suite_version=version,
@@ -159,7 +160,7 @@ def start_run_view(
     )
     if form.is_bound and form.is_valid():
         try:
-            run = services.start_run(
+            run = suite_services.start_run(
                 version=form.cleaned_data["version"],
                 suite_version=form.cleaned_data["suite_version"],
                 environment=form.cleaned_data["environment"],
@@ -198,7 +199,7 @@ def run_page(
     can_cancel = (
         not run.is_finished
         and run.cancel_requested_at is None
-        and request.user.has_perm(services.CANCEL_PERMISSION)
+        and request.user.has_perm(suite_services.CANCEL_PERMISSION)
     )
     context = page_context(
         request,
@@ -221,13 +222,13 @@ def run_page(
 def cancel_run_view(
     model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str
 ) -> HttpResponse:
-    """Confirm on GET, cancel on POST through evaluations.services.cancel_run."""
+    """Confirm on GET, cancel on POST through evaluations.services.suites.cancel_run."""
     run: EvaluationRun = get_object_for_page(model_admin, request, object_id)
     actor = Actor.of(request.user)
-    actor.require(services.CANCEL_PERMISSION, "cancel evaluation runs")
+    actor.require(suite_services.CANCEL_PERMISSION, "cancel evaluation runs")
     if request.method == "POST":
         try:
-            services.cancel_run(run=run, actor=actor)
+            suite_services.cancel_run(run=run, actor=actor)
         except Conflict as exc:
             messages.error(request, f"Not cancelled: {exc.message}")
         else:
@@ -291,7 +292,7 @@ def gate_view(model_admin: admin.ModelAdmin, request: HttpRequest) -> HttpRespon
     if agent is not None and environment is not None and version is not None:
         if request.method == "POST" and form.is_valid():
             try:
-                override = gates.record_gate_override(
+                override = record_gate_override(
                     agent=agent,
                     environment=environment,
                     version=version,

@@ -11,7 +11,7 @@ Invariants:
 - A ChatError's `message` is our own words (status, attempts, where); whatever the remote
   server said (an error body, an exception's text) is only in `detail`, at most
   MAX_DETAIL_CHARS, for the people who may see the endpoint's settings.
-- Every call goes through the httpx2 client the caller passes, agentconfig.outbound's
+- Every call goes through the httpx2 client the caller passes, agentconfig.core.outbound's
   safe_client in the worker: its refusals (an address that is not public, a response too
   large) end the call at once, without retries.
 - The API key is only held in memory for the client; it is never part of an error.
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
-from agentconfig.outbound import OutboundRefused
+from agentconfig.core.outbound import OutboundRefused
 
 if TYPE_CHECKING:
     import httpx2

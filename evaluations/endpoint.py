@@ -6,7 +6,7 @@ Invariants:
   URL and the NAME of the variable that held the key.
 - Without a base URL, every model-backed operation refuses with EndpointMissing, whose
   message names the variables to set.
-- A base URL that agentconfig.outbound.check_url refuses, or a key variable outside
+- A base URL that agentconfig.core.outbound.check_url refuses, or a key variable outside
   EVAL_API_KEY_NAMES, is refused with EndpointRefused when a run is queued and again in
   the worker before anything is read or sent (rows saved before these rules included).
 """
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from agentconfig.errors import ServiceError
-from agentconfig.outbound import OutboundRefused, check_url
+from agentconfig.core.errors import ServiceError
+from agentconfig.core.outbound import OutboundRefused, check_url
 from deployments.models import Environment
 from evaluations.client import Endpoint
 from evaluations.models import (

@@ -13,8 +13,8 @@ from django.core.exceptions import ValidationError
 
 from agentconfig.models import Agent
 from deployments.forms import GovernedModelForm
-from deployments.governance import fingerprint
 from deployments.models import Environment
+from deployments.services.environments import fingerprint
 from evaluations.cases import dump_cases
 from evaluations.models import (
     GLOBAL_KEY_VARIABLE,
@@ -22,11 +22,7 @@ from evaluations.models import (
     SuiteVersion,
     allowed_key_variables,
 )
-from evaluations.policy_services import (
-    NO_POLICY_STATE,
-    POLICY_FIELDS,
-    evaluation_policy_values,
-)
+from evaluations.services.policies import NO_POLICY_STATE, POLICY_FIELDS, evaluation_policy_values
 from versions.file_format import AgentFileError, load_yaml
 from versions.models import AgentVersion
 
@@ -146,7 +142,7 @@ class RunStartForm(forms.Form):
 
 
 class EvaluationPolicyForm(GovernedModelForm):
-    """An environment's evaluation gate; evaluations.policy_services saves it, with a reason."""
+    """An environment's evaluation gate; evaluations.services.policies saves it, with a reason."""
 
     base_url = forms.URLField(
         max_length=500,

@@ -1,7 +1,7 @@
 """The evaluation gate: may a version start a canary in, or be deployed to, an environment?
 
     check_gate(agent=, environment=, version=) -> GateResult          (a read)
-    record_gate_override(agent=, environment=, version=, actor=, reason=) -> GateOverride
+    release_check(environment, version) -> details   (registered in deployments.release_checks)
     compare_with_stable(agent=, environment=, version=, tolerance=None) -> GateResult
         (the comparison alone, whether or not the environment requires it: for CI)
 
@@ -27,13 +27,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
-
-from agentconfig.actors import Actor
-from agentconfig.errors import Conflict
+from agentconfig.core.errors import Conflict
 from agentconfig.models import Agent
-from agentconfig.reasons import validate_reason
 from deployments.models import Environment, Pointer
 from evaluations.endpoint import resolve_run_settings
 from evaluations.models import (
@@ -146,46 +141,6 @@ def check_gate(*, agent: Agent, environment: Environment, version: AgentVersion)
         stable_version=verdict.stable_version,
         override=override,
     )
-
-
-def record_gate_override(
-    *, agent: Agent, environment: Environment, version: AgentVersion, actor: Actor, reason: str
-) -> GateOverride:
-    """Let `version` past the refusing gate of `environment`; who, when and why are kept."""
-    actor.require(OVERRIDE_PERMISSION, "override the evaluation gate")
-    reason = validate_reason(reason)
-    if version.agent_id != agent.pk:
-        raise ValidationError({"version": f"{version} is not a version of {agent.slug}."})
-    gate = check_gate(agent=agent, environment=environment, version=version)
-    if gate.override is not None:
-        raise Conflict(
-            f"{version.label} already has an override for {environment.slug}, by "
-            f"{gate.override.actor_label} on {gate.override.created_at:%Y-%m-%d %H:%M} UTC."
-        )
-    if gate.passed:
-        raise Conflict(
-            f"the gate already lets {version.label} into {environment.slug} "
-            f"({gate.title}); no override is needed."
-        )
-    try:
-        with transaction.atomic():
-            return GateOverride.objects.create(
-                agent=agent,
-                environment=environment,
-                version=version,
-                gate_status=gate.status,
-                explanation=gate.explanation,
-                candidate_run=gate.candidate_run,
-                baseline_run=gate.baseline_run,
-                actor=actor.user,
-                actor_label=actor.label,
-                reason=reason,
-            )
-    except IntegrityError:
-        raise Conflict(
-            f"someone else overrode the gate for {version.label} in {environment.slug} at the "
-            "same moment; reload to see their reason."
-        ) from None
 
 
 def latest_scorable_run(
@@ -442,3 +397,20 @@ def _refused(
         baseline_run=baseline_run,
         stable_version=stable_version,
     )
+
+
+def release_check(environment: Environment, version: AgentVersion) -> dict[str, Any]:
+    """The gate as a release check (deployments.release_checks): refuse a version the gate
+    does not allow; the release-log details that record the gate's verdict."""
+    gate = check_gate(agent=version.agent, environment=environment, version=version)
+    if not gate.allowed:
+        raise Conflict(
+            f"{gate.title}: {gate.explanation} A reviewer can override the gate with a reason "
+            "(permission evaluations.override_gate)."
+        )
+    if not gate.required:
+        return {}
+    details: dict[str, Any] = {"evaluation": str(gate.status)}
+    if gate.override is not None:
+        details["evaluation_override"] = gate.override.pk
+    return details

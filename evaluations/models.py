@@ -1,10 +1,10 @@
 """Evaluation suites (versioned like configurations), runs, per-case results and the gate.
 
 Invariants:
-- SuiteVersion and EvalCase are append-only (agentconfig.append_only, with a trigger on
+- SuiteVersion and EvalCase are append-only (agentconfig.core.append_only, with a trigger on
   PostgreSQL): a score always names the suite version it was measured on, and that
   version's cases never change. version_number is 1, 2, 3, ... per suite, assigned under
-  a lock on the suite row (evaluations.services.create_suite_version), backed by a
+  a lock on the suite row (evaluations.services.suites.create_suite_version), backed by a
   unique constraint.
 - CaseResult is append-only: one row per (run, case), written once when the case ends.
 - A run's score is set only when the run completes: the weighted mean of its cases, a
@@ -12,7 +12,7 @@ Invariants:
 - GateOverride is append-only, at most one per (agent, environment, version).
 - No API key is stored: runs and policies name the environment variable that holds it,
   one of EVAL_API_KEY_NAMES (allowed_key_variables), never any other variable.
-- A policy's base URL passes agentconfig.outbound.check_url (https, public addresses).
+- A policy's base URL passes agentconfig.core.outbound.check_url (https, public addresses).
 """
 
 import uuid
@@ -26,9 +26,9 @@ from django.urls import reverse
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
-from agentconfig.append_only import AppendOnlyModel
+from agentconfig.core.append_only import AppendOnlyModel
+from agentconfig.core.outbound import OutboundRefused, check_url
 from agentconfig.models import Agent, slug_validator
-from agentconfig.outbound import OutboundRefused, check_url
 from deployments.models import Environment
 from versions.models import AgentVersion
 

@@ -10,7 +10,7 @@ Invariants:
 - A failure inside one case (timeout, HTTP error, a judge reply that is not a judgement)
   is recorded as that case's error, with the raw judge reply; it never ends the run.
   What the server said is kept apart (CaseResult.error_detail), never in the error.
-- Models are called only through agentconfig.outbound's safe_client, after the run's base
+- Models are called only through agentconfig.core.outbound's safe_client, after the run's base
   URL and key variable were checked again (endpoint_for): a run whose stored settings
   break the outbound rules fails before any connection, and no key is read for it.
 - Executing a run again resumes it: cases that already have a result are skipped.
@@ -32,7 +32,7 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from agentconfig.outbound import safe_client
+from agentconfig.core.outbound import safe_client
 from evaluations.client import ChatClient, ChatError
 from evaluations.endpoint import JUDGE_MAX_TOKENS, EndpointRefused, endpoint_for
 from evaluations.models import (

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db.models import Count, QuerySet
 
-from agentconfig.errors import NotFound
+from agentconfig.core.errors import NotFound
 from agentconfig.models import Agent
 from deployments.models import Environment
 from evaluations.models import (

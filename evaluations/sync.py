@@ -24,12 +24,12 @@ from typing import Literal
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from agentconfig.actors import Actor
+from agentconfig.core.actors import Actor
 from agentconfig.models import Agent
 from evaluations.cases import case_for_file, content_hash
 from evaluations.file_format import FILE_SUFFIX, SuiteFileError, SuiteSpec, parse_suite_file
 from evaluations.models import EvaluationSuite, SuiteSource, SuiteVersion
-from evaluations.services import (
+from evaluations.services.suites import (
     ADD_SUITE_PERMISSION,
     ADD_SUITE_VERSION_PERMISSION,
     CHANGE_SUITE_PERMISSION,

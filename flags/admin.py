@@ -2,7 +2,7 @@
 
 Invariants:
 - Nothing here writes a flag, a state or a gate directly: the add page, the change form,
-  delete, and the pages under a flag (rules, turn on, kill switch) call flags.services,
+  delete, and the pages under a flag (rules, turn on, kill switch) call flags.services.flags,
   which checks permissions, validates, records history and invalidates the runtime cache.
 - A refusal is shown, never a success message for something that was not saved.
 - Per-environment state is shown for every environment, including ones added after the
@@ -26,22 +26,22 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from agentconfig.actors import Actor
-from agentconfig.admin_views import (
+from agentconfig.core.actors import Actor
+from agentconfig.core.admin_pages import (
     AdminPageView,
     HistoryAdmin,
     ServiceAddAdmin,
     ServiceDeleteMixin,
     text_column,
 )
-from agentconfig.errors import ServiceError
+from agentconfig.core.errors import ServiceError
 from deployments.models import Environment
 from flags import admin_views as flag_pages
 from flags.approvals import ApprovalRequired
 from flags.forms import FlagAddForm, FlagChangeForm, FlagVariantsChangeForm, ToolGateAddForm
 from flags.models import Flag, FlagEnvironment, FlagKind, ToolGate
 from flags.selectors import list_flag_changes
-from flags.services import (
+from flags.services.flags import (
     CHANGE_PERMISSION,
     KILL_SWITCH_PERMISSION,
     create_flag,

@@ -1,7 +1,7 @@
 """The pages under one flag: edit rules, turn on, kill switch, evaluate for a user.
 
 Each state change is POST-only behind a page that says what will change, like Django's
-delete confirmation: GET shows the page, POST applies it through flags.services (which
+delete confirmation: GET shows the page, POST applies it through flags.services.flags (which
 checks the permission again) and redirects to the flag with a message. Any other method
 is refused with 405 and changes nothing.
 """
@@ -25,9 +25,9 @@ from django.http import (
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from agentconfig.actors import Actor
-from agentconfig.admin_views import apply_service_error, page_context, refusals_as_pages
-from agentconfig.errors import Conflict, Forbidden, NotFound, ServiceError
+from agentconfig.core.actors import Actor
+from agentconfig.core.admin_pages import apply_service_error, page_context, refusals_as_pages
+from agentconfig.core.errors import Conflict, Forbidden, NotFound, ServiceError
 from deployments.models import Environment
 from deployments.selectors import get_environment
 from flags import evaluation
@@ -35,15 +35,15 @@ from flags import rules as schema
 from flags.approvals import ApprovalRequired
 from flags.forms import EvaluateForm, FlagRulesForm, ReasonForm, pretty_json
 from flags.models import Flag, FlagEnvironment
-from flags.requests import propose_flag_change
 from flags.selectors import get_flag_state
-from flags.services import (
+from flags.services.flags import (
     CHANGE_PERMISSION,
     KILL_SWITCH_PERMISSION,
     kill_flag,
     set_flag_enabled,
     set_flag_rules,
 )
+from flags.services.requests import propose_flag_change
 
 ALLOWED = ("GET", "HEAD", "POST")
 

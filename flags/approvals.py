@@ -2,7 +2,7 @@
 
 The one rule for every change that reaches runtimes (docs/decisions/0015-safer-changes.md):
 in an environment that requires approval, a flag change is applied only with an approved
-change request for exactly that change (deployments.requests, kind "flag"); elsewhere it
+change request for exactly that change (deployments.services.requests, kind "flag"); elsewhere it
 applies at once. The flag services call `clear_flag_change` under the flag's lock.
 
 Invariants:
@@ -22,11 +22,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentconfig.actors import Actor
-from agentconfig.errors import Forbidden, ServiceError
+from agentconfig.core.actors import Actor
+from agentconfig.core.errors import Forbidden, ServiceError
 from deployments.approvals import BREAK_GLASS_PERMISSION, check_change_request
-from deployments.governance import fingerprint
 from deployments.models import DeploymentRequest, Environment, RequestKind
+from deployments.services.environments import fingerprint
 from flags.models import Flag, FlagEnvironment, ToolGate
 
 KILL_SWITCH_PERMISSION = "flags.kill_switch"

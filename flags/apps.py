@@ -6,7 +6,7 @@ class FlagsConfig(AppConfig):
     verbose_name = "Feature flags"
 
     def ready(self) -> None:
-        # Requests of kind "flag" (deployments.requests) change flags through this subject.
-        from flags.requests import ensure_registered
+        # Requests of kind "flag" (deployments.services.requests) change flags through this subject.
+        from flags.services.requests import ensure_registered
 
         ensure_registered()

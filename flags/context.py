@@ -17,7 +17,7 @@ Invariants:
 - "targetingKey" is reserved: the user's id travels separately (the config endpoint's
   ?user_id= parameter, OFREP's context.targetingKey).
 - Bounded: at most MAX_ATTRIBUTES attributes, MAX_HEADER characters of header; the
-  header's JSON is read by agentconfig.safe_parse (size and depth before parsing, no
+  header's JSON is read by agentconfig.core.safe_parse (size and depth before parsing, no
   NaN, no duplicate keys).
 
 Pure module (no Django).
@@ -31,7 +31,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from agentconfig.safe_parse import SYNTAX, InputError, load_json
+from agentconfig.core.safe_parse import SYNTAX, InputError, load_json
 
 CONTEXT_HEADER = "X-Agentconfig-Context"
 QUERY_PREFIX = "ctx."

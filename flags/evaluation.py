@@ -13,7 +13,7 @@ Evaluation of one flag:
 
 Invariants:
 - Deterministic: the same snapshot, targeting key and context give the same result in
-  every process (bucketing is agentconfig.bucketing, salted with "flag:<key>").
+  every process (bucketing is agentconfig.core.bucketing, salted with "flag:<key>").
 - A split needs a targeting key; without one the flag resolves to an ERROR with
   TARGETING_KEY_MISSING (no value), never to a random variant.
 - A missing context attribute matches no condition, negated ones included, so
@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentconfig.bucketing import bucket
+from agentconfig.core.bucketing import bucket
 from flags import semver
 from flags.context import CONTEXT_HEADER, QUERY_PREFIX, ContextError, parse_context
 from flags.rules import Condition, Rule

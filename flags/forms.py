@@ -1,5 +1,5 @@
 """Forms of the flag pages. They turn browser input into Python values (JSON text to lists);
-flags.services and flags.rules decide what is valid, so every entry point refuses the
+flags.services.flags and flags.rules decide what is valid, so every entry point refuses the
 same things with the same messages.
 """
 
@@ -11,13 +11,13 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
+from agentconfig.core.reasons import validate_reason
+from agentconfig.core.safe_parse import SYNTAX, InputError, load_json
 from agentconfig.models import Agent
-from agentconfig.reasons import validate_reason
-from agentconfig.safe_parse import SYNTAX, InputError, load_json
 from deployments.models import Environment
 from flags import rules as schema
 from flags.models import Flag, FlagKind
-from flags.services import check_variants_in_use
+from flags.services.flags import check_variants_in_use
 
 RULES_HELP = (
     "A JSON list of rules, evaluated top to bottom; the first that matches serves its "
@@ -37,7 +37,7 @@ MAX_JSON_TEXT_BYTES = 2_000_000
 
 def parse_json_text(text: str, example: str) -> Any:
     """JSON text as Python data; ValidationError with line and column if it is not JSON,
-    or saying what and where for JSON that cannot be used (agentconfig.safe_parse)."""
+    or saying what and where for JSON that cannot be used (agentconfig.core.safe_parse)."""
     try:
         # No `where`: the message shows next to the field ("[0].value: …").
         return load_json(text, max_bytes=MAX_JSON_TEXT_BYTES, where="")
@@ -78,7 +78,7 @@ VARIANTS_EXAMPLE = '[{"name": "short", "value": "…"}, {"name": "long", "value"
 
 
 class FlagAddForm(forms.Form):
-    """A new flag; flags.services.create_flag creates it, off in every environment."""
+    """A new flag; flags.services.flags.create_flag creates it, off in every environment."""
 
     key = forms.CharField(
         max_length=100,
@@ -233,7 +233,7 @@ class EvaluateForm(forms.Form):
 
 
 class ToolGateAddForm(forms.Form):
-    """A tool of an agent, gated by a boolean flag; flags.services.create_tool_gate adds it."""
+    """A tool of an agent, gated by a boolean flag; services.flags.create_tool_gate adds it."""
 
     agent = forms.ModelChoiceField(queryset=Agent.objects.all())
     tool_name = forms.CharField(

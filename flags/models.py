@@ -8,7 +8,7 @@ Invariants:
 - At most one FlagEnvironment per (flag, environment). A missing row means "off" and
   serves the flag's initial off variant (flags.rules.initial_variants).
 - Rules and variants are stored in their canonical JSON (flags.rules); only
-  flags.services writes them, after validation, under a lock on the flag row.
+  flags.services.flags writes them, after validation, under a lock on the flag row.
 - Every change of every model here writes a history row (simple-history) naming the
   user; the FlagEnvironment row also carries who changed it last and why.
 """

@@ -15,7 +15,7 @@ top to bottom; the first rule that matches serves its variant:
 - A rule matches when the targeting key is in `users` (if given) AND every condition
   holds (if any). A rule with neither matches everyone.
 - It serves either one `variant` or a `split`: weights in basis points (1/100 %) that
-  sum to 10000. Users are dealt by agentconfig.bucketing.bucket("flag:<key>", targeting
+  sum to 10000. Users are dealt by agentconfig.core.bucketing.bucket("flag:<key>", targeting
   key): the first entry gets buckets [0, w1), the next [w1, w1 + w2), … so raising the
   first entry's weight only ever adds users to it (monotonic rollouts).
 
@@ -38,7 +38,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agentconfig.bucketing import BUCKETS
+from agentconfig.core.bucketing import BUCKETS
 from flags import semver
 
 BOOLEAN, STRING, JSON = "boolean", "string", "json"

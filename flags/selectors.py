@@ -4,7 +4,7 @@ Invariants:
 - A snapshot is built with one query for the flags (each with its state in the
   environment, through a filtered LEFT JOIN) and, for an agent, one for its tool gates.
 - A snapshot holds only plain data (flags.evaluation); server processes keep them in
-  memory (deployments.snapshot), dropped by the change feed when a flag changes.
+  memory (delivery.snapshot), dropped by the change feed when a flag changes.
 - A flag without a state row in the environment is off and serves its initial off variant.
 - Stored rules that no longer compile (edited outside the services) make that one flag
   resolve to an ERROR; they never break the snapshot.

@@ -4,8 +4,8 @@ import pytest
 from django.core.cache import cache
 from django.db import connection
 
-from agentconfig.actors import Actor
-from deployments.snapshot import snapshot
+from agentconfig.core.actors import Actor
+from delivery.snapshot import snapshot
 from tests import factories
 
 

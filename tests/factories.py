@@ -9,10 +9,11 @@ import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
-from agentconfig.actors import Actor
+from agentconfig.core.actors import Actor
 from agentconfig.models import Agent
-from deployments import services as deployment_services
 from deployments.models import ApiKey, Environment, ReleaseLogEntry
+from deployments.services import api_keys
+from deployments.services import releases as deployment_services
 from versions import services as version_services
 from versions.models import AgentVersion
 
@@ -87,7 +88,7 @@ def create_version(agent: Agent, actor: Actor = ACTOR, **overrides: Any) -> Agen
 def deploy(
     version: AgentVersion, environment: Environment, reason: str = "test deploy"
 ) -> ReleaseLogEntry:
-    """Release directly; tests about approvals go through deployments.requests instead."""
+    """Release directly; tests about approvals go through deployments.services.requests instead."""
     return deployment_services.deploy_version(
         agent=version.agent,
         environment=environment,
@@ -101,6 +102,6 @@ def deploy(
 def create_api_key(
     environment: Environment, name: str | None = None, reason: str = "test key"
 ) -> tuple[ApiKey, str]:
-    return deployment_services.create_api_key(
+    return api_keys.create_api_key(
         environment=environment, name=name or f"key-{next(_counter)}", actor=ACTOR, reason=reason
     )

@@ -21,9 +21,9 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentconfig.actors import Actor
+from agentconfig.core.actors import Actor
 from agentconfig.wsgi import application
-from deployments.governance import set_canary_policy
+from delivery.views import database_error
 from deployments.models import (
     CanaryPolicy,
     CanaryRollout,
@@ -31,8 +31,8 @@ from deployments.models import (
     OutcomeEventId,
     ReleaseLogEntry,
 )
-from deployments.outcomes import InvalidBatch, parse_events
-from deployments.views import database_error
+from deployments.services.environments import set_canary_policy
+from deployments.services.outcomes import InvalidBatch, parse_events
 from evaluations.models import EvaluationSuite, SuiteVersion
 from evaluations.sync import sync_evals
 from flags.models import Flag, FlagEnvironment
@@ -166,13 +166,13 @@ def test_outcomes__unstorable_event_id__400_before_the_database(
     body = json.dumps({"events": [event(stable, event_id="PLACEHOLDER")]})
     body = body.replace("PLACEHOLDER", event_id)
 
-    with caplog.at_level(logging.WARNING, logger="deployments.views"):
+    with caplog.at_level(logging.WARNING, logger="delivery.views"):
         response = post_outcomes(client, api_key, body)
 
     assert response.status_code == 400
     assert "the body, at events[0].event_id: the text contains" in error_of(response)["message"]
     # Refused as input, never by the database (which would log a database error).
-    assert not [r for r in caplog.records if r.name == "deployments.views"]
+    assert not [r for r in caplog.records if r.name == "delivery.views"]
     assert_no_outcomes()
 
 
@@ -263,11 +263,11 @@ def test_config_at__nul_in_environment__400_before_the_database(admin_client, st
 def test_database_error__only_unreachable_is_503__the_rest_logged_as_what_it_is(
     exc, status, code, level, caplog
 ):
-    with caplog.at_level(logging.WARNING, logger="deployments.views"):
+    with caplog.at_level(logging.WARNING, logger="delivery.views"):
         answer = database_error(exc, "the outcomes of support-bot")
 
     assert answer[:2] == (status, code)
-    (record,) = [r for r in caplog.records if r.name == "deployments.views"]
+    (record,) = [r for r in caplog.records if r.name == "delivery.views"]
     assert record.levelno == level
     assert "the outcomes of support-bot" in record.getMessage()
     assert (record.exc_info is not None) == (status != 503)

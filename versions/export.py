@@ -28,10 +28,8 @@ from pathlib import Path
 
 from django.db.models import OuterRef, Subquery
 
-from agentconfig.errors import NotFound, ServiceError
+from agentconfig.core.errors import NotFound, ServiceError
 from agentconfig.models import Agent
-from deployments.models import Pointer
-from deployments.selectors import get_environment
 from versions.file_format import FILE_SUFFIX, AgentFile, dump_agent_file
 from versions.models import AgentVersion
 from versions.selectors import get_agent
@@ -81,13 +79,14 @@ def export_agents(
     *,
     directory: str | os.PathLike[str],
     agent_slug: str | None = None,
-    environment_slug: str | None = None,
+    chosen: tuple[list[AgentVersion], list[str]] | None = None,
 ) -> ExportReport:
-    """Write the latest version of each agent (or the one active in an environment) as files."""
+    """Write the latest version of each agent (or `chosen`: the versions to write, and
+    why others were skipped, e.g. the ones active in an environment) as files."""
     root = Path(directory)
     if root.exists() and not root.is_dir():
         raise ServiceError(f"{root}: is a file. Give the folder to write the agent files into.")
-    versions, skipped = _versions_to_export(agent_slug, environment_slug)
+    versions, skipped = chosen if chosen is not None else latest_versions(agent_slug)
     existing = _existing_files(root) if root.is_dir() else {}
     placed: list[tuple[AgentVersion, Path]] = []
     for version in versions:
@@ -107,28 +106,9 @@ def export_agents(
     return ExportReport(root, tuple(files), tuple(skipped))
 
 
-def _versions_to_export(
-    agent_slug: str | None, environment_slug: str | None
-) -> tuple[list[AgentVersion], list[str]]:
+def latest_versions(agent_slug: str | None) -> tuple[list[AgentVersion], list[str]]:
+    """The newest version of `agent_slug` (or of every agent), and the agents without one."""
     agents = [get_agent(agent_slug)] if agent_slug else list(Agent.objects.order_by("slug"))
-    if environment_slug:
-        environment = get_environment(environment_slug)
-        pointers = {
-            pointer.agent_id: pointer.stable_version
-            for pointer in Pointer.objects.filter(
-                environment=environment, agent__in=agents
-            ).select_related("stable_version__agent")
-        }
-        if agent_slug and not pointers:
-            raise NotFound(
-                f"{agent_slug} is not deployed to {environment.slug}; nothing to export."
-            )
-        skipped = [
-            f"{agent.slug}: not deployed to {environment.slug}"
-            for agent in agents
-            if agent.pk not in pointers
-        ]
-        return [pointers[agent.pk] for agent in agents if agent.pk in pointers], skipped
     newest = AgentVersion.objects.filter(agent=OuterRef("pk")).order_by("-version_number")
     latest_ids = (
         Agent.objects.filter(pk__in=[agent.pk for agent in agents])

@@ -22,7 +22,7 @@ Invariants it keeps:
 - Aliases (`*name`) are refused: a handful of nested aliases expands exponentially once
   the guardrails are serialised (the "billion laughs"), and agent files do not need them.
 - Only the safe YAML constructors are used (the loader subclasses yaml.SafeLoader).
-- Size, nesting depth and node count are limited by agentconfig.safe_parse while the
+- Size, nesting depth and node count are limited by agentconfig.core.safe_parse while the
   file is composed, before anything is constructed (MAX_FILE_BYTES, MAX_DEPTH); a value
   the constructors cannot build (2024-02-30) is a problem of the file, never a crash.
 - The system prompt is kept exactly as YAML reads it, whitespace included. `name` and
@@ -46,7 +46,7 @@ from typing import Any
 
 import yaml
 
-from agentconfig import safe_parse
+from agentconfig.core import safe_parse
 from versions.config import CONFIG_FIELDS, ConfigError, normalize_config
 
 FILE_SUFFIX = ".yaml"

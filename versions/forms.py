@@ -14,8 +14,8 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
+from agentconfig.core.safe_parse import SYNTAX, InputError, load_json
 from agentconfig.models import Agent
-from agentconfig.safe_parse import SYNTAX, InputError, load_json
 from versions.config import CONFIG_FIELDS, MAX_GUARDRAILS_BYTES
 from versions.models import AgentVersion
 

@@ -11,7 +11,7 @@ Invariants it keeps:
   `transport::address`) and anything starting with `-`, which git would read as an
   option (`--upload-pack=...`). Refs and folders are checked the same way, and every
   user-supplied value is passed after `--` or `--end-of-options` as well.
-- A remote's host follows the outbound rules of agentconfig.outbound.check_host: a host
+- A remote's host follows the outbound rules of agentconfig.core.outbound.check_host: a host
   written as a loopback, private, link-local or other non-public address (or localhost)
   is refused unless allow-listed; an https URL carries no user:password@ (git's
   credential helper holds those). git resolves names itself, so a name is not checked
@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
-from agentconfig.outbound import OutboundRefused, check_host
+from agentconfig.core.outbound import OutboundRefused, check_host
 
 CLONE_TIMEOUT_SECONDS = 300
 COMMAND_TIMEOUT_SECONDS = 60

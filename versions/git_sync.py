@@ -44,21 +44,15 @@ Invariants:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 
-from agentconfig.actors import Actor
-from agentconfig.errors import ServiceError
+from agentconfig.core.actors import Actor
 from agentconfig.models import Agent
-from agentconfig.reasons import MAX_REASON
-from deployments.models import Environment
-from deployments.requests import create_request
-from deployments.selectors import get_environment
-from deployments.services import deploy_version
 from versions.git_source import (
     Commit,
     GitError,
@@ -96,6 +90,12 @@ from versions.sync import (
 Order = Literal["same", "not_older", "older", "unknown"]
 
 
+# Given the versions a sync created and the commit, do what the caller asked (deploy them,
+# open requests) inside the sync's transaction; the lines to report. Raise SyncError to
+# refuse: the whole sync is then rolled back.
+ReleaseStep = Callable[[list[AgentVersion], Commit], tuple[str, ...]]
+
+
 @dataclass(frozen=True)
 class _Plan:
     """What the sync will do for one agent file; decided before anything is written."""
@@ -117,11 +117,11 @@ def sync_agents_from_git(
     actor: Actor,
     check_only: bool = False,
     allow_revert: bool = False,
-    deploy_to: str | None = None,
-    request_for: str | None = None,
+    release: ReleaseStep | None = None,
 ) -> SyncReport:
-    """Sync the agent files under `folder` of `repo` at `ref`; deploy or request new versions."""
-    targets = None if check_only else _release_targets(deploy_to, request_for)
+    """Sync the agent files under `folder` of `repo` at `ref`; then, in the same
+    transaction, hand the versions it created to `release` (deployments.services.
+    git_releases deploys them or opens requests), so a refused release writes nothing."""
     try:
         folder = check_folder(folder)
         with open_repository(repo) as repository:
@@ -137,7 +137,8 @@ def sync_agents_from_git(
                 )
             with transaction.atomic():
                 results = _write(entries, repository, commit, folder, actor, allow_revert)
-                releases = _release(results, targets, commit, actor)
+                created = _created_versions(results, commit)
+                releases = release(created, commit) if release is not None else ()
     except GitError as exc:
         raise SyncError([exc.message]) from None
     return SyncReport(
@@ -455,39 +456,11 @@ def _missing(synced_slugs: list[str], folder: str) -> list[AgentResult]:
     return sorted(results, key=lambda result: result.slug)
 
 
-# --- deploys and deployment requests -----------------------------------------------------
+# --- what the sync creates, for a release step ------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Targets:
-    deploy_to: Environment | None
-    request_for: Environment | None
-
-
-def _release_targets(deploy_to: str | None, request_for: str | None) -> _Targets:
-    """The environments to deploy to and request for, checked before anything is read."""
-    if deploy_to and deploy_to == request_for:
-        raise ServiceError(
-            f"--deploy-to and --request both name {deploy_to}: an environment is either "
-            "deployed to directly or through a request, not both."
-        )
-    deploy_env = get_environment(deploy_to) if deploy_to else None
-    if deploy_env is not None and deploy_env.requires_approval:
-        raise ServiceError(
-            f"{deploy_env.slug} requires approval before a deploy, so --deploy-to "
-            f"{deploy_env.slug} cannot deploy there. Use --request {deploy_env.slug} to open "
-            "deployment requests instead."
-        )
-    request_env = get_environment(request_for) if request_for else None
-    return _Targets(deploy_env, request_env)
-
-
-def _release(
-    results: tuple[AgentResult, ...], targets: _Targets | None, commit: Commit, actor: Actor
-) -> tuple[str, ...]:
-    """Deploy, or open a request for, every version this sync created."""
-    if targets is None or (targets.deploy_to is None and targets.request_for is None):
-        return ()
+def _created_versions(results: tuple[AgentResult, ...], commit: Commit) -> list[AgentVersion]:
+    """The versions this sync created, in the order of `results`."""
     created = [r for r in results if r.action in ("created", "new_version")]
     versions: dict[tuple[str, int | None], AgentVersion] = {
         (version.agent.slug, version.version_number): version
@@ -495,45 +468,4 @@ def _release(
             Q(agent__slug__in=[r.slug for r in created]), source_commit=commit.sha
         )
     }
-    reason = f"Synced from git commit {commit.sha}: {commit.subject}"[:MAX_REASON]
-    lines: list[str] = []
-    for result in created:
-        version = versions[(result.slug, result.version_number)]
-        where = f"{result.slug} {version.label}"
-        try:
-            if targets.deploy_to is not None:
-                deploy_version(
-                    agent=version.agent,
-                    environment=targets.deploy_to,
-                    version=version,
-                    actor=actor,
-                    reason=reason,
-                )
-                lines.append(f"Deployed {where} to {targets.deploy_to.slug}.")
-            if targets.request_for is not None:
-                create_request(
-                    agent=version.agent,
-                    environment=targets.request_for,
-                    version=version,
-                    actor=actor,
-                    reason=reason,
-                )
-                lines.append(
-                    f"Requested a deploy of {where} to {targets.request_for.slug} "
-                    "(waiting for approval)."
-                )
-        except ValidationError as exc:
-            raise SyncError(
-                [f"{where}: {'; '.join(exc.messages)}"], heading=_RELEASE_HEADING
-            ) from None
-        except ServiceError as exc:
-            raise SyncError([f"{where}: {exc.message}"], heading=_RELEASE_HEADING) from None
-    if not created:
-        lines.append("No new versions: nothing to deploy or request.")
-    return tuple(lines)
-
-
-_RELEASE_HEADING = (
-    "Nothing was written: a new version could not be deployed or requested, and the sync "
-    "is all or nothing (re-run it once this is resolved):"
-)
+    return [versions[(result.slug, result.version_number)] for result in created]

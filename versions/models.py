@@ -1,7 +1,7 @@
 """AgentVersion: one immutable snapshot of an agent's configuration.
 
 Invariants:
-- Append-only (see agentconfig.append_only): never updated or deleted, by the ORM,
+- Append-only (see agentconfig.core.append_only): never updated or deleted, by the ORM,
   a queryset, the admin or, on PostgreSQL, any SQL client.
 - version_number is 1, 2, 3, ... per agent with no gap and no duplicate: assigned by
   versions.services.create_version under a lock on the agent row, backed by a unique
@@ -17,12 +17,13 @@ import uuid
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from agentconfig.append_only import AppendOnlyModel
+from agentconfig.core.append_only import AppendOnlyModel
 from agentconfig.models import Agent
 from versions.config import CONFIG_FIELDS, MAX_TEMPERATURE, MIN_TEMPERATURE
 
@@ -111,6 +112,12 @@ class AgentVersion(AppendOnlyModel, GitProvenance):
 
     def get_absolute_url(self) -> str:
         return reverse("admin:versions_agentversion_change", args=[self.pk])
+
+    def require_of(self, agent: Agent, field: str = "version", note: str = "") -> None:
+        """Refuse, as an error on `field`, a version of another agent than `agent`: the one
+        check every service that takes an agent and a version makes first."""
+        if self.agent_id != agent.pk:
+            raise ValidationError({field: f"{self} is not a version of {agent.slug}{note}."})
 
     @property
     def label(self) -> str:

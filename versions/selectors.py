@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from django.db.models import OuterRef, Q, Subquery
 
-from agentconfig.errors import NotFound
+from agentconfig.core.errors import NotFound
 from agentconfig.models import Agent
 from versions.models import AgentVersion, Source
 

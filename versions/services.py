@@ -17,9 +17,9 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from agentconfig.actors import Actor
-from agentconfig.change_feed import record_change
-from agentconfig.errors import Conflict
+from agentconfig.core.actors import Actor
+from agentconfig.core.change_feed import record_change
+from agentconfig.core.errors import Conflict
 from agentconfig.models import Agent, ChangeTopic
 from versions.config import ConfigError, config_hash, normalize_config
 from versions.git_source import Commit

@@ -41,8 +41,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import OuterRef, Subquery
 
-from agentconfig.actors import Actor
-from agentconfig.errors import ServiceError
+from agentconfig.core.actors import Actor
+from agentconfig.core.errors import ServiceError
 from agentconfig.models import Agent
 from versions.config import config_hash
 from versions.file_format import (

@@ -2,7 +2,7 @@
 
 from django.db import migrations
 
-from agentconfig.roles import apply_roles
+from agentconfig.core.roles import apply_roles
 
 
 class Migration(migrations.Migration):

@@ -5,7 +5,7 @@ import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
 
-from agentconfig.append_only import append_only_trigger
+from agentconfig.core.append_only import append_only_trigger
 
 
 class Migration(migrations.Migration):

@@ -43,6 +43,8 @@ INSTALLED_APPS = [
     "django_tasks",
     "django_tasks_db",
     "evaluations",
+    # The UI layer (admin pages across apps, timeline, demo data): the top of the imports.
+    "agentconfig.site",
 ]
 
 MIDDLEWARE = [
@@ -57,7 +59,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     # Last, as django-axes requires: turns a locked-out sign-in into the lockout page.
-    # Runtime routes never reach it: agentconfig.runtime_wsgi bypasses MIDDLEWARE.
+    # Runtime routes never reach it: delivery.wsgi bypasses MIDDLEWARE.
     "axes.middleware.AxesMiddleware",
 ]
 
@@ -112,7 +114,7 @@ def cache_from_env(default: str) -> dict:
     """CACHE_URL, with Django's Redis backend swapped for ours (agentconfig/cache.py)."""
     cache = env.cache_url("CACHE_URL", default=default)
     if cache["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
-        cache["BACKEND"] = "agentconfig.cache.RedisCache"
+        cache["BACKEND"] = "agentconfig.core.redis_cache.RedisCache"
         # A Redis that accepts connections but never answers must cost a short wait, not
         # a stuck worker (redis-py waits forever by default).
         options = cache.setdefault("OPTIONS", {})
@@ -157,8 +159,8 @@ AXES_RESET_ON_SUCCESS = True
 # in the admin (Axes > Access attempts), and rolled back with each test.
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
 # Our lockout page (logged, with what to do) and the client address behind the proxy.
-AXES_LOCKOUT_CALLABLE = "agentconfig.login_defence.lockout_response"
-AXES_CLIENT_IP_CALLABLE = "agentconfig.login_defence.client_ip"
+AXES_LOCKOUT_CALLABLE = "agentconfig.core.login_defence.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "agentconfig.core.login_defence.client_ip"
 # No start-up banner: every manage.py command would print it (commands answer in one line).
 AXES_VERBOSE = False
 # Reverse proxies in front of the app that append the client's address to

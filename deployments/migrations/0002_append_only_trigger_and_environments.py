@@ -1,6 +1,6 @@
 from django.db import migrations
 
-from agentconfig.append_only import append_only_trigger
+from agentconfig.core.append_only import append_only_trigger
 
 DEFAULT_ENVIRONMENTS = [("staging", "Staging", 10), ("production", "Production", 20)]
 

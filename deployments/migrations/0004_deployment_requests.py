@@ -6,7 +6,7 @@ import simple_history.models
 from django.conf import settings
 from django.db import migrations, models
 
-from agentconfig.append_only import append_only_trigger
+from agentconfig.core.append_only import append_only_trigger
 
 
 def set_required_approvals(apps, schema_editor):

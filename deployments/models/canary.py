@@ -9,7 +9,7 @@ Invariants:
   are kept for OUTCOME_DEDUP_DAYS to make a retried batch count once.
 - CanaryDecision rows are append-only: what the analysis saw and what it decided.
 - A policy's numbers are finite and within POLICY_LIMITS (checked by
-  deployments.governance.clean_canary_policy, which the admin form runs too): the
+  deployments.services.environments.clean_canary_policy, which the admin form runs too): the
   analysis squares the ratios and adds the bake time to dates, which must not overflow.
 """
 
@@ -20,7 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
-from agentconfig.append_only import AppendOnlyModel
+from agentconfig.core.append_only import AppendOnlyModel
 from agentconfig.models import Agent
 from deployments.models.core import Environment
 from versions.models import AgentVersion

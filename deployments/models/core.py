@@ -2,7 +2,7 @@
 
 Invariants:
 - Exactly one Pointer per (agent, environment): a unique constraint. Its stable
-  version always belongs to its agent (checked by deployments.services, the only writer).
+  version always belongs to its agent (checked by deployments.services.releases, the only writer).
 - ReleaseLogEntry is append-only: every pointer move writes one row, in the same
   transaction as the move, saying from which version to which, the kind, who and why.
 """
@@ -12,7 +12,7 @@ from django.db import models
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
-from agentconfig.append_only import AppendOnlyModel
+from agentconfig.core.append_only import AppendOnlyModel
 from agentconfig.models import Agent, slug_validator
 from versions.models import AgentVersion
 

@@ -15,7 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
-from agentconfig.append_only import AppendOnlyModel
+from agentconfig.core.append_only import AppendOnlyModel
 from agentconfig.models import Agent
 from deployments.models.core import Environment
 from versions.models import AgentVersion
@@ -25,7 +25,7 @@ class RequestKind(models.TextChoices):
     STABLE = "stable", "Deploy as stable"
     CANARY = "canary", "Start a canary"
     # Changes that are not a version: what to apply is the request's `proposal`, handled
-    # by the subject registered for the kind (deployments.requests.register_subject).
+    # by the subject registered for the kind (deployments.services.requests.register_subject).
     FLAG = "flag", "Change a flag"
     SETTINGS = "settings", "Change environment settings"
 

@@ -11,8 +11,8 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.utils import timezone
 
-from deployments import canary
-from deployments.outcomes import MAX_EVENTS, parse_events, record_outcomes
+from deployments.services import canaries as canary_services
+from deployments.services.outcomes import MAX_EVENTS, parse_events, record_outcomes
 from tests import factories
 
 
@@ -96,7 +96,7 @@ def canary_agent(agent, production, direct_releases):
     v2 = factories.create_version(agent, change_description="second", model="gpt-4o")
     factories.create_version(agent, change_description="third", temperature=0.7)
     factories.deploy(v1, production)
-    canary.start_canary(
+    canary_services.start_canary(
         agent=agent,
         environment=production,
         version=v2,

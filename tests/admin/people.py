@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib.auth.models import Group, Permission
 from django.test import Client
 
-from agentconfig.roles import ROLES
+from agentconfig.core.roles import ROLES
 from tests import factories
 
 

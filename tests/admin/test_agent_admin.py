@@ -132,8 +132,8 @@ def test_agent_change__service_refuses__message_on_the_page_nothing_saved(
     admin_client, agent, monkeypatch
 ):
     # Fault injection: the service refuses (as after a race with another editor).
-    from agentconfig import admin as agent_admin
-    from agentconfig.errors import Conflict
+    from agentconfig.core.errors import Conflict
+    from agentconfig.site import admin as agent_admin
 
     def refuse(**kwargs):
         raise Conflict("someone else changed the agent meanwhile")

@@ -9,7 +9,6 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from deployments import canary
 from deployments.models import (
     CanaryDecision,
     CanaryPolicy,
@@ -19,6 +18,7 @@ from deployments.models import (
     ReleaseLogEntry,
 )
 from deployments.selectors import get_pointer
+from deployments.services import canaries as canary_services
 from tests import factories
 
 pytestmark = pytest.mark.usefixtures("direct_releases")
@@ -78,7 +78,7 @@ def test_agent_page__canary_with_outcomes__counts_rates_decisions_and_chart(
     # Given outcomes on both arms and one evaluation by the analysis
     report(canary_agent, production, _version(canary_agent, 1), ok=294, failed=6)
     report(canary_agent, production, _version(canary_agent, 2), ok=48, failed=2)
-    canary.evaluate_canary(_rollout(canary_agent))
+    canary_services.evaluate_canary(_rollout(canary_agent))
 
     # When
     response = admin_client.get(_agent_url(canary_agent))
@@ -130,7 +130,7 @@ def test_agent_page__canary_advanced__step_totals_as_the_analysis_sees_and_chang
     # Given outcomes in step 1, then an advance to 5 %, then outcomes in step 2
     v2 = _version(canary_agent, 2)
     report(canary_agent, production, v2, ok=9, failed=1)
-    rollout = canary.advance_canary(
+    rollout = canary_services.advance_canary(
         agent=canary_agent, environment=production, actor=factories.ACTOR, reason="next"
     )
     report(canary_agent, production, v2, ok=4)
@@ -141,7 +141,7 @@ def test_agent_page__canary_advanced__step_totals_as_the_analysis_sees_and_chang
     # minute the step began in belongs to it), and "since started" is everything
     panel = response.context["canaries"][0].canary
     canary_arm = panel.arms[1]
-    seen = canary.analyse(rollout, now=timezone.now()).inputs["canary"]
+    seen = canary_services.analyse(rollout, now=timezone.now()).inputs["canary"]
     assert (canary_arm.step.n, canary_arm.step.errors) == (seen["n"], seen["errors"])
     assert (canary_arm.total.n, canary_arm.total.errors) == (14, 1)
     assert "2 of 4: 5 % of users" in response.content.decode()
@@ -175,7 +175,7 @@ def test_agent_page__finished_canaries__listed_with_status_and_reason(
     admin_client, canary_agent, production
 ):
     # Given the canary was aborted with a reason that contains markup
-    canary.abort_canary(
+    canary_services.abort_canary(
         agent=canary_agent,
         environment=production,
         actor=factories.ACTOR,
@@ -201,7 +201,7 @@ def test_agent_page__markup_in_names_and_explanations__escaped_in_panel_and_char
     production.save()
     v1, v2 = factories.create_version(agent), factories.create_version(agent)
     factories.deploy(v1, production)
-    rollout = canary.start_canary(
+    rollout = canary_services.start_canary(
         agent=agent,
         environment=production,
         version=v2,
@@ -243,7 +243,7 @@ def test_agent_page__canaries_everywhere_with_many_decisions__query_count_bounde
         factories.deploy(versions[0], environment)
 
     def start(environment) -> CanaryRollout:
-        return canary.start_canary(
+        return canary_services.start_canary(
             agent=agent,
             environment=environment,
             version=versions[1],
@@ -251,7 +251,7 @@ def test_agent_page__canaries_everywhere_with_many_decisions__query_count_bounde
             reason="x",
         )
 
-    canary.evaluate_canary(start(environments[0]))
+    canary_services.evaluate_canary(start(environments[0]))
     report(agent, environments[0], versions[0], ok=20, failed=1)
     with django_assert_max_num_queries(100) as baseline:
         admin_client.get(_agent_url(agent))
@@ -264,7 +264,7 @@ def test_agent_page__canaries_everywhere_with_many_decisions__query_count_bounde
         report(agent, environment, versions[1], ok=5, failed=1)
         rollout = get_pointer(agent, environment).canary
         for _ in range(15):
-            canary.evaluate_canary(rollout)
+            canary_services.evaluate_canary(rollout)
 
     # When / Then: not one query more
     with django_assert_max_num_queries(budget):
@@ -416,7 +416,7 @@ def test_canary_start_apply__canary_started_elsewhere_meanwhile__conflict_shown_
     stable = get_pointer(released_agent, production).stable_version
     data = {"version": str(v3.pk), "mode": "steps", "steps": "1,5", "reason": "x"}
     admin_client.post(_url("start", released_agent), data)
-    canary.start_canary(
+    canary_services.start_canary(
         agent=released_agent,
         environment=production,
         version=v1,
@@ -640,7 +640,7 @@ def test_canary_advance__at_last_step__refused_with_message(admin_client, agent,
     # Given a one-step canary
     v1, v2 = factories.create_version(agent), factories.create_version(agent)
     factories.deploy(v1, production)
-    rollout = canary.start_canary(
+    rollout = canary_services.start_canary(
         agent=agent,
         environment=production,
         version=v2,
@@ -670,7 +670,7 @@ def test_canary_action_apply__canary_moved_since_confirmation__confirmation_show
 ):
     # Given the user reviewed "advance from 1 %", then the canary moved to 5 %
     before = _state(_rollout(canary_agent))
-    canary.advance_canary(
+    canary_services.advance_canary(
         agent=canary_agent, environment=production, actor=factories.ACTOR, reason="analysis"
     )
     count = _log_count()

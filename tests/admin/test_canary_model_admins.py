@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from deployments import canary
 from deployments.models import CanaryDecision, CanaryPolicy, CanaryRollout, ReleaseKind
+from deployments.services import canaries
 from tests import factories
 
 pytestmark = pytest.mark.usefixtures("direct_releases")
@@ -33,7 +33,7 @@ VALID_POLICY = {
 
 def _evaluated_rollout(agent) -> CanaryRollout:
     rollout = CanaryRollout.objects.get(agent=agent)
-    canary.evaluate_canary(rollout)
+    canaries.evaluate_canary(rollout)
     return rollout
 
 
@@ -144,7 +144,7 @@ def test_rollout_admin__many_decisions__inline_shows_newest_and_links_the_rest(
 ):
     rollout = CanaryRollout.objects.get(agent=canary_agent)
     for _ in range(52):
-        canary.evaluate_canary(rollout)
+        canaries.evaluate_canary(rollout)
 
     response = admin_client.get(
         reverse("admin:deployments_canaryrollout_change", args=[rollout.pk])
@@ -198,8 +198,8 @@ def test_release_log_admin__canary_kinds__details_in_words_and_as_stored(
 ):
     # Given a canary that started, advanced and was promoted
     common = {"agent": canary_agent, "environment": production, "actor": factories.ACTOR}
-    canary.advance_canary(**common, reason="step up")
-    canary.promote_canary(**common, reason="ship it")
+    canaries.advance_canary(**common, reason="step up")
+    canaries.promote_canary(**common, reason="ship it")
     rollout = CanaryRollout.objects.get()
     start = canary_agent.release_log.get(kind=ReleaseKind.CANARY_START)
 

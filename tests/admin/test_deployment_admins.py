@@ -5,8 +5,8 @@ import re
 import pytest
 from django.urls import reverse
 
-from deployments import runtime
 from deployments.models import ApiKey, Environment, Pointer
+from deployments.services import api_keys
 from tests import factories
 
 
@@ -82,7 +82,7 @@ def test_api_key_add__valid__plaintext_shown_once_and_only_hash_stored(admin_cli
     key = ApiKey.objects.get()
     assert key.name == "support-bot-prod"
     assert key.created_by_label == "admin"
-    assert key.key_hash == runtime.hash_key(plaintext)
+    assert key.key_hash == api_keys.hash_key(plaintext)
     assert plaintext not in {getattr(key, f.attname) for f in ApiKey._meta.fields}
     # And no later page shows it or its hash
     for url in (

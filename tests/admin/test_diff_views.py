@@ -8,10 +8,10 @@ import pytest
 from django.template.loader import render_to_string
 from django.urls import reverse
 
+from deployments.diff_context import build_diff_context
 from tests import factories
 from versions import services as version_services
 from versions.diff import EN_DASH, MINUS
-from versions.diff_context import build_diff_context
 
 SCRIPT = '<script>alert("prompt")</script>'
 INTRO = "You are Ada, the support assistant of Acme Cloud.\n"

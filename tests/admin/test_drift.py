@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
-from agentconfig.actors import Actor
+from agentconfig.core.actors import Actor
 from agentconfig.models import Agent
 from tests import factories
 from tests.versions.git_helpers import agent_yaml, commit, init_repo, isolate_git

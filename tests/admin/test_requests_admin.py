@@ -10,8 +10,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from agentconfig.actors import Actor
-from deployments import requests
+from agentconfig.core.actors import Actor
 from deployments.models import (
     CanaryRollout,
     DeploymentRequest,
@@ -21,7 +20,8 @@ from deployments.models import (
     RequestStatus,
 )
 from deployments.selectors import get_pointer
-from deployments.services import deploy_version
+from deployments.services import requests
+from deployments.services.releases import deploy_version
 from tests import factories
 from tests.admin.people import login, member
 

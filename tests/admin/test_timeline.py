@@ -10,9 +10,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from agentconfig.actors import Actor
-from deployments import requests
-from deployments.services import deploy_version, rollback
+from agentconfig.core.actors import Actor
+from deployments.services import requests
+from deployments.services.releases import deploy_version, rollback
 from tests import factories
 from tests.admin.people import login, member
 

@@ -1,4 +1,4 @@
-"""The user pages: roles change only on Change roles… (through agentconfig.people), never
+"""The user pages: roles change only on Change roles… (through agentconfig.core.people), never
 through the stock change form, and nobody raises their own."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from django.contrib.auth.models import Group, Permission
 from django.test import Client
 from django.urls import reverse
 
-from agentconfig import people
-from agentconfig.actors import Actor
+from agentconfig.core import people
+from agentconfig.core.actors import Actor
 from agentconfig.models import AuditAction, AuditRecord
-from deployments import requests
 from deployments.selectors import get_pointer
+from deployments.services import requests
 from tests import factories
 from tests.admin.people import login, member
 

@@ -30,7 +30,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import NoReverseMatch, reverse
 
-from agentconfig.management.commands.load_demo import DEMO_PASSWORD
+from agentconfig.site.management.commands.load_demo import DEMO_PASSWORD
 from agentconfig.wsgi import application
 from tests import factories
 from tests.deployments.canary_helpers import start
@@ -170,7 +170,7 @@ def test_axes_reset__locked_out_user__signs_in_again(client, alice, command):
 def test_client_ip__trusted_proxy_count__right_most_untrusted_hop(
     rf, settings, proxies, forwarded, expected
 ):
-    from agentconfig.login_defence import client_ip
+    from agentconfig.core.login_defence import client_ip
 
     settings.AGENTCONFIG_TRUSTED_PROXY_COUNT = proxies
     request = rf.get("/", REMOTE_ADDR="10.0.0.9", HTTP_X_FORWARDED_FOR=forwarded)

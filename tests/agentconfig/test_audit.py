@@ -1,4 +1,4 @@
-"""agentconfig.audit: one timeline of everything that changed what an agent's users get."""
+"""agentconfig.site.timeline: one timeline of everything that changed what an agent's users get."""
 
 import datetime as dt
 import random
@@ -8,14 +8,15 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from agentconfig import people
-from agentconfig.actors import Actor
-from agentconfig.audit import compare_url, list_audit_events
-from deployments import canary, governance, requests
-from deployments.canary import evaluate_canary
+from agentconfig.core import people
+from agentconfig.core.actors import Actor
+from agentconfig.site.timeline import compare_url, list_audit_events
 from deployments.models import CanaryStatus, RequestKind
-from deployments.services import deploy_version, rollback
-from flags import services as flag_services
+from deployments.services import canaries, requests
+from deployments.services import environments as environment_services
+from deployments.services.canaries import evaluate_canary
+from deployments.services.releases import deploy_version, rollback
+from flags.services import flags as flag_services
 from tests import factories
 from tests.deployments.canary_helpers import report, start
 from tests.flags.helpers import gate, make_flag, set_rules, turn_on
@@ -210,10 +211,10 @@ def test_timeline__environment_filter__keeps_changes_to_every_environment(
 
 def test_timeline__automatic_rollback__once_as_the_release_it_made(agent, production):
     # Given a canary that fails clearly, judged by the analysis
-    governance.set_canary_policy(
+    environment_services.set_canary_policy(
         environment=production,
         values={
-            **governance.canary_policy_values(canary.get_policy(production)),
+            **environment_services.canary_policy_values(canaries.get_policy(production)),
             "bake_minutes": 0,
         },
         actor=OPS,

@@ -1,4 +1,4 @@
-"""agentconfig.bucketing: stable, uniform, monotonic, independent between namespaces."""
+"""agentconfig.core.bucketing: stable, uniform, monotonic, independent between namespaces."""
 
 import json
 import random
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentconfig.bucketing import BUCKETS, bucket, is_in_rollout, percent_to_basis_points
+from agentconfig.core.bucketing import BUCKETS, bucket, is_in_rollout, percent_to_basis_points
 
 VECTORS = Path(__file__).resolve().parents[2] / "docs" / "bucketing-test-vectors.json"
 

@@ -7,11 +7,11 @@ import threading
 import pytest
 from django.db import connection, transaction
 
-from agentconfig.actors import Actor
-from agentconfig.change_feed import FeedReader, record_change
+from agentconfig.core.actors import Actor
+from agentconfig.core.change_feed import FeedReader, record_change
 from agentconfig.models import Change, ChangeTopic
-from deployments import canary, services
-from flags import services as flag_services
+from deployments.services import api_keys, canaries, releases
+from flags.services import flags as flag_services
 from tests import factories
 from tests.factories import SETUP_BREAK_GLASS
 from tests.flags.helpers import make_flag
@@ -71,21 +71,21 @@ def _deploy(agent, production, staging):
 def _rollback(agent, production, staging):
     factories.deploy(factories.create_version(agent), production)
     factories.deploy(factories.create_version(agent), production)
-    services.rollback(agent=agent, environment=production, actor=ACTOR, reason="bad")
+    releases.rollback(agent=agent, environment=production, actor=ACTOR, reason="bad")
 
 
 def _canary_lifecycle(agent, production, staging):
     factories.deploy(factories.create_version(agent), staging)
     version = factories.create_version(agent)
     steps = {"steps": "10,50", "bake_minutes": 0}
-    canary.start_canary(
+    canaries.start_canary(
         agent=agent, environment=staging, version=version, actor=ACTOR, reason="try", **steps
     )
-    canary.set_canary_percent(
+    canaries.set_canary_percent(
         agent=agent, environment=staging, percent=20, actor=ACTOR, reason="more"
     )
-    canary.advance_canary(agent=agent, environment=staging, actor=ACTOR, reason="next")
-    canary.abort_canary(agent=agent, environment=staging, actor=ACTOR, reason="stop")
+    canaries.advance_canary(agent=agent, environment=staging, actor=ACTOR, reason="next")
+    canaries.abort_canary(agent=agent, environment=staging, actor=ACTOR, reason="stop")
 
 
 def _flag_lifecycle(agent, production, staging):
@@ -112,7 +112,7 @@ def _flag_lifecycle(agent, production, staging):
 
 def _key_lifecycle(agent, production, staging):
     key, _ = factories.create_api_key(production, name="runtime-eu")
-    services.revoke_api_key(key=key, actor=ACTOR, reason="rotated")
+    api_keys.revoke_api_key(key=key, actor=ACTOR, reason="rotated")
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""agentconfig.outbound: which URLs may be called, and a client that checks where it connects.
+"""agentconfig.core.outbound: which URLs may be called, and a client that checks where it connects.
 
 The resolver is faked (socket.getaddrinfo) only in this module, to give a public-looking
 name the answers an attacker's DNS would; every connection goes to a real listener on
@@ -16,7 +16,7 @@ import subprocess
 import httpx2
 import pytest
 
-from agentconfig.outbound import (
+from agentconfig.core.outbound import (
     OutboundRefused,
     ResponseTooLarge,
     check_url,

@@ -1,4 +1,4 @@
-"""People's roles change only through agentconfig.people: never your own upwards, always
+"""People's roles change only through agentconfig.core.people: never your own upwards, always
 recorded; and an approval from a reviewer the requester made does not count."""
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from agentconfig import people
-from agentconfig.actors import Actor
-from agentconfig.errors import Conflict, Forbidden
-from agentconfig.management.commands import load_demo
+from agentconfig.core import people
+from agentconfig.core.actors import Actor
+from agentconfig.core.errors import Conflict, Forbidden
 from agentconfig.models import AuditAction, AuditRecord
-from deployments import requests
+from agentconfig.site.management.commands import load_demo
 from deployments.approvals import valid_approvals
 from deployments.models import DeploymentRequest
 from deployments.selectors import get_pointer
+from deployments.services import requests
 from tests import factories
 from tests.admin.people import member
 

@@ -3,10 +3,10 @@
 import pytest
 from django.contrib.auth.models import Group
 
-from agentconfig.actors import Actor
-from agentconfig.errors import Forbidden
-from agentconfig.roles import ROLES
-from deployments import requests
+from agentconfig.core.actors import Actor
+from agentconfig.core.errors import Forbidden
+from agentconfig.core.roles import ROLES
+from deployments.services import requests
 from tests import factories
 
 

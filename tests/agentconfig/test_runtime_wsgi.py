@@ -143,7 +143,7 @@ def test_config_at__time_travel__takes_the_full_stack_for_sessions(key):
 
 def test_runtime_route__unexpected_error__json_500_logged(key, monkeypatch, caplog):
     # Fault injection: a bug in the view must not leak a debug page.
-    from deployments import views
+    from delivery import views
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise ZeroDivisionError("bug")

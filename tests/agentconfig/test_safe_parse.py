@@ -1,4 +1,4 @@
-"""agentconfig.safe_parse: one policy for hostile JSON, YAML and numbers; pure, no database."""
+"""agentconfig.core.safe_parse: one policy for hostile JSON, YAML and numbers; pure, no database."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentconfig.safe_parse import (
+from agentconfig.core.safe_parse import (
     MAX_SAFE_INTEGER,
     SYNTAX,
     TOO_DEEP,

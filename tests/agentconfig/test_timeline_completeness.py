@@ -25,18 +25,19 @@ from django.db import connection, models
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from agentconfig import people
-from agentconfig.actors import Actor
-from agentconfig.audit import AuditEvent, list_audit_events
+from agentconfig.core import people
+from agentconfig.core.actors import Actor
 from agentconfig.models import Agent, AuditAction, AuditRecord, Change, ChangeTopic
-from deployments import canary, governance, requests
+from agentconfig.site.timeline import AuditEvent, list_audit_events
 from deployments.models import Environment, RequestKind
-from deployments.services import create_api_key, deploy_version, revoke_api_key, rollback
-from evaluations import policy_services
-from evaluations.gate import record_gate_override
-from flags import services as flag_services
+from deployments.services import canaries, environments, requests
+from deployments.services.api_keys import create_api_key, revoke_api_key
+from deployments.services.releases import deploy_version, rollback
+from evaluations.services import policies
+from evaluations.services.gate_overrides import record_gate_override
 from flags.approvals import ApprovalRequired
-from flags.requests import propose_flag_change
+from flags.services import flags as flag_services
+from flags.services.requests import propose_flag_change
 from tests import factories
 from tests.deployments.canary_helpers import start
 
@@ -144,7 +145,7 @@ def _deploy_v2(w: World) -> None:
 
 
 def _canary_start(w: World) -> Expect:
-    canary.start_canary(
+    canaries.start_canary(
         agent=w.agent,
         environment=w.production,
         version=w.versions[1],
@@ -163,7 +164,7 @@ def _running_canary(w: World) -> None:
 
 
 def _canary_advance(w: World) -> Expect:
-    canary.advance_canary(
+    canaries.advance_canary(
         agent=w.agent,
         environment=w.production,
         actor=w.ada,
@@ -174,19 +175,19 @@ def _canary_advance(w: World) -> Expect:
 
 
 def _canary_percent(w: World) -> Expect:
-    canary.set_canary_percent(
+    canaries.set_canary_percent(
         agent=w.agent, environment=w.production, percent=3, actor=w.ada, reason="more data"
     )
     return Expect("Canary of v2: 1 % -> 3 %", "more data", "production")
 
 
 def _canary_promote(w: World) -> Expect:
-    canary.promote_canary(agent=w.agent, environment=w.production, actor=w.ada, reason="better")
+    canaries.promote_canary(agent=w.agent, environment=w.production, actor=w.ada, reason="better")
     return Expect("Promoted the canary v2 to stable (was v1)", "better", "production")
 
 
 def _canary_abort(w: World) -> Expect:
-    canary.abort_canary(agent=w.agent, environment=w.production, actor=w.ada, reason="latency")
+    canaries.abort_canary(agent=w.agent, environment=w.production, actor=w.ada, reason="latency")
     return Expect("Aborted the canary of v2", "latency", "production")
 
 
@@ -359,7 +360,7 @@ def _key_revoke(w: World) -> Expect:
 
 
 def _approvals_raised(w: World) -> Expect:
-    governance.update_environment(
+    environments.update_environment(
         environment=w.production, actor=w.ada, reason="two eyes more", required_approvals=2
     )
     return Expect(
@@ -403,8 +404,8 @@ def _settings_request_applied(w: World) -> Expect:
 
 
 def _canary_policy(w: World) -> Expect:
-    values = governance.canary_policy_values(canary.get_policy(w.production))
-    governance.set_canary_policy(
+    values = environments.canary_policy_values(canaries.get_policy(w.production))
+    environments.set_canary_policy(
         environment=w.production,
         values={**values, "bake_minutes": 45},
         actor=w.ada,
@@ -416,7 +417,7 @@ def _canary_policy(w: World) -> Expect:
 
 
 def _evaluation_policy(w: World) -> Expect:
-    policy_services.set_evaluation_policy(
+    policies.set_evaluation_policy(
         environment=w.production,
         values={"required": True, "tolerance": 0.05},
         actor=w.ada,
@@ -431,7 +432,7 @@ def _evaluation_policy(w: World) -> Expect:
 
 
 def _evaluation_required(w: World) -> None:
-    policy_services.set_evaluation_policy(
+    policies.set_evaluation_policy(
         environment=w.production, values={"required": True}, actor=w.ada, reason="gate"
     )
 
@@ -713,10 +714,10 @@ def test_change__through_its_service__on_the_timeline_with_actor_reason_and_link
 def test_change__with_before_and_after__the_timeline_shows_both(world):
     # Given a canary policy set once, then changed
     _canary_policy(world)
-    values = governance.canary_policy_values(canary.get_policy(world.production))
+    values = environments.canary_policy_values(canaries.get_policy(world.production))
 
     # When the bake time changes again
-    governance.set_canary_policy(
+    environments.set_canary_policy(
         environment=world.production,
         values={**values, "bake_minutes": 20},
         actor=world.ada,

@@ -7,10 +7,11 @@ import itertools
 import json
 import random
 
-from agentconfig.actors import Actor
-from deployments import outcomes, runtime
-from deployments.canary import start_canary
+from agentconfig.core.actors import Actor
+from delivery import runtime
 from deployments.models import CanaryRollout, Environment
+from deployments.services import outcomes
+from deployments.services.canaries import start_canary
 from versions.models import AgentVersion
 
 OPS = Actor.system("ops")

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.contrib.auth.models import Group, Permission
 
-from agentconfig.roles import ADMIN_APPS
+from agentconfig.core.roles import ADMIN_APPS
 from tests import factories
 
 

@@ -6,9 +6,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from agentconfig.actors import Actor
-from deployments import requests
+from agentconfig.core.actors import Actor
 from deployments.models import CanaryDecision, CanaryRollout, CanaryStatus, Pointer
+from deployments.services import requests
 from tests import factories
 
 

@@ -17,9 +17,8 @@ from django.db import connection, transaction
 from django.test import Client
 from django.urls import reverse
 
-from agentconfig.errors import Conflict
+from agentconfig.core.errors import Conflict
 from agentconfig.models import Agent, Change
-from deployments import canary
 from deployments.models import (
     CanaryRollout,
     CanaryStatus,
@@ -28,7 +27,8 @@ from deployments.models import (
     ReleaseKind,
     ReleaseLogEntry,
 )
-from deployments.services import lock_pointer
+from deployments.services import canaries
+from deployments.services.releases import lock_pointer
 from tests import factories
 from tests.deployments.canary_helpers import OPS, start
 
@@ -48,19 +48,19 @@ def _state(rollout: CanaryRollout) -> tuple[int, int, str, str]:
 
 
 def _advance(agent, environment, **kwargs):
-    return canary.advance_canary(
+    return canaries.advance_canary(
         agent=agent, environment=environment, actor=OPS, reason="looks fine", **kwargs
     )
 
 
 def _promote(agent, environment, **kwargs):
-    return canary.promote_canary(
+    return canaries.promote_canary(
         agent=agent, environment=environment, actor=OPS, reason="ship it", **kwargs
     )
 
 
 def _percent(agent, environment, **kwargs):
-    return canary.set_canary_percent(
+    return canaries.set_canary_percent(
         agent=agent, environment=environment, actor=OPS, reason="a few more", percent=10, **kwargs
     )
 
@@ -109,7 +109,7 @@ def test_canary_service__percent_changed_at_same_step__conflict(
     service, agent, production, rollout
 ):
     # Given a colleague changed the share of the same step (step 1: 1 % -> 3 %)
-    canary.set_canary_percent(
+    canaries.set_canary_percent(
         agent=agent, environment=production, actor=OPS, reason="more data", percent=3
     )
     logs = ReleaseLogEntry.objects.count()

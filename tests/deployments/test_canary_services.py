@@ -1,4 +1,4 @@
-"""deployments.canary services: one canary at a time, every change logged, sticky ramps."""
+"""deployments.services.canaries: one canary at a time, every change logged, sticky ramps."""
 
 import datetime as dt
 import threading
@@ -8,9 +8,8 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.utils import timezone
 
-from agentconfig.actors import Actor
-from agentconfig.errors import Conflict, Forbidden, NotFound
-from deployments import canary
+from agentconfig.core.actors import Actor
+from agentconfig.core.errors import Conflict, Forbidden, NotFound
 from deployments.canary_analysis import Verdict
 from deployments.models import (
     CanaryPolicy,
@@ -20,9 +19,10 @@ from deployments.models import (
     ReleaseKind,
     ReleaseLogEntry,
 )
-from deployments.outcomes import parse_events, record_outcomes
 from deployments.selectors import get_canary_step_totals
-from deployments.services import deploy_version, rollback
+from deployments.services import canaries
+from deployments.services.outcomes import parse_events, record_outcomes
+from deployments.services.releases import deploy_version, rollback
 from tests import factories
 from tests.deployments.canary_helpers import OPS, document_for, start
 
@@ -106,7 +106,7 @@ def test_start_canary__user_without_permission__forbidden(versions, production):
     user = factories.UserFactory(is_staff=True)
 
     with pytest.raises(Forbidden, match="manage_canary"):
-        canary.start_canary(
+        canaries.start_canary(
             agent=versions[1].agent,
             environment=production,
             version=versions[1],
@@ -134,7 +134,7 @@ def test_set_canary_percent__grows__same_salt_and_users_stay_in(versions, produc
     users = [f"user-{i}" for i in range(5000)]
     before = canary_users(production, agent.slug, users)
 
-    canary.set_canary_percent(
+    canaries.set_canary_percent(
         agent=agent, environment=production, percent="25", actor=OPS, reason="r"
     )
 
@@ -148,18 +148,18 @@ def test_set_canary_percent__grows__same_salt_and_users_stay_in(versions, produc
 def test_advance_canary__moves_to_next_step_and_refuses_past_last(versions, production, agent):
     start(versions[1], production, steps="1,5")
 
-    rollout = canary.advance_canary(agent=agent, environment=production, actor=OPS, reason="r")
+    rollout = canaries.advance_canary(agent=agent, environment=production, actor=OPS, reason="r")
 
     assert rollout.basis_points == 500
     with pytest.raises(Conflict, match="last step"):
-        canary.advance_canary(agent=agent, environment=production, actor=OPS, reason="r")
+        canaries.advance_canary(agent=agent, environment=production, actor=OPS, reason="r")
 
 
 def test_promote_canary__canary_becomes_stable(versions, production, agent):
     v1, v2 = versions
     rollout = start(v2, production)
 
-    entry = canary.promote_canary(agent=agent, environment=production, actor=OPS, reason="good")
+    entry = canaries.promote_canary(agent=agent, environment=production, actor=OPS, reason="good")
 
     pointer = Pointer.objects.get(environment=production)
     assert pointer.stable_version == v2 and pointer.canary is None
@@ -172,7 +172,7 @@ def test_abort_canary__everyone_back_on_stable(versions, production, agent):
     v1, v2 = versions
     start(v2, production, percent="50")
 
-    entry = canary.abort_canary(agent=agent, environment=production, actor=OPS, reason="bad")
+    entry = canaries.abort_canary(agent=agent, environment=production, actor=OPS, reason="bad")
 
     assert entry.kind == ReleaseKind.CANARY_ABORT
     document = document_for(production, agent.slug)
@@ -182,7 +182,7 @@ def test_abort_canary__everyone_back_on_stable(versions, production, agent):
 
 def test_abort_canary__none_running__not_found(versions, production, agent):
     with pytest.raises(NotFound, match="no canary"):
-        canary.abort_canary(agent=agent, environment=production, actor=OPS, reason="r")
+        canaries.abort_canary(agent=agent, environment=production, actor=OPS, reason="r")
 
 
 def test_rollback__during_canary__ends_canary_and_keeps_stable(versions, production, agent):
@@ -199,7 +199,7 @@ def test_rollback__during_canary__ends_canary_and_keeps_stable(versions, product
 def test_rollback__canary_version_is_not_a_rollback_target(versions, production, agent):
     _, v2 = versions
     start(v2, production)
-    canary.abort_canary(agent=agent, environment=production, actor=OPS, reason="r")
+    canaries.abort_canary(agent=agent, environment=production, actor=OPS, reason="r")
     v3 = factories.create_version(agent)
     factories.deploy(v3, production)
 
@@ -211,7 +211,7 @@ def test_new_rollout__same_agent__new_salt_deals_other_users(versions, productio
     users = [f"user-{i}" for i in range(20000)]
     start(versions[1], production, percent="10")
     first = canary_users(production, agent.slug, users)
-    canary.abort_canary(agent=agent, environment=production, actor=OPS, reason="r")
+    canaries.abort_canary(agent=agent, environment=production, actor=OPS, reason="r")
     start(versions[1], production, percent="10")
 
     second = canary_users(production, agent.slug, users)
@@ -279,8 +279,8 @@ def test_evaluate_canary__outcomes_of_the_minute_a_step_started__count_in_one_st
     )
 
     # When the analysis advances the first step at 12:05:30 and looks again at 12:05:40
-    first = canary.evaluate_canary(rollout, now=t0 + dt.timedelta(minutes=5, seconds=30))
-    second = canary.evaluate_canary(rollout, now=t0 + dt.timedelta(minutes=5, seconds=40))
+    first = canaries.evaluate_canary(rollout, now=t0 + dt.timedelta(minutes=5, seconds=30))
+    second = canaries.evaluate_canary(rollout, now=t0 + dt.timedelta(minutes=5, seconds=40))
 
     # Then the 12:05 outcomes advanced the first step and do not count in the second:
     # it holds for lack of data instead of promoting on the same evidence
@@ -316,8 +316,8 @@ def test_evaluate_canary__undecided_at_the_maximum_duration__rolled_back_and_mar
     rollout = start(v2, production, steps="10,50", now=t0)
 
     # When the analysis looks an hour before the deadline, and at it
-    early = canary.evaluate_canary(rollout, now=t0 + dt.timedelta(minutes=30))
-    late = canary.evaluate_canary(rollout, now=t0 + dt.timedelta(minutes=60))
+    early = canaries.evaluate_canary(rollout, now=t0 + dt.timedelta(minutes=30))
+    late = canaries.evaluate_canary(rollout, now=t0 + dt.timedelta(minutes=60))
 
     # Then it held, then ended as the policy says, recorded as ended by the deadline
     rollout.refresh_from_db()
@@ -336,7 +336,7 @@ def test_evaluate_canary__deadline_action_promote__promoted_and_marked(versions,
     t0 = timezone.now() - dt.timedelta(hours=2)
     rollout = start(v2, production, steps="10,50", now=t0)
 
-    decision = canary.evaluate_canary(rollout, now=t0 + dt.timedelta(minutes=61))
+    decision = canaries.evaluate_canary(rollout, now=t0 + dt.timedelta(minutes=61))
 
     rollout.refresh_from_db()
     assert decision.verdict == Verdict.PROMOTE

@@ -13,7 +13,6 @@ import pytest
 from django.db.models import Sum
 from django.utils import timezone
 
-from deployments.canary import evaluate_canary
 from deployments.canary_analysis import Verdict
 from deployments.models import (
     CanaryPolicy,
@@ -23,7 +22,8 @@ from deployments.models import (
     ReleaseLogEntry,
     Track,
 )
-from deployments.outcomes import parse_events, record_outcomes
+from deployments.services.canaries import evaluate_canary
+from deployments.services.outcomes import parse_events, record_outcomes
 from tests import factories
 from tests.deployments.canary_helpers import document_for, report, start
 

@@ -9,10 +9,10 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from agentconfig.actors import Actor
-from deployments import requests
+from agentconfig.core.actors import Actor
 from deployments.models import ApiKey, Pointer, ReleaseLogEntry
-from deployments.runtime import hash_key
+from deployments.services import requests
+from deployments.services.api_keys import hash_key
 from tests import factories
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,10 +4,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from agentconfig.actors import Actor
-from deployments import canary
-from deployments.services import rollback
-from flags import services as flag_services
+from agentconfig.core.actors import Actor
+from deployments.services import canaries
+from deployments.services.releases import rollback
+from flags.services import flags as flag_services
 from tests import factories
 from tests.deployments.canary_helpers import start
 from tests.factories import SETUP_BREAK_GLASS
@@ -33,7 +33,7 @@ def story(agent, production):
     times["v2"] = timezone.now()
     start(v3, production, percent="30")
     times["canary30"] = timezone.now()
-    canary.set_canary_percent(
+    canaries.set_canary_percent(
         agent=agent, environment=production, percent="60", actor=OPS, reason="grow"
     )
     times["canary60"] = timezone.now()

@@ -7,6 +7,7 @@ import io
 import threading
 
 import pytest
+from deployments.services.api_keys import create_api_key, revoke_api_key
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -14,19 +15,10 @@ from django.db import IntegrityError, connection, transaction
 from django.test import Client
 from django.urls import reverse
 
-from agentconfig.actors import Actor
-from agentconfig.errors import Conflict, Forbidden, ServiceError
+from agentconfig.core.actors import Actor
+from agentconfig.core.errors import Conflict, Forbidden, ServiceError
+from agentconfig.core.roles import ROLES
 from agentconfig.models import AuditAction, AuditRecord
-from agentconfig.roles import ROLES
-from deployments import governance
-from deployments import requests as request_services
-from deployments.governance import (
-    NO_POLICY_STATE,
-    SettingsApprovalRequired,
-    set_canary_policy,
-    settings_state,
-    update_environment,
-)
 from deployments.models import (
     ApiKey,
     CanaryPolicy,
@@ -35,7 +27,15 @@ from deployments.models import (
     RequestKind,
     RequestStatus,
 )
-from deployments.services import create_api_key, revoke_api_key
+from deployments.services import environments as environment_services
+from deployments.services import requests as request_services
+from deployments.services.environments import (
+    NO_POLICY_STATE,
+    SettingsApprovalRequired,
+    set_canary_policy,
+    settings_state,
+    update_environment,
+)
 from tests import factories
 from tests.admin.people import login, member
 from tests.deployments.governance_helpers import admin_user
@@ -221,7 +221,7 @@ def test_update_environment__more_than_people_who_may_lower_it__refused(producti
 
 
 def test_create_environment__admin__created_with_audit_record(admins):
-    environment = governance.create_environment(
+    environment = environment_services.create_environment(
         slug="eu-west",
         name="EU west",
         position=30,
@@ -238,7 +238,7 @@ def test_create_environment__admin__created_with_audit_record(admins):
 
 def test_create_environment__deployer__forbidden(db):
     with pytest.raises(Forbidden, match=r"deployments\.add_environment"):
-        governance.create_environment(
+        environment_services.create_environment(
             slug="eu-west", name="EU west", actor=Actor.of(member("op", "Deployers")), reason="r"
         )
     assert not Environment.objects.filter(slug="eu-west").exists()

@@ -11,6 +11,7 @@ import io
 import json
 
 import pytest
+from deployments.services.api_keys import create_api_key, revoke_api_key
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -18,11 +19,10 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from agentconfig.actors import Actor
-from agentconfig.change_feed import record_change
+from agentconfig.core.actors import Actor
+from agentconfig.core.change_feed import record_change
 from agentconfig.models import AuditAction, AuditRecord, ChangeTopic
-from deployments import outcomes
-from deployments.canary import evaluate_canary
+from delivery.snapshot import Snapshot, _load_keys
 from deployments.canary_analysis import Verdict
 from deployments.models import (
     ApiKey,
@@ -31,8 +31,8 @@ from deployments.models import (
     OutcomeCount,
     OutcomeEventId,
 )
-from deployments.services import create_api_key, revoke_api_key
-from deployments.snapshot import Snapshot, _load_keys
+from deployments.services import outcomes
+from deployments.services.canaries import evaluate_canary
 from tests import factories
 from tests.deployments.canary_helpers import start
 from tests.flags.helpers import make_flag, turn_on

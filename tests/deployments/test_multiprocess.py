@@ -29,7 +29,7 @@ from urllib.parse import urlencode
 import pytest
 from django.db import connection
 
-from agentconfig.bucketing import bucket
+from agentconfig.core.bucketing import bucket
 from tests import factories
 from tests.deployments.canary_helpers import start
 

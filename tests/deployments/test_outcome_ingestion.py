@@ -10,12 +10,12 @@ import pytest
 from django.db import DataError, connection, transaction
 from django.utils import timezone
 
-from deployments import canary
 from deployments.models import OutcomeCount, OutcomeEventId, OutcomeLatency, Track
 from deployments.models.canary import OUTCOME_DEDUP_DAYS, POLICY_LIMITS
-from deployments.outcomes import VersionsNotServed, parse_events, record_outcomes
 from deployments.sequential import latency_bin
-from deployments.services import lock_pointer, rollback
+from deployments.services import canaries
+from deployments.services.outcomes import VersionsNotServed, parse_events, record_outcomes
+from deployments.services.releases import lock_pointer, rollback
 from tests import factories
 from tests.deployments.canary_helpers import OPS, start
 
@@ -451,12 +451,16 @@ def test_prune__old_event_ids_and_latency_bins_dropped__counts_and_recent_rows_k
 
     # When the watcher prunes one day within each retention, then one day past it
     kept = (
-        canary.prune_outcome_event_ids(now=now + dt.timedelta(days=OUTCOME_DEDUP_DAYS - 1)),
-        canary.prune_outcome_latencies(now=now + canary.LATENCY_RETENTION - dt.timedelta(days=1)),
+        canaries.prune_outcome_event_ids(now=now + dt.timedelta(days=OUTCOME_DEDUP_DAYS - 1)),
+        canaries.prune_outcome_latencies(
+            now=now + canaries.LATENCY_RETENTION - dt.timedelta(days=1)
+        ),
     )
     dropped = (
-        canary.prune_outcome_event_ids(now=now + dt.timedelta(days=OUTCOME_DEDUP_DAYS + 1)),
-        canary.prune_outcome_latencies(now=now + canary.LATENCY_RETENTION + dt.timedelta(days=1)),
+        canaries.prune_outcome_event_ids(now=now + dt.timedelta(days=OUTCOME_DEDUP_DAYS + 1)),
+        canaries.prune_outcome_latencies(
+            now=now + canaries.LATENCY_RETENTION + dt.timedelta(days=1)
+        ),
     )
 
     # Then nothing went early, both went after, and the per-minute counts stay
@@ -464,4 +468,6 @@ def test_prune__old_event_ids_and_latency_bins_dropped__counts_and_recent_rows_k
     assert not OutcomeEventId.objects.exists() and not OutcomeLatency.objects.exists()
     assert OutcomeCount.objects.get(agent=agent).n == 1
     # and the longest policy's canary can still read its first step's bins
-    assert dt.timedelta(minutes=POLICY_LIMITS["max_duration_minutes"][1]) < canary.LATENCY_RETENTION
+    assert (
+        dt.timedelta(minutes=POLICY_LIMITS["max_duration_minutes"][1]) < canaries.LATENCY_RETENTION
+    )

@@ -1,7 +1,8 @@
 """The runtime path does not depend on Redis, nor on Django's cache at all.
 
-The cache is configured as production configures a Redis CACHE_URL (agentconfig.cache with
-0.5 s socket timeouts) pointing at a port that refuses connections, or at a "blackhole"
+The cache is configured as production configures a Redis CACHE_URL
+(agentconfig.core.redis_cache with 0.5 s socket timeouts) pointing at a port that refuses
+connections, or at a "blackhole"
 that accepts connections and never answers; the configured cache of this run (locmem or
 Redis) is the control. Whatever the cache, runtime requests answer correctly and fast,
 changes are served at once, and not a single cache call is made.
@@ -24,11 +25,10 @@ import redis
 from django.core.cache import caches
 from django.urls import reverse
 
-from agentconfig.actors import Actor
+from agentconfig.core.actors import Actor
 from agentconfig.settings.base import cache_from_env
-from deployments.runtime import key_id_of
-from deployments.services import revoke_api_key
-from deployments.snapshot import snapshot
+from delivery.snapshot import snapshot
+from deployments.services.api_keys import key_id_of, revoke_api_key
 from tests import factories
 from tests.conftest import CACHE_METHODS
 from tests.flags.helpers import make_flag, set_rules, turn_on
@@ -44,7 +44,7 @@ def redis_cache(location: str) -> dict:
     """CACHES for a Redis at `location`, built as the settings build CACHE_URL."""
     with mock.patch.dict(os.environ, {"CACHE_URL": location}):
         cache = {**cache_from_env("locmemcache://unused"), "KEY_PREFIX": KEY_PREFIX}
-    assert cache["BACKEND"] == "agentconfig.cache.RedisCache"
+    assert cache["BACKEND"] == "agentconfig.core.redis_cache.RedisCache"
     assert cache["OPTIONS"]["socket_timeout"] == 0.5
     return {"default": cache}
 

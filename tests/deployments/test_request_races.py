@@ -7,10 +7,10 @@ import threading
 import pytest
 from django.db import connection
 
-from agentconfig.actors import Actor
-from agentconfig.errors import Conflict, Forbidden
-from deployments import requests as request_services
+from agentconfig.core.actors import Actor
+from agentconfig.core.errors import Conflict, Forbidden
 from deployments.models import Pointer, RequestStatus
+from deployments.services import requests as request_services
 from tests import factories
 from tests.admin.people import member
 

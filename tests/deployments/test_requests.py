@@ -3,9 +3,8 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from agentconfig.actors import Actor
-from agentconfig.errors import Conflict, Forbidden
-from deployments import requests
+from agentconfig.core.actors import Actor
+from agentconfig.core.errors import Conflict, Forbidden
 from deployments.models import (
     CanaryRollout,
     DeploymentRequest,
@@ -14,7 +13,8 @@ from deployments.models import (
     ReleaseLogEntry,
     RequestStatus,
 )
-from deployments.services import deploy_version, rollback
+from deployments.services import requests
+from deployments.services.releases import deploy_version, rollback
 from tests import factories
 
 REQUEST = "deployments.add_deploymentrequest"

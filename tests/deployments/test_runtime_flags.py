@@ -6,8 +6,8 @@ import json
 import pytest
 from django.urls import reverse
 
-from agentconfig.actors import Actor
-from flags import services as flag_services
+from agentconfig.core.actors import Actor
+from flags.services import flags as flag_services
 from tests import factories
 from tests.factories import SETUP_BREAK_GLASS
 from tests.flags.helpers import make_flag, set_rules, turn_on

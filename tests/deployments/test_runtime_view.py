@@ -4,14 +4,15 @@ import contextlib
 import json
 
 import pytest
+from deployments.services.api_keys import revoke_api_key
 from django.db import connection
 from django.urls import reverse
 
-from agentconfig.actors import Actor
-from deployments import runtime
-from deployments import views as runtime_views
-from deployments.services import revoke_api_key, rollback
-from deployments.snapshot import snapshot
+from agentconfig.core.actors import Actor
+from delivery import runtime
+from delivery import views as runtime_views
+from delivery.snapshot import snapshot
+from deployments.services.releases import rollback
 from tests import factories
 
 

@@ -1,4 +1,4 @@
-"""deployments.services: pointer moves are atomic, logged, permission-checked and race-free."""
+"""deployments.services.releases: pointer moves are atomic, logged, checked and race-free."""
 
 import itertools
 import threading
@@ -7,11 +7,11 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
 
-from agentconfig.actors import Actor
-from agentconfig.errors import Conflict, Forbidden, ImmutableRecord, NotFound, ServiceError
+from agentconfig.core.actors import Actor
+from agentconfig.core.errors import Conflict, Forbidden, ImmutableRecord, NotFound, ServiceError
 from deployments.models import Pointer, ReleaseKind, ReleaseLogEntry
 from deployments.selectors import list_rollback_targets
-from deployments.services import deploy_version, rollback
+from deployments.services.releases import deploy_version, rollback
 from tests import factories
 
 

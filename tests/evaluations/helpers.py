@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentconfig.actors import Actor
+from agentconfig.core.actors import Actor
 from agentconfig.models import Agent
 from deployments.models import Environment
-from evaluations import services
 from evaluations.models import EvaluationPolicy, EvaluationRun, SuiteVersion
 from evaluations.runner import execute_run
+from evaluations.services import suites as suite_services
 from versions.models import AgentVersion
 
 ACTOR = Actor.system("tests")
@@ -35,17 +35,17 @@ def make_suite(
     agent: Agent, cases: list[dict[str, Any]], slug: str = "smoke", description: str = "first"
 ) -> SuiteVersion:
     """The suite `slug` of `agent` (created if missing) with a new version holding `cases`."""
-    suite = agent.evaluation_suites.filter(slug=slug).first() or services.create_suite(
+    suite = agent.evaluation_suites.filter(slug=slug).first() or suite_services.create_suite(
         agent=agent, slug=slug, name=slug.title(), actor=ACTOR
     )
-    return services.create_suite_version(
+    return suite_services.create_suite_version(
         suite=suite, actor=ACTOR, cases=cases, change_description=description, source="cli"
     )
 
 
 def run_now(version: AgentVersion, suite_version: SuiteVersion, **options: Any) -> EvaluationRun:
     """Create a run and execute it inline (what the worker does)."""
-    run = services.start_run(
+    run = suite_services.start_run(
         version=version, suite_version=suite_version, actor=ACTOR, enqueue=False, **options
     )
     return execute_run(run.pk)

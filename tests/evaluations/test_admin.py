@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from evaluations import services
 from evaluations.models import (
     EvaluationPolicy,
     EvaluationRun,
@@ -15,6 +14,7 @@ from evaluations.models import (
     SuiteVersion,
 )
 from evaluations.selectors import build_run_comparison
+from evaluations.services import suites
 from tests import factories
 from tests.evaluations.helpers import ACTOR, case, make_suite, require_evaluation, run_now
 
@@ -231,7 +231,7 @@ def test_run_page__queued__progress_reload_and_cancel_button(
     client = client_with_permissions(
         "evaluations.view_evaluationrun", "evaluations.change_evaluationrun"
     )
-    run = services.start_run(
+    run = suites.start_run(
         version=factories.create_version(agent), suite_version=suite_version, actor=ACTOR
     )
 
@@ -247,7 +247,7 @@ def test_run_page__viewer_without_change_permission__no_cancel_button(
     client_with_permissions, suite_version, agent, eval_settings
 ):
     client = client_with_permissions("evaluations.view_evaluationrun")
-    run = services.start_run(
+    run = suites.start_run(
         version=factories.create_version(agent), suite_version=suite_version, actor=ACTOR
     )
 
@@ -262,7 +262,7 @@ def test_cancel__confirm_then_post__run_cancelled(
     client = client_with_permissions(
         "evaluations.view_evaluationrun", "evaluations.change_evaluationrun"
     )
-    run = services.start_run(
+    run = suites.start_run(
         version=factories.create_version(agent), suite_version=suite_version, actor=ACTOR
     )
     url = reverse("admin:evaluations_evaluationrun_cancel", args=[run.pk])
@@ -285,7 +285,7 @@ def test_cancel__without_permission__403(
     client_with_permissions, suite_version, agent, eval_settings
 ):
     client = client_with_permissions("evaluations.view_evaluationrun")
-    run = services.start_run(
+    run = suites.start_run(
         version=factories.create_version(agent), suite_version=suite_version, actor=ACTOR
     )
 
@@ -329,7 +329,7 @@ def test_run_page__finished__answers_rationales_and_escaped_output(
 def test_run_page__without_view_permission__403(
     client_with_permissions, suite_version, agent, eval_settings
 ):
-    run = services.start_run(
+    run = suites.start_run(
         version=factories.create_version(agent), suite_version=suite_version, actor=ACTOR
     )
 

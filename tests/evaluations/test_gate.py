@@ -6,10 +6,11 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
 
-from agentconfig.actors import Actor
-from agentconfig.errors import Conflict, Forbidden, ImmutableRecord
-from evaluations.gate import GateStatus, check_gate, record_gate_override
+from agentconfig.core.actors import Actor
+from agentconfig.core.errors import Conflict, Forbidden, ImmutableRecord
+from evaluations.gate import GateStatus, check_gate
 from evaluations.models import GateOverride
+from evaluations.services.gate_overrides import record_gate_override
 from tests import factories
 from tests.evaluations.helpers import ACTOR, case, make_suite, require_evaluation, run_now
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from agentconfig.actors import Actor
-from agentconfig.errors import Conflict
-from deployments import requests
-from deployments.canary import start_canary
+from agentconfig.core.actors import Actor
+from agentconfig.core.errors import Conflict
 from deployments.models import Pointer, ReleaseLogEntry
-from deployments.services import deploy_version
-from evaluations.gate import record_gate_override
+from deployments.services import requests
+from deployments.services.canaries import start_canary
+from deployments.services.releases import deploy_version
+from evaluations.services.gate_overrides import record_gate_override
 from tests import factories
 from tests.evaluations.helpers import case, make_suite, require_evaluation, run_now
 

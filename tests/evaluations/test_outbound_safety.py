@@ -12,12 +12,12 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from agentconfig.actors import Actor
-from evaluations import services
+from agentconfig.core.actors import Actor
 from evaluations.endpoint import EndpointRefused
 from evaluations.models import CaseResult, EvaluationPolicy, EvaluationRun, RunStatus
-from evaluations.policy_services import set_evaluation_policy
 from evaluations.runner import MAX_RESPONSE_BYTES, execute_run
+from evaluations.services import suites
+from evaluations.services.policies import set_evaluation_policy
 from tests import factories
 from tests.admin.people import login, member
 from tests.deployments.governance_helpers import admin_user
@@ -76,7 +76,7 @@ def test_start_run__policy_row_pointing_inside__refused_when_queued_nothing_conn
 
     # When
     with pytest.raises(EndpointRefused) as refused:
-        services.start_run(
+        suites.start_run(
             version=factories.create_version(agent),
             suite_version=suite,
             environment=production,
@@ -96,7 +96,7 @@ def test_worker__run_recorded_with_an_inside_url__fails_before_any_connection(
     agent, suite, eval_settings, chat_server, listener, target
 ):
     # Given a run queued before the rules, whose recorded endpoint points inside
-    run = services.start_run(
+    run = suites.start_run(
         version=factories.create_version(agent), suite_version=suite, actor=ACTOR, enqueue=False
     )
     EvaluationRun.objects.filter(pk=run.pk).update(base_url=_url(target, listener))
@@ -215,7 +215,7 @@ def test_start_run__policy_row_naming_a_server_secret__refused_nothing_sent(
     )
 
     with pytest.raises(EndpointRefused) as refused:
-        services.start_run(
+        suites.start_run(
             version=factories.create_version(agent),
             suite_version=suite,
             environment=production,
@@ -234,7 +234,7 @@ def test_worker__run_recorded_with_a_server_secret_as_key__fails_nothing_sent(
 ):
     # Given a run queued before the allow-list, whose key variable is a server secret
     monkeypatch.setenv(name, "the-server-secret")
-    run = services.start_run(
+    run = suites.start_run(
         version=factories.create_version(agent), suite_version=suite, actor=ACTOR, enqueue=False
     )
     EvaluationRun.objects.filter(pk=run.pk).update(api_key_env=name)

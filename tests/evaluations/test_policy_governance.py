@@ -9,11 +9,11 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.urls import reverse
 
-from agentconfig.actors import Actor
-from agentconfig.errors import Conflict, Forbidden
+from agentconfig.core.actors import Actor
+from agentconfig.core.errors import Conflict, Forbidden
 from agentconfig.models import AuditAction, AuditRecord
 from evaluations.models import EvaluationPolicy
-from evaluations.policy_services import (
+from evaluations.services.policies import (
     NO_POLICY_STATE,
     evaluation_policy_state,
     set_evaluation_policy,

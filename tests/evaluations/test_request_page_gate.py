@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from agentconfig.actors import Actor
-from deployments import requests
+from agentconfig.core.actors import Actor
+from deployments.services import requests
 from evaluations.models import GateOverride
 from tests import factories
 from tests.admin.people import login, member

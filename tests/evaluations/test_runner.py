@@ -7,11 +7,11 @@ import json
 import pytest
 from django.db import connection
 
-from agentconfig.actors import Actor
-from evaluations import services
+from agentconfig.core.actors import Actor
 from evaluations.endpoint import EndpointMissing
 from evaluations.models import AnswerSource, CaseResult, EvaluationRun, RunStatus
 from evaluations.runner import execute_run
+from evaluations.services import suites
 from tests import factories
 from tests.evaluations.chat_server import JUDGE_MODEL, Reply, error
 from tests.evaluations.helpers import ACTOR, case, make_suite, run_now
@@ -259,14 +259,12 @@ def test_run__cancelled_mid_run__running_call_finishes_and_nothing_new_starts(
     suite_version = make_suite(
         agent, [case(f"c{i}", f"q{i}?", scorer="contains", golden="answer") for i in range(1, 6)]
     )
-    run = services.start_run(
-        version=version, suite_version=suite_version, actor=ACTOR, enqueue=False
-    )
+    run = suites.start_run(version=version, suite_version=suite_version, actor=ACTOR, enqueue=False)
 
     def cancel_during_second(body):
         if body["messages"][-1]["content"] == "q2?":
             try:
-                services.cancel_run(run=run, actor=Actor.system("a colleague"))
+                suites.cancel_run(run=run, actor=Actor.system("a colleague"))
             finally:
                 connection.close()  # this thread's own connection
         return None
@@ -287,11 +285,9 @@ def test_run__cancelled_mid_run__running_call_finishes_and_nothing_new_starts(
 def test_run__cancelled_while_queued__never_calls_the_model(agent, eval_settings, chat_server):
     version = factories.create_version(agent)
     suite_version = make_suite(agent, [case("one", "q?")])
-    run = services.start_run(
-        version=version, suite_version=suite_version, actor=ACTOR, enqueue=False
-    )
+    run = suites.start_run(version=version, suite_version=suite_version, actor=ACTOR, enqueue=False)
 
-    services.cancel_run(run=run, actor=ACTOR)
+    suites.cancel_run(run=run, actor=ACTOR)
     finished = execute_run(run.pk)
 
     assert finished.status == RunStatus.CANCELLED
@@ -308,9 +304,7 @@ def test_run__executed_again__resumes_without_repeating_cases(agent, eval_settin
             case("two", "q2?", scorer="contains", golden="answer"),
         ],
     )
-    run = services.start_run(
-        version=version, suite_version=suite_version, actor=ACTOR, enqueue=False
-    )
+    run = suites.start_run(version=version, suite_version=suite_version, actor=ACTOR, enqueue=False)
     CaseResult.objects.create(
         run=run, case=suite_version.cases.get(key="one"), answer="x", score=0.0
     )
@@ -328,7 +322,7 @@ def test_start_run__no_endpoint__refused_naming_the_variables(agent, no_endpoint
     suite_version = make_suite(agent, [case("one", "q?", scorer="exact")])
 
     with pytest.raises(EndpointMissing) as refused:
-        services.start_run(version=version, suite_version=suite_version, actor=ACTOR)
+        suites.start_run(version=version, suite_version=suite_version, actor=ACTOR)
 
     assert "set EVAL_API_BASE_URL" in refused.value.message
     assert "EVAL_API_KEY" in refused.value.message
@@ -368,7 +362,7 @@ def test_run__recorded_answers_with_judge_cases__refused_naming_the_cases(agent,
     suite_version = make_suite(agent, [case("judged", "q1"), case("exact", "q2", scorer="exact")])
 
     with pytest.raises(EndpointMissing) as refused:
-        services.start_run(
+        suites.start_run(
             version=version,
             suite_version=suite_version,
             actor=ACTOR,
@@ -385,7 +379,7 @@ def test_start_run__recorded_answers_missing_and_unknown_ids__refused(agent, no_
     )
 
     with pytest.raises(Exception) as refused:
-        services.start_run(
+        suites.start_run(
             version=version,
             suite_version=suite_version,
             actor=ACTOR,
@@ -402,7 +396,7 @@ def test_start_run__version_of_another_agent__refused(agent, eval_settings):
     suite_version = make_suite(agent, [case("a", "q1")])
 
     with pytest.raises(Exception) as refused:
-        services.start_run(
+        suites.start_run(
             version=factories.create_version(other), suite_version=suite_version, actor=ACTOR
         )
 
@@ -410,14 +404,14 @@ def test_start_run__version_of_another_agent__refused(agent, eval_settings):
 
 
 def test_start_run__user_without_permission__forbidden(agent, eval_settings):
-    from agentconfig.errors import Forbidden
+    from agentconfig.core.errors import Forbidden
 
     user = factories.UserFactory()
     user.save()
     suite_version = make_suite(agent, [case("a", "q1")])
 
     with pytest.raises(Forbidden) as refused:
-        services.start_run(
+        suites.start_run(
             version=factories.create_version(agent),
             suite_version=suite_version,
             actor=Actor.of(user),

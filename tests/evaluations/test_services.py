@@ -8,11 +8,11 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection, transaction
 
-from agentconfig.actors import Actor
-from agentconfig.errors import Forbidden, ImmutableRecord
-from evaluations import services
+from agentconfig.core.actors import Actor
+from agentconfig.core.errors import Forbidden, ImmutableRecord
 from evaluations.models import CaseResult, EvalCase, SuiteVersion
 from evaluations.selectors import build_run_comparison
+from evaluations.services import suites
 from tests import factories
 from tests.evaluations.helpers import ACTOR, case, make_suite, run_now
 
@@ -43,7 +43,7 @@ def test_create_suite_version__user_without_permission__forbidden(agent):
     user.save()
 
     with pytest.raises(Forbidden, match=r"evaluations\.add_suiteversion"):
-        services.create_suite_version(
+        suites.create_suite_version(
             suite=suite,
             actor=Actor.of(user),
             cases=[case("b")],
@@ -86,12 +86,12 @@ def test_append_only_tables__raw_sql_update__refused_by_the_trigger(agent, eval_
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_create_suite_version__concurrent_editors__consecutive_numbers(agent):
-    suite = services.create_suite(agent=agent, slug="smoke", name="Smoke", actor=ACTOR)
+    suite = suites.create_suite(agent=agent, slug="smoke", name="Smoke", actor=ACTOR)
     errors: list[Exception] = []
 
     def edit(index: int) -> None:
         try:
-            services.create_suite_version(
+            suites.create_suite_version(
                 suite=suite,
                 actor=ACTOR,
                 cases=[case(f"c{index}")],

@@ -9,8 +9,8 @@ import pytest
 from django.core.management import call_command
 from django_tasks_db.models import DBTaskResult
 
-from evaluations import services
 from evaluations.models import RunStatus
+from evaluations.services import suites
 from tests import factories
 from tests.evaluations.helpers import ACTOR, case, make_suite
 
@@ -33,7 +33,7 @@ def test_worker__queued_run__executed_by_db_worker_batch(
     suite_version = make_suite(
         agent, [case("a", "qa?", golden="answer", scorer="contains"), case("b", "qb?")]
     )
-    run = services.start_run(version=version, suite_version=suite_version, actor=ACTOR)
+    run = suites.start_run(version=version, suite_version=suite_version, actor=ACTOR)
     assert run.status == RunStatus.QUEUED and run.task_id
     task = DBTaskResult.objects.get(id=run.task_id)
     assert task.task_path == "evaluations.tasks.run_evaluation"
@@ -60,8 +60,8 @@ def test_worker__run_cancelled_before_the_worker__skipped(
 ):
     version = factories.create_version(agent)
     suite_version = make_suite(agent, [case("a", "qa?")])
-    run = services.start_run(version=version, suite_version=suite_version, actor=ACTOR)
-    services.cancel_run(run=run, actor=ACTOR)
+    run = suites.start_run(version=version, suite_version=suite_version, actor=ACTOR)
+    suites.cancel_run(run=run, actor=ACTOR)
 
     call_command(
         "db_worker", "--batch", "--no-startup-delay", "--verbosity", "0", stdout=StringIO()

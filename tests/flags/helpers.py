@@ -7,9 +7,9 @@ from typing import Any
 from django.contrib.auth.models import Permission
 from django.test import Client
 
-from agentconfig.actors import Actor
-from flags import services
+from agentconfig.core.actors import Actor
 from flags.models import Flag
+from flags.services import flags as flag_services
 from tests import factories
 
 ACTOR = Actor.system("tests")
@@ -17,7 +17,7 @@ ACTOR = Actor.system("tests")
 
 def make_flag(key: str = "web-search", kind: str = "boolean", **fields: Any) -> Flag:
     """A flag created by the service (off everywhere)."""
-    return services.create_flag(key=key, kind=kind, actor=ACTOR, **fields)
+    return flag_services.create_flag(key=key, kind=kind, actor=ACTOR, **fields)
 
 
 def _setup(fields: dict[str, Any]) -> dict[str, Any]:
@@ -31,7 +31,7 @@ def _setup(fields: dict[str, Any]) -> dict[str, Any]:
 
 def set_rules(flag: Flag, environment, rules: list[dict[str, Any]], **fields: Any):
     default_variant, off_variant = flag.initial_variants
-    return services.set_flag_rules(
+    return flag_services.set_flag_rules(
         flag=flag,
         environment=environment,
         rules=rules,
@@ -42,13 +42,15 @@ def set_rules(flag: Flag, environment, rules: list[dict[str, Any]], **fields: An
 
 
 def turn_on(flag: Flag, environment, reason: str = "", **fields: Any) -> None:
-    services.set_flag_enabled(
+    flag_services.set_flag_enabled(
         flag=flag, environment=environment, enabled=True, reason=reason, **_setup(fields)
     )
 
 
 def gate(agent, tool_name: str, flag: Flag, **fields: Any):
-    return services.create_tool_gate(agent=agent, tool_name=tool_name, flag=flag, **_setup(fields))
+    return flag_services.create_tool_gate(
+        agent=agent, tool_name=tool_name, flag=flag, **_setup(fields)
+    )
 
 
 def client_for(*permissions: str) -> Client:

@@ -9,8 +9,8 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from deployments.models import DeploymentRequest, Environment
-from flags import services
 from flags.models import Flag, FlagEnvironment, ToolGate
+from flags.services import flags as flag_services
 from tests.factories import SETUP_BREAK_GLASS
 from tests.flags.helpers import ACTOR, make_flag, set_rules, turn_on
 
@@ -96,7 +96,7 @@ def test_flag_add__string_flag_without_variants__error_on_variants(admin_client,
 
 
 def test_flag_page__environments_actions_gates_and_changes(admin_client, flag, agent):
-    services.create_tool_gate(
+    flag_services.create_tool_gate(
         agent=agent, tool_name="web_search", flag=flag, actor=ACTOR, break_glass=SETUP_BREAK_GLASS
     )
 
@@ -128,8 +128,12 @@ def test_flag_page__viewer__no_action_buttons(client_with_permissions, flag):
 
 
 def test_flag_page__html_in_reason_and_description__escaped(admin_client, flag, production):
-    services.update_flag(flag=flag, actor=ACTOR, description="<script>alert(1)</script>", owner="")
-    services.kill_flag(flag=flag, environment=production, actor=ACTOR, reason="<script>x</script>")
+    flag_services.update_flag(
+        flag=flag, actor=ACTOR, description="<script>alert(1)</script>", owner=""
+    )
+    flag_services.kill_flag(
+        flag=flag, environment=production, actor=ACTOR, reason="<script>x</script>"
+    )
 
     content = admin_client.get(url("change", flag)).content.decode()
 
@@ -478,7 +482,7 @@ def test_tool_gate_add__flag_of_another_agent__error_nothing_saved(admin_client,
 def test_tool_gate_delete__approval_environment__refused_with_the_reason_nothing_deleted(
     admin_client, flag, agent
 ):
-    gate = services.create_tool_gate(
+    gate = flag_services.create_tool_gate(
         agent=agent, tool_name="web_search", flag=flag, actor=ACTOR, break_glass=SETUP_BREAK_GLASS
     )
 
@@ -494,7 +498,7 @@ def test_tool_gate_delete__approval_environment__refused_with_the_reason_nothing
 def test_tool_gate_delete__no_approval_needed__through_service_with_history(
     admin_client, flag, agent, production
 ):
-    gate = services.create_tool_gate(
+    gate = flag_services.create_tool_gate(
         agent=agent, tool_name="web_search", flag=flag, actor=ACTOR, break_glass=SETUP_BREAK_GLASS
     )
     Environment.objects.filter(pk=production.pk).update(required_approvals=0)
@@ -510,7 +514,7 @@ def test_tool_gate_delete__no_approval_needed__through_service_with_history(
 
 
 def test_flag_delete__gates_a_tool__refused_by_the_stock_page(admin_client, flag, agent):
-    services.create_tool_gate(
+    flag_services.create_tool_gate(
         agent=agent, tool_name="web_search", flag=flag, actor=ACTOR, break_glass=SETUP_BREAK_GLASS
     )
 

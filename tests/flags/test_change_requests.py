@@ -13,15 +13,15 @@ import threading
 import pytest
 from django.db import connection
 
-from agentconfig.actors import Actor
-from agentconfig.errors import Conflict, Forbidden, ServiceError
-from deployments import requests as request_services
+from agentconfig.core.actors import Actor
+from agentconfig.core.errors import Conflict, Forbidden, ServiceError
+from delivery.snapshot import snapshot
 from deployments.models import RequestKind, RequestStatus
-from deployments.snapshot import snapshot
-from flags import services
+from deployments.services import requests as request_services
 from flags.approvals import ApprovalRequired, flag_state
 from flags.models import FlagEnvironment, ToolGate
-from flags.requests import describe_change, propose_flag_change
+from flags.services import flags as flag_services
+from flags.services.requests import describe_change, propose_flag_change
 from tests import factories
 from tests.admin.people import member
 from tests.flags.helpers import make_flag, set_rules, turn_on
@@ -71,7 +71,9 @@ def test_tool_gate_by_an_editor__production_needs_approval__request_then_tools_c
     flag = make_flag("human-handoff")
     pm = Actor.of(people["pm"])
     with pytest.raises(ApprovalRequired) as refused:
-        services.create_tool_gate(agent=agent, tool_name="escalate_to_human", flag=flag, actor=pm)
+        flag_services.create_tool_gate(
+            agent=agent, tool_name="escalate_to_human", flag=flag, actor=pm
+        )
 
     # When the refusal is proposed as a change request
     change_request = propose(refused.value, people["pm"])
@@ -92,7 +94,7 @@ def test_turn_on_by_an_editor__production__refused_then_proposed(agent, producti
     flag = make_flag("web-search")
 
     with pytest.raises(ApprovalRequired, match="production requires 1 approval"):
-        services.set_flag_enabled(
+        flag_services.set_flag_enabled(
             flag=flag, environment=production, enabled=True, actor=Actor.of(people["pm"])
         )
 
@@ -102,7 +104,7 @@ def test_turn_on_by_an_editor__production__refused_then_proposed(agent, producti
 def test_turn_on_by_an_editor__staging_needs_no_approval__applied_at_once(staging, people):
     flag = make_flag("web-search")
 
-    services.set_flag_enabled(
+    flag_services.set_flag_enabled(
         flag=flag, environment=staging, enabled=True, actor=Actor.of(people["pm"])
     )
 
@@ -119,7 +121,7 @@ def test_json_variant_edit__served_in_every_environment__needs_approval(producti
 
     # When an editor changes the values served everywhere
     with pytest.raises(ApprovalRequired) as refused:
-        services.update_flag(
+        flag_services.update_flag(
             flag=flag,
             actor=Actor.of(people["pm"]),
             description=flag.description,
@@ -141,14 +143,14 @@ def test_kill_switch__editor_cannot_undo_it_even_where_no_approval_is_needed(sta
     # Given a flag killed by an operator in staging (no approval needed there)
     flag = make_flag("web-search")
     turn_on(flag, staging)
-    services.kill_flag(
+    flag_services.kill_flag(
         flag=flag, environment=staging, actor=Actor.of(people["operator"]), reason="loops"
     )
     pm = Actor.of(people["pm"])
 
     # Then the editor can neither turn it back on nor serve "on" while it is off
     with pytest.raises(Forbidden, match="undo the kill switch"):
-        services.set_flag_enabled(flag=flag, environment=staging, enabled=True, actor=pm)
+        flag_services.set_flag_enabled(flag=flag, environment=staging, enabled=True, actor=pm)
     with pytest.raises(Forbidden, match="undo the kill switch"):
         set_rules(flag, staging, [], default_variant="on", off_variant="on", actor=pm)
     state = FlagEnvironment.objects.get(flag=flag, environment=staging)
@@ -160,11 +162,11 @@ def test_kill_switch__operator__immediate_without_approval_and_may_undo(staging,
     turn_on(flag, staging)
     operator = Actor.of(people["operator"])
 
-    services.kill_flag(flag=flag, environment=staging, actor=operator, reason="loops")
+    flag_services.kill_flag(flag=flag, environment=staging, actor=operator, reason="loops")
     # A deployer holds the kill-switch permission but not flags.change_flag: undoing it
     # needs both, so an admin (or an editor with the operator) brings it back.
     admin = Actor.of(member("admin", "Admins"))
-    services.set_flag_enabled(flag=flag, environment=staging, enabled=True, actor=admin)
+    flag_services.set_flag_enabled(flag=flag, environment=staging, enabled=True, actor=admin)
 
     state = FlagEnvironment.objects.get(flag=flag, environment=staging)
     assert state.enabled and state.killed_at is None
@@ -174,7 +176,7 @@ def test_kill_switch__production__immediate_without_a_request(production, people
     flag = make_flag("web-search")
     turn_on(flag, production)
 
-    services.kill_flag(
+    flag_services.kill_flag(
         flag=flag, environment=production, actor=Actor.of(people["operator"]), reason="loops"
     )
 
@@ -187,7 +189,7 @@ def test_kill_switch__production__immediate_without_a_request(production, people
 def _proposed_turn_on(production, people):
     flag = make_flag("web-search")
     with pytest.raises(ApprovalRequired) as refused:
-        services.set_flag_enabled(
+        flag_services.set_flag_enabled(
             flag=flag, environment=production, enabled=True, actor=Actor.of(people["pm"])
         )
     return flag, propose(refused.value, people["pm"])
@@ -298,7 +300,7 @@ def test_describe__gate_on_an_off_flag__everyone_loses_the_tool(agent, productio
 
 def test_describe__thirty_percent_split__about_seventy_percent_lose_it(agent, production, served):
     flag = make_flag("human-handoff")
-    services.create_tool_gate(
+    flag_services.create_tool_gate(
         agent=agent,
         tool_name="escalate_to_human",
         flag=flag,

@@ -7,7 +7,7 @@ import threading
 import pytest
 from django.db import connection
 
-from agentconfig.errors import Conflict
+from agentconfig.core.errors import Conflict
 from flags.models import FlagEnvironment
 from tests import factories
 from tests.flags.helpers import make_flag, set_rules

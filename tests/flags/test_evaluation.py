@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentconfig.bucketing import bucket
+from agentconfig.core.bucketing import bucket
 from flags import rules as schema
 from flags.evaluation import (
     FlagSnapshot,

@@ -9,8 +9,8 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason
 
-from deployments.canary import start_canary
-from flags import services
+from deployments.services.canaries import start_canary
+from flags.services import flags as flag_services
 from tests import factories
 from tests.factories import SETUP_BREAK_GLASS
 from tests.flags.helpers import ACTOR, make_flag, set_rules, turn_on
@@ -27,7 +27,7 @@ def setup(live_server):
     factories.deploy(v1, production)
     flag = make_flag("refunds-tool", agent=agent)
     set_rules(flag, production, [{"users": ["staff-1"], "variant": "on"}], default_variant="off")
-    services.create_tool_gate(
+    flag_services.create_tool_gate(
         agent=agent, tool_name="refunds", flag=flag, actor=ACTOR, break_glass=SETUP_BREAK_GLASS
     )
     turn_on(flag, production)

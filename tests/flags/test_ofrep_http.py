@@ -7,12 +7,12 @@ import json
 from typing import Any
 
 import pytest
+from deployments.services.api_keys import revoke_api_key
 from django.test import Client
 from django.urls import reverse
 
-from agentconfig.actors import Actor
-from deployments.services import revoke_api_key
-from flags import services
+from agentconfig.core.actors import Actor
+from flags.services import flags as flag_services
 from tests import factories
 from tests.flags.helpers import ACTOR, make_flag, set_rules, turn_on
 from tests.flags.ofrep_schema import problems
@@ -330,7 +330,7 @@ def test_evaluate_flags__other_context_or_flag_change__new_etag_and_200(
         client, api_key, {"context": {"targetingKey": "ben"}}, HTTP_IF_NONE_MATCH=etag
     )
     with django_capture_on_commit_callbacks(execute=True):
-        services.kill_flag(flag=flags, environment=production, actor=ACTOR, reason="loops")
+        flag_services.kill_flag(flag=flags, environment=production, actor=ACTOR, reason="loops")
     after_kill = post(
         client, api_key, {"context": {"targetingKey": "ana"}}, HTTP_IF_NONE_MATCH=etag
     )

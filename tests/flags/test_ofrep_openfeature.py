@@ -13,7 +13,7 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason
 
-from flags import services
+from flags.services import flags as flag_services
 from tests import factories
 from tests.flags.helpers import ACTOR, make_flag, set_rules, turn_on
 
@@ -180,7 +180,7 @@ def test_openfeature__kill_switch__next_evaluation_serves_off(client):
 
     assert client.get_boolean_value("web-search", False, EvaluationContext("ana")) is True
 
-    services.kill_flag(
+    flag_services.kill_flag(
         flag=Flag.objects.get(key="web-search"),
         environment=Environment.objects.get(slug="production"),
         actor=ACTOR,

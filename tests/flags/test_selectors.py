@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pickle
 
-from agentconfig.actors import Actor
+from agentconfig.core.actors import Actor
 from deployments.models import Environment
-from flags import services
 from flags.evaluation import evaluate_all, filter_tools
 from flags.models import FlagEnvironment
 from flags.selectors import (
@@ -14,6 +13,7 @@ from flags.selectors import (
     build_flag_snapshot,
     list_flag_changes,
 )
+from flags.services import flags as flag_services
 from tests import factories
 from tests.factories import SETUP_BREAK_GLASS
 from tests.flags.helpers import ACTOR, make_flag, set_rules, turn_on
@@ -29,7 +29,7 @@ def test_build_flag_snapshot__agent__global_and_own_flags_and_gates_in_two_queri
     make_flag("other-only", agent=other)
     set_rules(search, production, [{"users": ["ana"], "variant": "on"}], default_variant="off")
     turn_on(search, production)
-    services.create_tool_gate(
+    flag_services.create_tool_gate(
         agent=agent, tool_name="web_search", flag=search, actor=ACTOR, break_glass=SETUP_BREAK_GLASS
     )
 
@@ -111,11 +111,11 @@ def test_list_flag_changes__every_kind_of_change__newest_first_with_who_and_why(
     editor = User.objects.create(username="pm-anna", is_superuser=True)
     actor = Actor.of(editor)
     flag = make_flag("web-search")
-    services.update_flag(flag=flag, actor=actor, description="Web search", owner="search")
+    flag_services.update_flag(flag=flag, actor=actor, description="Web search", owner="search")
     set_rules(flag, production, [{"users": ["ana"], "variant": "on"}], actor=actor, reason="staff")
     turn_on(flag, production)
-    services.kill_flag(flag=flag, environment=production, actor=actor, reason="loops")
-    services.create_tool_gate(agent=agent, tool_name="web_search", flag=flag, actor=actor)
+    flag_services.kill_flag(flag=flag, environment=production, actor=actor, reason="loops")
+    flag_services.create_tool_gate(agent=agent, tool_name="web_search", flag=flag, actor=actor)
 
     # When
     changes = list_flag_changes(flag)

@@ -1,15 +1,15 @@
-"""flags.services: permissions, validation before writing, history (who, why), change feed."""
+"""flags.services.flags: permissions, validation before writing, history (who, why), change feed."""
 
 from __future__ import annotations
 
 import pytest
 from django.core.exceptions import ValidationError
 
-from agentconfig.actors import Actor
-from agentconfig.errors import Conflict, Forbidden
+from agentconfig.core.actors import Actor
+from agentconfig.core.errors import Conflict, Forbidden
 from deployments.models import Environment
-from flags import services
 from flags.models import Flag, FlagEnvironment, ToolGate
+from flags.services import flags as flag_services
 from tests import factories
 from tests.factories import SETUP_BREAK_GLASS
 from tests.flags.helpers import ACTOR, make_flag, set_rules, turn_on
@@ -92,7 +92,7 @@ def test_create_flag__invalid__validation_error_on_field_and_nothing_written(
     fields = {"kind": "boolean", **fields}
 
     with pytest.raises(ValidationError) as caught:
-        services.create_flag(actor=ACTOR, **fields)
+        flag_services.create_flag(actor=ACTOR, **fields)
 
     assert any(message in m for m in caught.value.message_dict[field])
     assert not Flag.objects.exists()
@@ -110,14 +110,14 @@ def test_create_flag__duplicate_key__refused(production):
 
 def test_create_flag__user_without_permission__forbidden(production, user_with):
     with pytest.raises(Forbidden, match=r"flags\.add_flag"):
-        services.create_flag(key="x", kind="boolean", actor=Actor.of(user_with()))
+        flag_services.create_flag(key="x", kind="boolean", actor=Actor.of(user_with()))
 
 
 def test_update_flag__description__history_row_names_user(production, user_with):
     flag = make_flag("web-search")
     editor = user_with("flags.change_flag")
 
-    changed = services.update_flag(
+    changed = flag_services.update_flag(
         flag=flag, actor=Actor.of(editor), description="Search", owner="team-search"
     )
 
@@ -135,7 +135,7 @@ def test_update_flag__removing_a_variant_still_served__refused_with_the_environm
     set_rules(flag, production, [{"users": ["ana"], "variant": "long"}])
 
     with pytest.raises(ValidationError) as caught:
-        services.update_flag(
+        flag_services.update_flag(
             flag=flag,
             actor=ACTOR,
             description="",
@@ -153,7 +153,7 @@ def test_update_flag__removing_a_variant_still_served__refused_with_the_environm
 def test_update_flag__nothing_changed__no_history_row(production):
     flag = make_flag("web-search")
 
-    assert services.update_flag(flag=flag, actor=ACTOR, description="", owner="") == ()
+    assert flag_services.update_flag(flag=flag, actor=ACTOR, description="", owner="") == ()
     assert flag.history.count() == 1
 
 
@@ -255,7 +255,7 @@ def test_set_flag_rules__without_permission__forbidden(production, user_with):
 def test_set_flag_enabled__on_then_on_again__conflict(production):
     flag = make_flag("web-search")
 
-    state = services.set_flag_enabled(
+    state = flag_services.set_flag_enabled(
         flag=flag, environment=production, enabled=True, actor=ACTOR, break_glass=SETUP_BREAK_GLASS
     )
 
@@ -273,7 +273,7 @@ def test_kill_flag__on__off_with_reason_in_history(
     before = flags_generation()
 
     with django_capture_on_commit_callbacks(execute=True):
-        state = services.kill_flag(
+        state = flag_services.kill_flag(
             flag=flag, environment=production, actor=Actor.of(on_call), reason="search loops"
         )
 
@@ -294,7 +294,7 @@ def test_kill_flag__reason_missing__refused_and_still_on(production):
     turn_on(flag, production)
 
     with pytest.raises(ValidationError) as caught:
-        services.kill_flag(flag=flag, environment=production, actor=ACTOR, reason="  ")
+        flag_services.kill_flag(flag=flag, environment=production, actor=ACTOR, reason="  ")
 
     assert "reason" in caught.value.message_dict
     assert flag.states.get(environment=production).enabled
@@ -307,7 +307,7 @@ def test_kill_flag__without_kill_switch_permission__forbidden_even_with_change(
     turn_on(flag, production)
 
     with pytest.raises(Forbidden, match=r"flags\.kill_switch"):
-        services.kill_flag(
+        flag_services.kill_flag(
             flag=flag,
             environment=production,
             actor=Actor.of(user_with("flags.change_flag")),
@@ -320,7 +320,7 @@ def test_kill_flag__already_off__conflict(production):
     flag = make_flag("web-search")
 
     with pytest.raises(Conflict, match="already off"):
-        services.kill_flag(flag=flag, environment=production, actor=ACTOR, reason="x")
+        flag_services.kill_flag(flag=flag, environment=production, actor=ACTOR, reason="x")
 
 
 def test_kill_flag__long_reason__kept_whole_on_the_state(production):
@@ -328,7 +328,7 @@ def test_kill_flag__long_reason__kept_whole_on_the_state(production):
     turn_on(flag, production)
     reason = "r" * 500
 
-    services.kill_flag(flag=flag, environment=production, actor=ACTOR, reason=reason)
+    flag_services.kill_flag(flag=flag, environment=production, actor=ACTOR, reason=reason)
 
     row = flag.states.get(environment=production).history.first()
     assert row.change_reason == f"Kill switch: {reason}"
@@ -341,7 +341,7 @@ def test_kill_flag__long_reason__kept_whole_on_the_state(production):
 def test_create_tool_gate__global_boolean_flag__created(agent, production):
     flag = make_flag("web-search")
 
-    gate = services.create_tool_gate(
+    gate = flag_services.create_tool_gate(
         agent=agent, tool_name="web_search", flag=flag, actor=ACTOR, break_glass=SETUP_BREAK_GLASS
     )
 
@@ -368,12 +368,12 @@ def test_create_tool_gate__invalid__refused(agent, production, case, field, mess
     }.get(case, lambda: make_flag("web-search"))()
     tool = "web search" if case == "bad tool name" else "web_search"
     if case == "duplicate":
-        services.create_tool_gate(
+        flag_services.create_tool_gate(
             agent=agent, tool_name=tool, flag=flag, actor=ACTOR, break_glass=SETUP_BREAK_GLASS
         )
 
     with pytest.raises(ValidationError) as caught:
-        services.create_tool_gate(
+        flag_services.create_tool_gate(
             agent=agent, tool_name=tool, flag=flag, actor=ACTOR, break_glass=SETUP_BREAK_GLASS
         )
 
@@ -382,26 +382,26 @@ def test_create_tool_gate__invalid__refused(agent, production, case, field, mess
 
 def test_delete_flag__gates_a_tool__conflict_and_kept(agent, production):
     flag = make_flag("web-search")
-    services.create_tool_gate(
+    flag_services.create_tool_gate(
         agent=agent, tool_name="web_search", flag=flag, actor=ACTOR, break_glass=SETUP_BREAK_GLASS
     )
 
     with pytest.raises(Conflict, match="gates the tools support-bot: web_search"):
-        services.delete_flag(flag=flag, actor=ACTOR, break_glass=SETUP_BREAK_GLASS)
+        flag_services.delete_flag(flag=flag, actor=ACTOR, break_glass=SETUP_BREAK_GLASS)
 
     assert Flag.objects.filter(pk=flag.pk).exists()
 
 
 def test_delete_flag__after_removing_gate__deleted_with_history(agent, production, user_with):
     flag = make_flag("web-search")
-    gate = services.create_tool_gate(
+    gate = flag_services.create_tool_gate(
         agent=agent, tool_name="web_search", flag=flag, actor=ACTOR, break_glass=SETUP_BREAK_GLASS
     )
     admin_user = user_with("flags.delete_toolgate", "flags.delete_flag")
     Environment.objects.filter(pk=production.pk).update(required_approvals=0)
 
-    services.delete_tool_gate(gate=gate, actor=Actor.of(admin_user))
-    services.delete_flag(flag=flag, actor=Actor.of(admin_user))
+    flag_services.delete_tool_gate(gate=gate, actor=Actor.of(admin_user))
+    flag_services.delete_flag(flag=flag, actor=Actor.of(admin_user))
 
     assert not Flag.objects.exists() and not ToolGate.objects.exists()
     assert Flag.history.filter(history_type="-").get().history_user == admin_user

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from agentconfig.actors import Actor
+from agentconfig.core.actors import Actor
 from agentconfig.models import Agent
 from tests import factories
 from tests.versions.git_helpers import agent_yaml, commit, git, init_repo, isolate_git

@@ -16,10 +16,11 @@ from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, transaction
 
-from agentconfig.actors import Actor
-from agentconfig.errors import ImmutableRecord
+from agentconfig.core.actors import Actor
+from agentconfig.core.errors import ImmutableRecord
 from agentconfig.models import Agent
 from deployments.models import DeploymentRequest, Environment, Pointer, ReleaseLogEntry
+from deployments.services.git_releases import sync_and_release
 from tests import factories
 from tests.versions.git_helpers import (
     BOB,
@@ -824,7 +825,7 @@ def test_sync_from_git__deploy_refused__sync_rolled_back_too(db, repo, staging):
     )
 
     with pytest.raises(SyncError) as excinfo:
-        sync_agents_from_git(
+        sync_and_release(
             repo=str(repo), ref="HEAD", folder="agents", actor=Actor.of(user), deploy_to="staging"
         )
 

@@ -7,8 +7,8 @@ from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 
-from agentconfig.actors import Actor
-from agentconfig.errors import Forbidden, ImmutableRecord
+from agentconfig.core.actors import Actor
+from agentconfig.core.errors import Forbidden, ImmutableRecord
 from tests import factories
 from versions.models import AgentVersion
 from versions.services import create_agent, create_version

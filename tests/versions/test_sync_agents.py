@@ -10,8 +10,8 @@ from django.core.management import CommandError, call_command
 from django.db import OperationalError, connection
 from django.urls import reverse
 
-from agentconfig.actors import Actor
-from agentconfig.errors import Forbidden
+from agentconfig.core.actors import Actor
+from agentconfig.core.errors import Forbidden
 from agentconfig.models import Agent
 from tests import factories
 from versions.models import AgentVersion, Source

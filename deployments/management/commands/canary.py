@@ -2,14 +2,14 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from agentconfig.actors import Actor
-from agentconfig.cli import ServiceCommand
+from agentconfig.core.actors import Actor
+from agentconfig.core.cli import ServiceCommand
 from agentconfig.models import Agent
-from deployments import canary
 from deployments.cli import add_release_options, approved_request
 from deployments.models import Environment, RequestKind
-from deployments.requests import apply_request
 from deployments.selectors import get_environment
+from deployments.services import canaries
+from deployments.services.requests import apply_request
 from versions.selectors import get_agent, get_version
 
 
@@ -65,7 +65,7 @@ class Command(ServiceCommand):
                     )
                 rollout = apply_request(request=request, actor=actor, reason=reason)
             else:
-                rollout = canary.start_canary(
+                rollout = canaries.start_canary(
                     **common,
                     version=version,
                     reason=reason,
@@ -81,22 +81,24 @@ class Command(ServiceCommand):
             )
             return
         if options["request"] is not None or options["break_glass"]:
-            raise CommandError("--request and --break-glass only apply when starting a canary.")
+            raise CommandError("--request and --break-glass only apply when starting a canaries.")
         if options["steps"] or options["bake_minutes"] is not None:
-            raise CommandError("--steps and --bake-minutes only apply when starting a canary.")
+            raise CommandError("--steps and --bake-minutes only apply when starting a canaries.")
         if options["advance"]:
-            rollout = canary.advance_canary(**common, reason=reason)
+            rollout = canaries.advance_canary(**common, reason=reason)
             self.stdout.write(f"Canary of {agent.slug} advanced to {rollout.percent:g} %.")
         elif options["promote"]:
-            entry = canary.promote_canary(**common, reason=reason)
+            entry = canaries.promote_canary(**common, reason=reason)
             self.stdout.write(
                 f"Promoted {entry.to_version.label}: now stable in {environment.slug}."
             )
         elif options["abort"]:
-            canary.abort_canary(**common, reason=reason)
+            canaries.abort_canary(**common, reason=reason)
             self.stdout.write(f"Aborted the canary of {agent.slug} in {environment.slug}.")
         elif options["percent"] is not None:
-            rollout = canary.set_canary_percent(**common, percent=options["percent"], reason=reason)
+            rollout = canaries.set_canary_percent(
+                **common, percent=options["percent"], reason=reason
+            )
             self.stdout.write(f"Canary of {agent.slug} now at {rollout.percent:g} %.")
         else:
             raise CommandError(
@@ -106,7 +108,7 @@ class Command(ServiceCommand):
 
     def _print_status(self, agent: Agent, environment: Environment) -> None:
         """The same facts the agent page's canary panel shows, as text."""
-        status = canary.canary_status(agent, environment)
+        status = canaries.canary_status(agent, environment)
         if status is None:
             self.stdout.write(f"No canary of {agent.slug} is running in {environment.slug}.")
             return

@@ -4,8 +4,8 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 from django.db import DatabaseError, close_old_connections
 
-from agentconfig.cli import ServiceCommand
-from deployments.canary import (
+from agentconfig.core.cli import ServiceCommand
+from deployments.services.canaries import (
     evaluate_running_canaries,
     prune_outcome_event_ids,
     prune_outcome_latencies,

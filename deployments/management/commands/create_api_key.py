@@ -2,10 +2,10 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from agentconfig.actors import Actor
-from agentconfig.cli import ServiceCommand
+from agentconfig.core.actors import Actor
+from agentconfig.core.cli import ServiceCommand
 from deployments.selectors import get_environment
-from deployments.services import create_api_key
+from deployments.services.api_keys import create_api_key
 from versions.selectors import get_agent
 
 

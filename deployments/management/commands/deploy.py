@@ -2,13 +2,13 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from agentconfig.actors import Actor
-from agentconfig.cli import ServiceCommand
+from agentconfig.core.actors import Actor
+from agentconfig.core.cli import ServiceCommand
 from deployments.cli import add_release_options, approved_request
 from deployments.models import RequestKind
-from deployments.requests import apply_request
 from deployments.selectors import get_environment
-from deployments.services import deploy_version
+from deployments.services.releases import deploy_version
+from deployments.services.requests import apply_request
 from versions.selectors import get_agent, get_version
 
 

@@ -2,11 +2,11 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from agentconfig.actors import Actor
-from agentconfig.cli import ServiceCommand
-from agentconfig.errors import NotFound
+from agentconfig.core.actors import Actor
+from agentconfig.core.cli import ServiceCommand
+from agentconfig.core.errors import NotFound
 from deployments.models import ApiKey
-from deployments.services import revoke_api_key
+from deployments.services.api_keys import revoke_api_key
 
 
 class Command(ServiceCommand):

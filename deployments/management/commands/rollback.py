@@ -2,10 +2,10 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from agentconfig.actors import Actor
-from agentconfig.cli import ServiceCommand
+from agentconfig.core.actors import Actor
+from agentconfig.core.cli import ServiceCommand
 from deployments.selectors import get_environment
-from deployments.services import rollback
+from deployments.services.releases import rollback
 from versions.selectors import get_agent, get_version
 
 

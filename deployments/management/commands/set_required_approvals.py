@@ -2,12 +2,12 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from agentconfig.actors import Actor
-from agentconfig.cli import ServiceCommand
-from deployments import governance
+from agentconfig.core.actors import Actor
+from agentconfig.core.cli import ServiceCommand
 from deployments.models import DeploymentRequest, RequestKind
-from deployments.requests import apply_request, propose_change
 from deployments.selectors import get_environment
+from deployments.services import environments
+from deployments.services.requests import apply_request, propose_change
 
 
 class Command(ServiceCommand):
@@ -42,13 +42,13 @@ class Command(ServiceCommand):
             self.stdout.write(f"{environment.slug} now requires {wanted} approval(s).")
             return
         try:
-            governance.update_environment(
+            environments.update_environment(
                 environment=environment,
                 actor=actor,
                 reason=options["reason"],
                 required_approvals=wanted,
             )
-        except governance.SettingsApprovalRequired as refusal:
+        except environments.SettingsApprovalRequired as refusal:
             request = propose_change(
                 kind=RequestKind.SETTINGS,
                 environment=environment,

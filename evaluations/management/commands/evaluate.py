@@ -16,9 +16,9 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from agentconfig.actors import Actor
-from agentconfig.cli import ServiceCommand
-from agentconfig.errors import NotFound, ServiceError
+from agentconfig.core.actors import Actor
+from agentconfig.core.cli import ServiceCommand
+from agentconfig.core.errors import NotFound, ServiceError
 from agentconfig.models import Agent
 from deployments.models import Environment
 from evaluations.cases import kind
@@ -34,7 +34,7 @@ from evaluations.models import EvaluationRun, EvaluationSuite, RunStatus, SuiteV
 from evaluations.reports import build_report, render_json, render_junit, render_table
 from evaluations.runner import execute_run
 from evaluations.selectors import get_latest_suite_version, get_policy, get_suite
-from evaluations.services import start_run
+from evaluations.services.suites import start_run
 from versions.file_format import AgentFileError, load_yaml
 from versions.models import AgentVersion
 

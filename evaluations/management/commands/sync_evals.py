@@ -2,8 +2,8 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from agentconfig.actors import Actor
-from agentconfig.cli import ServiceCommand
+from agentconfig.core.actors import Actor
+from agentconfig.core.cli import ServiceCommand
 from evaluations.sync import sync_evals
 
 

@@ -21,6 +21,7 @@ from agentconfig.core.cli import ServiceCommand
 from agentconfig.core.errors import NotFound, ServiceError
 from agentconfig.models import Agent
 from deployments.models import Environment
+from deployments.selectors import get_environment
 from evaluations.cases import kind
 from evaluations.gate import (
     DEFAULT_TOLERANCE,
@@ -37,6 +38,7 @@ from evaluations.selectors import get_latest_suite_version, get_policy, get_suit
 from evaluations.services.suites import start_run
 from versions.file_format import AgentFileError, load_yaml
 from versions.models import AgentVersion
+from versions.selectors import get_agent
 
 ACTOR_NAME = "evaluate"
 
@@ -111,9 +113,9 @@ class Command(ServiceCommand):
                 "count for the gate (anyone could have written them)."
             )
         actor = Actor.cli(ACTOR_NAME)
-        agent = _agent(options["agent"])
+        agent = get_agent(options["agent"])
         version = _version(agent, options["version_number"])
-        environment = _environment(options["baseline"]) if options["baseline"] else None
+        environment = get_environment(options["baseline"]) if options["baseline"] else None
         against = _version(agent, options["against"]) if options["against"] else None
         suite_version = _suite_version(
             agent, options["suite"], options["suite_version"], environment
@@ -226,13 +228,6 @@ class Command(ServiceCommand):
         return line
 
 
-def _agent(slug: str) -> Agent:
-    try:
-        return Agent.objects.get(slug=slug)
-    except Agent.DoesNotExist:
-        raise NotFound(f"there is no agent {slug!r}.") from None
-
-
 def _version(agent: Agent, number: int) -> AgentVersion:
     try:
         return agent.versions.get(version_number=number)
@@ -240,14 +235,6 @@ def _version(agent: Agent, number: int) -> AgentVersion:
         latest = agent.versions.order_by("-version_number").first()
         known = f"the latest is v{latest.version_number}" if latest else "it has no versions"
         raise NotFound(f"{agent.slug} has no v{number} ({known}).") from None
-
-
-def _environment(slug: str) -> Environment:
-    try:
-        return Environment.objects.get(slug=slug)
-    except Environment.DoesNotExist:
-        known = ", ".join(Environment.objects.values_list("slug", flat=True)) or "none"
-        raise NotFound(f"there is no environment {slug!r} (known: {known}).") from None
 
 
 def _suite_version(

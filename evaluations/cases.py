@@ -33,7 +33,8 @@ from typing import Any
 
 import yaml
 
-from versions.file_format import Problem  # one 'where and what' type for all files
+# One 'where and what' type, and one wording of type and key mistakes, for all files.
+from versions.file_format import Problem, kind, unknown_field
 
 SCORERS = ("llm_judge", "exact", "contains", "regex", "valid_json")
 DETERMINISTIC_SCORERS = ("exact", "contains", "regex", "valid_json")
@@ -146,28 +147,6 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 
 
 _Dumper.add_representer(str, _represent_str)
-
-
-def kind(value: Any) -> str:
-    """How a value of the wrong type is named in messages."""
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    names = {dict: "a mapping", list: "a list", str: "text", bytes: "binary data"}
-    for type_, name in names.items():
-        if isinstance(value, type_):
-            return name
-    if value is None:
-        return "empty"
-    return type(value).__name__
-
-
-def unknown_field(key: str, allowed: Sequence[str]) -> str:
-    """The message for an unknown key, with the closest allowed one suggested."""
-    hint = difflib.get_close_matches(key, list(allowed), n=1)
-    suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
-    return f"unknown field.{suggestion} Allowed: {', '.join(allowed)}."
 
 
 def check_text(value: Any, where: str, problems: list[Problem], *, required: bool) -> str | None:

@@ -29,8 +29,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from evaluations.cases import CaseError, Problem, check_text, kind, normalize_cases, unknown_field
-from versions.file_format import AgentFileError, load_yaml
+from evaluations.cases import CaseError, Problem, check_text, normalize_cases
+from versions.file_format import (
+    AgentFileError,
+    file_name_mismatch,
+    kind,
+    load_yaml,
+    unknown_field,
+)
 
 FILE_SUFFIX = ".yaml"
 TOP_LEVEL_FIELDS = ("agent", "suites")
@@ -91,13 +97,7 @@ def parse_suite_file(text: str, *, file_stem: str) -> SuiteFile:
     elif not isinstance(agent, str):
         problems.append(Problem("agent", f"must be text, not {kind(agent)}."))
     elif agent != file_stem:
-        problems.append(
-            Problem(
-                "agent",
-                f"{agent!r} does not match the file name {file_stem + FILE_SUFFIX!r}. "
-                f"Rename the file to {agent + FILE_SUFFIX!r} or set agent: {file_stem}.",
-            )
-        )
+        problems.append(Problem("agent", file_name_mismatch("agent", agent, file_stem)))
 
     suites: list[SuiteSpec] = []
     raw_suites = data.get("suites")

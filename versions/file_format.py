@@ -40,7 +40,7 @@ from __future__ import annotations
 import datetime
 import difflib
 import math
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,7 +118,7 @@ def parse_agent_file(text: str, *, file_stem: str) -> AgentFile:
     problems: list[Problem] = []
     for key in data:
         if key not in TOP_LEVEL_FIELDS:
-            problems.append(Problem(str(key), _unknown_field(str(key), TOP_LEVEL_FIELDS)))
+            problems.append(Problem(str(key), unknown_field(str(key), TOP_LEVEL_FIELDS)))
     for key in REQUIRED_TOP_LEVEL:
         if data.get(key) is None:
             problems.append(Problem(key, "is required."))
@@ -128,13 +128,7 @@ def parse_agent_file(text: str, *, file_stem: str) -> AgentFile:
         if not isinstance(slug, str):
             problems.append(Problem("slug", f"must be text, not {_kind(slug)}."))
         elif slug != file_stem:
-            problems.append(
-                Problem(
-                    "slug",
-                    f"{slug!r} does not match the file name {file_stem + FILE_SUFFIX!r}. "
-                    f"Rename the file to {slug + FILE_SUFFIX!r} or set slug: {file_stem}.",
-                )
-            )
+            problems.append(Problem("slug", file_name_mismatch("slug", slug, file_stem)))
 
     name = _text(data, "name", problems)
     if name is not None and not name:
@@ -362,10 +356,19 @@ def _text(data: Mapping[str, Any], key: str, problems: list[Problem]) -> str | N
     return value.strip()
 
 
-def _unknown_field(key: str, allowed: tuple[str, ...]) -> str:
-    hint = difflib.get_close_matches(key, allowed, n=1)
+def unknown_field(key: str, allowed: Sequence[str]) -> str:
+    """The message for an unknown key, with the closest allowed one suggested."""
+    hint = difflib.get_close_matches(key, list(allowed), n=1)
     suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
     return f"unknown field.{suggestion} Allowed: {', '.join(allowed)}."
+
+
+def file_name_mismatch(key: str, value: str, file_stem: str) -> str:
+    """The message for a `key: value` that does not name the file it is in (`file_stem`)."""
+    return (
+        f"{value!r} does not match the file name {file_stem + FILE_SUFFIX!r}. "
+        f"Rename the file to {value + FILE_SUFFIX!r} or set {key}: {file_stem}."
+    )
 
 
 def _listing(fields: tuple[str, ...]) -> str:
@@ -373,12 +376,16 @@ def _listing(fields: tuple[str, ...]) -> str:
 
 
 def _kind(value: Any) -> str:
+    # Agent files name dates in words; suite files have always given the type's name.
+    return "a date" if isinstance(value, datetime.date) else kind(value)
+
+
+def kind(value: Any) -> str:
+    """How a YAML value of the wrong type is named in messages ("a mapping", "text" …)."""
     if isinstance(value, bool):
         return "true/false"
     if isinstance(value, int | float):
         return "a number"
-    if isinstance(value, datetime.date):
-        return "a date"
     names = {dict: "a mapping", list: "a list", str: "text", bytes: "binary data"}
     for type_, name in names.items():
         if isinstance(value, type_):

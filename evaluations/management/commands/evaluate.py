@@ -22,7 +22,6 @@ from agentconfig.core.errors import NotFound, ServiceError
 from agentconfig.models import Agent
 from deployments.models import Environment
 from deployments.selectors import get_environment
-from evaluations.cases import kind
 from evaluations.gate import (
     DEFAULT_TOLERANCE,
     GateResult,
@@ -36,7 +35,7 @@ from evaluations.reports import build_report, render_json, render_junit, render_
 from evaluations.runner import execute_run
 from evaluations.selectors import get_latest_suite_version, get_policy, get_suite
 from evaluations.services.suites import start_run
-from versions.file_format import AgentFileError, load_yaml
+from versions.file_format import AgentFileError, kind, load_yaml
 from versions.models import AgentVersion
 from versions.selectors import get_agent
 

@@ -54,19 +54,12 @@ import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-try:
-    # psycopg comes with the project's virtualenv; pg_databases needs it.
-    from pg_databases import drop_database, recreate_database
-except ImportError as exc:  # pragma: no cover - depends on how the script is started
-    sys.exit(
-        f"bench/outcome_ingestion.py needs the project's virtualenv ({exc}). "
-        "Run it as: .venv/bin/python bench/outcome_ingestion.py"
-    )
+# Exits with how to run the script when it is not started with the project's virtualenv.
+from pg_databases import LOOPBACK, bench_database_url, drop_database, recreate_database
 
 ROOT = Path(__file__).resolve().parent.parent
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 ENVIRONMENT = "production"
 BREAK_GLASS = "bench: throwaway benchmark database"
 WORKERS = 2
@@ -504,6 +497,25 @@ def summary(latencies: list[float]) -> str:
     )
 
 
+def report_rollbacks_under_ingest(
+    figures: dict[str, Any],
+    implementation: str,
+    target: Target,
+    phase: str,
+    args: argparse.Namespace,
+) -> None:
+    """Measure rollbacks while `implementation` ingests; keep the figures and print them."""
+    rollbacks, sustained = rollbacks_under_ingest(
+        implementation, target, phase, args.rollbacks, args.rollback_pause
+    )
+    figures[f"{implementation}_rollbacks"] = rollbacks
+    figures[f"{implementation}_sustained"] = sustained
+    print(
+        f"rollback during {implementation} ingest: p50 / p90 / max {rollback_line(rollbacks)}; "
+        f"ingest meanwhile {ingest_line(sustained)}"
+    )
+
+
 def rollback_line(result: Rollbacks) -> str:
     return f"{summary(result.seconds)} (agent-row lock alone: {summary(result.lock_waits)})"
 
@@ -518,8 +530,7 @@ def ingest_line(result: Ingest) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    parts = urlsplit(args.admin_url)
-    database_url = urlunsplit((parts.scheme, parts.netloc, f"/{args.db_name}", parts.query, ""))
+    database_url = bench_database_url(args.admin_url, args.db_name)
     wall = time.monotonic()
     load_before = os.getloadavg()[0]
     figures: dict[str, Any] = {}
@@ -552,25 +563,11 @@ def main(argv: list[str] | None = None) -> int:
 
         figures["idle_rollbacks"] = measure_rollbacks(new_target, args.rollbacks, 0.05)
         print(f"rollback, idle: p50 / p90 / max {rollback_line(figures['idle_rollbacks'])}")
-        figures["new_rollbacks"], figures["new_sustained"] = rollbacks_under_ingest(
-            "new", new_target, "sustained", args.rollbacks, args.rollback_pause
-        )
-        print(
-            f"rollback during new ingest: p50 / p90 / max "
-            f"{rollback_line(figures['new_rollbacks'])}; "
-            f"ingest meanwhile {ingest_line(figures['new_sustained'])}"
-        )
+        report_rollbacks_under_ingest(figures, "new", new_target, "sustained", args)
         if old is not None and old_target is not None:
             figures["old_first"] = measure_ingest("old", old_target, "old", args.batches)
             print(f"old ({args.old_rev}), first {total:,}: {ingest_line(figures['old_first'])}")
-            figures["old_rollbacks"], figures["old_sustained"] = rollbacks_under_ingest(
-                "old", old_target, "old-sustained", args.rollbacks, args.rollback_pause
-            )
-            print(
-                f"rollback during old ingest: p50 / p90 / max "
-                f"{rollback_line(figures['old_rollbacks'])}; ingest meanwhile "
-                f"{ingest_line(figures['old_sustained'])}"
-            )
+            report_rollbacks_under_ingest(figures, "old", old_target, "old-sustained", args)
     finally:
         with contextlib.suppress(Exception):
             from django.db import connections

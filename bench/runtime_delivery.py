@@ -59,21 +59,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-try:
-    # psycopg comes with the project's virtualenv; pg_databases needs it.
-    from pg_databases import drop_database, recreate_database
-except ImportError as exc:  # pragma: no cover - depends on how the script is started
-    sys.exit(
-        f"bench/runtime_delivery.py needs the project's virtualenv ({exc}). "
-        "Run it as: .venv/bin/python bench/runtime_delivery.py"
-    )
+# Exits with how to run the script when it is not started with the project's virtualenv.
+from pg_databases import LOOPBACK, bench_database_url, drop_database, recreate_database
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
 HOST = "127.0.0.1"
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 WSGI_APP = "bench.bare_view_wsgi:application"
 WORKER_HEADER = "X-Bench-Worker"
 BARE_PATH = "/bench/bare"
@@ -329,11 +322,6 @@ def require_loopback(url: str, what: str) -> None:
     host = urlsplit(url).hostname or ""
     if host not in LOOPBACK:
         raise BenchError(f"{what} must point at a loopback address, not {host!r} ({url}).")
-
-
-def bench_database_url(admin_url: str, name: str) -> str:
-    parts = urlsplit(admin_url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
 
 
 def free_port() -> int:

@@ -212,6 +212,8 @@ def simulate(task: tuple[Config, int]) -> Result:
     calls, spent, detail_checks = 0, 0.0, 0
     anomalies: list[tuple[str, str]] = []
     last_step_start = 0 if count == 1 else None
+    # What the result says if the 25 h cap comes before an ending verdict.
+    outcome, by_deadline, end_minutes = "still running", False, None
 
     for minute in range(CAP_MINUTES):
         if position == len(chunk[0]):
@@ -260,23 +262,13 @@ def simulate(task: tuple[Config, int]) -> Result:
                 last_step_start = step_start
             continue
         outcome = "promoted" if decision.verdict == Verdict.PROMOTE else "rolled back"
-        return Result(
-            config,
-            outcome,
-            decision.ended_by_deadline,
-            minute + 1,
-            last_step_start,
-            srm_seen,
-            calls,
-            spent,
-            detail_checks,
-            anomalies,
-        )
+        by_deadline, end_minutes = decision.ended_by_deadline, minute + 1
+        break
     return Result(
         config,
-        "still running",
-        False,
-        None,
+        outcome,
+        by_deadline,
+        end_minutes,
         last_step_start,
         srm_seen,
         calls,

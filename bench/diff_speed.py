@@ -39,6 +39,9 @@ django.setup()
 from django.template.loader import render_to_string  # noqa: E402
 
 from agentconfig.models import Agent  # noqa: E402
+
+# The demo agent's settings: only the prompts differ between the versions compared.
+from agentconfig.site.management.commands.load_demo import BASE  # noqa: E402
 from deployments.diff_context import build_diff_context  # noqa: E402
 from versions.diff import diff_configs  # noqa: E402
 from versions.models import AgentVersion  # noqa: E402
@@ -137,13 +140,6 @@ WORDS = [
     "dollar",
     "limit",
 ]
-BASE = {
-    "model": "gpt-4o-mini",
-    "temperature": 0.3,
-    "max_tokens": 800,
-    "tools": ["lookup_invoice", "escalate_to_human"],
-    "guardrails": {"blocked_topics": ["legal advice"], "pii": {"redact": ["iban", "card"]}},
-}
 
 
 def prose(size: int, seed: int) -> str:

@@ -56,10 +56,9 @@ def build_document_at(key: KeyEntry, agent_slug: str, at: dt.datetime) -> Docume
 
 def _basis_points_at(rollout: CanaryRollout, log: QuerySet[ReleaseLogEntry]) -> int:
     """The rollout's percentage at the time of `log` (its start or latest change by then)."""
-    rollout_id = str(rollout.pk)
-    for entry in log.filter(kind__in=(ReleaseKind.CANARY_START, ReleaseKind.CANARY_CHANGE)):
-        if entry.details.get("rollout") != rollout_id:
-            continue
+    for entry in log.filter(
+        kind__in=(ReleaseKind.CANARY_START, ReleaseKind.CANARY_CHANGE), rollout=rollout
+    ):
         if entry.kind == ReleaseKind.CANARY_CHANGE:
             return round(entry.details["to_percent"] * 100)
         return round(entry.details["steps"][0] * 100)

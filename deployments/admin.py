@@ -32,7 +32,7 @@ from django.db.models import (
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from agentconfig.core.actors import Actor
@@ -102,12 +102,16 @@ def _approvals(count: int) -> str:
     return "1 approval" if count == 1 else f"{count} approvals"
 
 
-def _rollout_link(details: Any) -> SafeString | str:
-    rollout = details.get("rollout") if isinstance(details, dict) else None
-    if not isinstance(rollout, str):
-        return ""
-    url = reverse("admin:deployments_canaryrollout_change", args=[rollout])
-    return format_html('<a href="{}">rollout</a>', url)
+def _related_links(entry: ReleaseLogEntry) -> SafeString | str:
+    """Links to the request this release applied and the rollout it belongs to."""
+    links = []
+    if entry.request_id is not None:
+        url = reverse("admin:deployments_deploymentrequest_change", args=[entry.request_id])
+        links.append(format_html('<a href="{}">request #{}</a>', url, entry.request_id))
+    if entry.rollout_id is not None:
+        url = reverse("admin:deployments_canaryrollout_change", args=[entry.rollout_id])
+        links.append(format_html('<a href="{}">rollout</a>', url))
+    return format_html_join(" · ", "{}", ((link,) for link in links))
 
 
 @admin.register(Environment)
@@ -289,7 +293,7 @@ class ReleaseLogEntryAdmin(admin.ModelAdmin):
     @admin.display(description="details")
     def details_summary(self, obj: ReleaseLogEntry) -> SafeString | str:
         text = describe_release_details(obj)
-        link = _rollout_link(obj.details)
+        link = _related_links(obj)
         if text and link:
             return format_html("{} · {}", text, link)
         return text or link or "—"

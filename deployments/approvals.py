@@ -76,7 +76,8 @@ def clear_release(
     request: DeploymentRequest | None = None,
     break_glass: str = "",
 ) -> dict[str, Any]:
-    """Refuse unless this release may go ahead; the release-log details that say why it may."""
+    """Refuse unless this release may go ahead; the release-log details that say why it may
+    (the request itself is recorded as the release's `request`)."""
     if break_glass.strip():
         # An emergency skips review and the evaluation gate; the audit shows it in red.
         actor.require(BREAK_GLASS_PERMISSION, "break the glass")
@@ -84,7 +85,7 @@ def clear_release(
     details = run_release_checks(environment, version)
     if request is not None:
         _check_request(request, environment, version, kind, active_version_id)
-        return {**details, "request": request.pk}
+        return details
     if not environment.requires_approval:
         return details
     needed = environment.required_approvals

@@ -7,7 +7,7 @@ import functools
 import operator
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from django.db.models import F, Prefetch, Q, QuerySet, Sum, Window
 from django.db.models.functions import RowNumber, TruncDay, TruncHour
@@ -257,11 +257,10 @@ def list_canary_step_changes(
     entries = ReleaseLogEntry.objects.filter(
         agent_id=rollouts[0].agent_id,
         kind=ReleaseKind.CANARY_CHANGE,
-        details__rollout__in=[str(r.pk) for r in rollouts],
+        rollout__in=rollouts,
     ).order_by("id")
-    for entry in entries.only("id", "created_at", "details"):
-        rollout_id = uuid.UUID(entry.details["rollout"])
-        changes[rollout_id].append(entry)
+    for entry in entries.only("id", "created_at", "details", "rollout_id"):
+        changes[cast(uuid.UUID, entry.rollout_id)].append(entry)  # never None: filtered
     return changes
 
 

@@ -247,9 +247,7 @@ def render_request_page(
     release = None
     if not is_open:
         release = (
-            ReleaseLogEntry.objects.filter(
-                agent=request.agent, environment=request.environment, details__request=request.pk
-            )
+            ReleaseLogEntry.objects.filter(request=request)
             .only("id", "created_at", "kind", "actor_label")
             .first()
         )

@@ -258,8 +258,8 @@ def _releases(agent: Agent, environment: str | None, limit: int) -> list[AuditEv
         if details.get("break_glass"):
             title = f"BREAK GLASS — {title}: {details['break_glass']}"
             alert = "Break glass"
-        elif details.get("request"):
-            title = f"{title} — request #{details['request']}"
+        elif entry.request_id is not None:
+            title = f"{title} — request #{entry.request_id}"
         if entry.kind == ReleaseKind.CANARY_ROLLBACK:
             alert = "Automatic rollback" if by_analysis else "Canary rolled back"
         if details.get("evaluation_override"):

@@ -109,6 +109,23 @@ class ReleaseLogEntry(AppendOnlyModel):
     )
     actor_label = models.CharField(max_length=200)
     reason = models.TextField()
+    # The request this release applied, and the canary rollout it started, moved or ended:
+    # relations, so that a request finds its release and a rollout its steps by key.
+    request = models.ForeignKey(
+        "deployments.DeploymentRequest",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="releases",
+    )
+    rollout = models.ForeignKey(
+        "deployments.CanaryRollout",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="release_log",
+    )
+    # Free-form extras only: canary steps and percentages, break glass, the gate's verdict.
     details = models.JSONField(default=dict, blank=True, help_text="e.g. canary percentages")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 

@@ -197,12 +197,9 @@ def start_canary(
             version,
             actor,
             reason,
-            {
-                "rollout": str(rollout.pk),
-                "steps": [bp / 100 for bp in plan],
-                "bake_seconds": bake_seconds,
-                **clearance,
-            },
+            {"steps": [bp / 100 for bp in plan], "bake_seconds": bake_seconds, **clearance},
+            request=request,
+            rollout=rollout,
         )
     return rollout
 
@@ -499,7 +496,8 @@ def _move_to(
         rollout.canary_version,
         actor,
         reason,
-        {"rollout": str(rollout.pk), "from_percent": before, "to_percent": rollout.percent},
+        {"from_percent": before, "to_percent": rollout.percent},
+        rollout=rollout,
     )
     return rollout
 
@@ -528,5 +526,6 @@ def _promote(
         rollout.canary_version,
         actor,
         reason,
-        {"rollout": str(rollout.pk), "percent": rollout.percent},
+        {"percent": rollout.percent},
+        rollout=rollout,
     )

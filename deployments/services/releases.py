@@ -25,6 +25,7 @@ from agentconfig.models import Agent, ChangeTopic
 from deployments.approvals import clear_release
 from deployments.models import (
     STABLE_KINDS,
+    CanaryRollout,
     CanaryStatus,
     DeploymentRequest,
     Environment,
@@ -76,7 +77,15 @@ def deploy_version(
             break_glass=break_glass,
         )
         return _move_pointer(
-            agent, environment, pointer, version, ReleaseKind.DEPLOY, actor, reason, details
+            agent,
+            environment,
+            pointer,
+            version,
+            ReleaseKind.DEPLOY,
+            actor,
+            reason,
+            details,
+            request=request,
         )
 
 
@@ -176,6 +185,9 @@ def write_release_log(
     actor: Actor,
     reason: str,
     details: dict[str, Any] | None = None,
+    *,
+    request: DeploymentRequest | None = None,
+    rollout: CanaryRollout | None = None,
 ) -> ReleaseLogEntry:
     """The release-log row of a pointer change, and its change-feed row (same transaction)."""
     entry = ReleaseLogEntry.objects.create(
@@ -187,6 +199,8 @@ def write_release_log(
         actor=actor.user,
         actor_label=actor.label,
         reason=reason,
+        request=request,
+        rollout=rollout,
         details=details or {},
     )
     record_change(
@@ -224,7 +238,8 @@ def end_canary(
         pointer.stable_version,
         actor,
         reason,
-        {"rollout": str(rollout.pk), "percent": rollout.percent},
+        {"percent": rollout.percent},
+        rollout=rollout,
     )
 
 
@@ -237,6 +252,7 @@ def _move_pointer(
     actor: Actor,
     reason: str,
     details: dict[str, Any] | None = None,
+    request: DeploymentRequest | None = None,
 ) -> ReleaseLogEntry:
     previous = pointer.stable_version if pointer else None
     try:
@@ -246,7 +262,9 @@ def _move_pointer(
             pointer.stable_version = version
             pointer.updated_by_label = actor.label
             pointer.save()
-            return write_release_log(pointer, kind, previous, version, actor, reason, details)
+            return write_release_log(
+                pointer, kind, previous, version, actor, reason, details, request=request
+            )
     except IntegrityError:
         # Reached only if another writer created the pointer without taking the agent lock.
         raise Conflict(

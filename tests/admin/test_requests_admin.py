@@ -450,7 +450,7 @@ def test_apply__deployer_after_approval__deploys_and_closes_request(open_request
     assert response.status_code == 302
     assert _active(open_request.agent, production) == 2
     entry = ReleaseLogEntry.objects.filter(environment=production).first()
-    assert entry.details["request"] == open_request.pk
+    assert entry.request == open_request
     assert entry.actor == team["deployer"]
     open_request.refresh_from_db()
     assert open_request.status == RequestStatus.APPLIED

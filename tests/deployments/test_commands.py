@@ -91,7 +91,8 @@ def test_deploy__approved_request__applied(two_versions, production):
     )
 
     assert "Deployed support-bot v2" in output
-    assert ReleaseLogEntry.objects.get().details == {"request": request.pk}
+    entry = ReleaseLogEntry.objects.get()
+    assert entry.request == request and entry.details == {}
     request.refresh_from_db()
     assert request.status == "applied"
 

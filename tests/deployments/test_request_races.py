@@ -106,4 +106,4 @@ def test_apply_request__two_operators_at_once__released_once():
 
     assert sorted(outcomes) == ["applied", "conflict"]
     assert Pointer.objects.get(agent=agent, environment=production).stable_version == v2
-    assert agent.release_log.filter(details__request=request.pk).count() == 1
+    assert agent.release_log.filter(request=request).count() == 1

@@ -116,7 +116,8 @@ def test_apply_request__approved__deploys_with_request_in_log(live, production, 
     entry = requests.apply_request(request=request, actor=people["deployer"])
 
     assert Pointer.objects.get(environment=production).stable_version == live[1]
-    assert entry.details == {"request": request.pk} and entry.actor_label == "deployer"
+    assert entry.request == request and entry.details == {}
+    assert entry.actor_label == "deployer"
     request.refresh_from_db()
     assert request.status == RequestStatus.APPLIED
 
@@ -196,7 +197,7 @@ def test_canary_request__applied__canary_runs_at_requested_percent(live, product
 
     assert isinstance(rollout, CanaryRollout) and rollout.basis_points == 250
     entry = ReleaseLogEntry.objects.get(kind=ReleaseKind.CANARY_START)
-    assert entry.details["request"] == request.pk
+    assert entry.request == request
 
 
 def test_deploy__guarded_environment_without_request__forbidden(live, production, people):

@@ -263,7 +263,8 @@ def _write(
     for entry in entries:
         spec = entry.suite
         suite = existing.get((entry.agent_slug, spec.slug))
-        count = len(spec.cases)
+        action: Action
+        updated: tuple[str, ...] = ()
         if suite is None:
             suite = create_suite(
                 agent=agents[entry.agent_slug],
@@ -272,51 +273,31 @@ def _write(
                 description=spec.description,
                 actor=actor,
             )
-            version = _create_version(suite, entry, actor)
-            results.append(
-                SuiteResult(
-                    entry.agent_slug,
-                    spec.slug,
-                    entry.source_path,
-                    "created",
-                    count,
-                    version.version_number,
-                )
-            )
-            continue
-        updated = update_suite(
-            suite=suite,
-            actor=actor,
-            name=spec.name,
-            description=spec.description,
-            reason=f"{actor.label}: from {entry.source_path}",
-        )
-        current = latest.get(suite.pk)
-        if current is not None and current.content_hash == entry.content_hash:
-            results.append(
-                SuiteResult(
-                    entry.agent_slug,
-                    spec.slug,
-                    entry.source_path,
-                    "unchanged",
-                    count,
-                    current.version_number,
-                    updated,
-                )
-            )
+            action, version = "created", _create_version(suite, entry, actor)
         else:
-            version = _create_version(suite, entry, actor)
-            results.append(
-                SuiteResult(
-                    entry.agent_slug,
-                    spec.slug,
-                    entry.source_path,
-                    "new_version",
-                    count,
-                    version.version_number,
-                    updated,
-                )
+            updated = update_suite(
+                suite=suite,
+                actor=actor,
+                name=spec.name,
+                description=spec.description,
+                reason=f"{actor.label}: from {entry.source_path}",
             )
+            current = latest.get(suite.pk)
+            if current is not None and current.content_hash == entry.content_hash:
+                action, version = "unchanged", current
+            else:
+                action, version = "new_version", _create_version(suite, entry, actor)
+        results.append(
+            SuiteResult(
+                entry.agent_slug,
+                spec.slug,
+                entry.source_path,
+                action,
+                len(spec.cases),
+                version.version_number,
+                updated,
+            )
+        )
     return tuple(results)
 
 

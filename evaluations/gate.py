@@ -23,7 +23,7 @@ Invariants:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -126,19 +126,13 @@ def check_gate(*, agent: Agent, environment: Environment, version: AgentVersion)
     )
     if override is None:
         return verdict
-    return GateResult(
+    return replace(
+        verdict,
         allowed=True,
-        required=verdict.required,
-        status=verdict.status,
         explanation=(
             f"{verdict.explanation} Overridden by {override.actor_label} on "
             f"{override.created_at:%Y-%m-%d %H:%M} UTC: {override.reason}"
         ),
-        tolerance=verdict.tolerance,
-        suite_version=verdict.suite_version,
-        candidate_run=verdict.candidate_run,
-        baseline_run=verdict.baseline_run,
-        stable_version=verdict.stable_version,
         override=override,
     )
 
@@ -212,7 +206,7 @@ def compare_with_stable(
 
     suite = resolve_suite(agent, policy.suite_slug if policy else "")
     if isinstance(suite, str):
-        return _refused(
+        return _verdict(
             GateStatus.NO_SUITE,
             f"no evaluation suite to compare on: {suite} Create the suite (in the admin or "
             f"evals/{agent.slug}.yaml) and run {version.label} on it.",
@@ -227,12 +221,11 @@ def compare_with_stable(
     )
     stable = pointer.stable_version if pointer else None
     if stable is not None and stable.pk == version.pk:
-        return GateResult(
-            allowed=True,
+        return _verdict(
+            GateStatus.ALREADY_STABLE,
+            f"{version.label} is already the stable version in {environment.slug}.",
+            tolerance,
             required=required,
-            status=GateStatus.ALREADY_STABLE,
-            explanation=f"{version.label} is already the stable version in {environment.slug}.",
-            tolerance=tolerance,
             stable_version=stable,
         )
 
@@ -291,7 +284,7 @@ def compare_versions(
     if candidate is None and pinned and latest_scorable_run(version, suite=suite) is not None:
         label = pinned_suite_version.label if pinned_suite_version else "its current version"
         where = f" against {pinned_base_url}" if pinned_base_url else ""
-        return _refused(
+        return _verdict(
             GateStatus.NOT_EVALUATED,
             f"not evaluated on what the policy names: {version.label} has no completed run on "
             f"{suite.slug} {label}{where}. Runs on other suite versions or endpoints do not "
@@ -302,7 +295,7 @@ def compare_versions(
             stable_version=baseline,
         )
     if candidate is None:
-        return _refused(
+        return _verdict(
             GateStatus.NOT_EVALUATED,
             f"not evaluated yet: {version.label} has no completed run on the suite "
             f"{suite.slug}. Start a run, or ask a reviewer to override with a reason.",
@@ -314,12 +307,11 @@ def compare_versions(
     score_text = f"{version.label} scored {candidate.score:.3f} on {suite_version.label}"
 
     if baseline is None:
-        return GateResult(
-            allowed=True,
+        return _verdict(
+            GateStatus.FIRST_RELEASE,
+            f"{score_text}; {first_release}.",
+            tolerance,
             required=required,
-            status=GateStatus.FIRST_RELEASE,
-            explanation=f"{score_text}; {first_release}.",
-            tolerance=tolerance,
             suite_version=suite_version,
             candidate_run=candidate,
         )
@@ -333,7 +325,7 @@ def compare_versions(
     )
     if baseline_run is None:
         judge = f" with the judge {candidate.judge_model} and the same prompt" if judged else ""
-        return _refused(
+        return _verdict(
             GateStatus.NO_BASELINE_RUN,
             f"{score_text}, but {baseline_name} has no completed run on "
             f"{suite_version.label}{judge} to compare with. Run {baseline.label} on "
@@ -352,18 +344,17 @@ def compare_versions(
         f"{tolerance:g}{tolerance_source}, at least {max(needed, 0):.3f} is needed"
     )
     if candidate.score + EPSILON >= needed:
-        return GateResult(
-            allowed=True,
+        return _verdict(
+            GateStatus.PASSED,
+            f"{comparison}: {verdict}.",
+            tolerance,
             required=required,
-            status=GateStatus.PASSED,
-            explanation=f"{comparison}: {verdict}.",
-            tolerance=tolerance,
             suite_version=suite_version,
             candidate_run=candidate,
             baseline_run=baseline_run,
             stable_version=baseline,
         )
-    return _refused(
+    return _verdict(
         GateStatus.REGRESSION,
         f"evaluation regression: {comparison}. A reviewer may override with a reason.",
         tolerance,
@@ -375,7 +366,7 @@ def compare_versions(
     )
 
 
-def _refused(
+def _verdict(
     status: GateStatus,
     explanation: str,
     tolerance: float,
@@ -386,8 +377,10 @@ def _refused(
     baseline_run: EvaluationRun | None = None,
     stable_version: AgentVersion | None = None,
 ) -> GateResult:
+    # The scores alone decide here: a passing status allows, any other refuses until a
+    # reviewer overrides it (check_gate).
     return GateResult(
-        allowed=False,
+        allowed=status in PASSING,
         required=required,
         status=status,
         explanation=explanation,

@@ -344,19 +344,13 @@ def compare_versions(
         f"{tolerance:g}{tolerance_source}, at least {max(needed, 0):.3f} is needed"
     )
     if candidate.score + EPSILON >= needed:
-        return _verdict(
-            GateStatus.PASSED,
-            f"{comparison}: {verdict}.",
-            tolerance,
-            required=required,
-            suite_version=suite_version,
-            candidate_run=candidate,
-            baseline_run=baseline_run,
-            stable_version=baseline,
-        )
+        status, explanation = GateStatus.PASSED, f"{comparison}: {verdict}."
+    else:
+        status = GateStatus.REGRESSION
+        explanation = f"evaluation regression: {comparison}. A reviewer may override with a reason."
     return _verdict(
-        GateStatus.REGRESSION,
-        f"evaluation regression: {comparison}. A reviewer may override with a reason.",
+        status,
+        explanation,
         tolerance,
         required=required,
         suite_version=suite_version,

@@ -36,7 +36,7 @@ from deployments.models import (
     Track,
 )
 from versions.models import AgentVersion
-from versions.selectors import get_agent
+from versions.selectors import list_agents
 
 # The columns an outcome total sums (what the canary analysis and the admin panel read).
 ARM_FIELDS = (
@@ -66,7 +66,7 @@ def list_active_versions(
     """The version active in `environment_slug` of `agent_slug` (or of every agent), in
     slug order, and the agents not deployed there (for `export_agents --environment`)."""
     environment = get_environment(environment_slug)
-    agents = [get_agent(agent_slug)] if agent_slug else list(Agent.objects.order_by("slug"))
+    agents = list_agents(agent_slug)
     pointers = {
         pointer.agent_id: pointer.stable_version
         for pointer in Pointer.objects.filter(

@@ -32,7 +32,7 @@ from agentconfig.core.errors import NotFound, ServiceError
 from agentconfig.models import Agent
 from versions.file_format import FILE_SUFFIX, AgentFile, dump_agent_file
 from versions.models import AgentVersion
-from versions.selectors import get_agent
+from versions.selectors import list_agents
 from versions.sync import classify_name
 
 
@@ -108,7 +108,7 @@ def export_agents(
 
 def latest_versions(agent_slug: str | None) -> tuple[list[AgentVersion], list[str]]:
     """The newest version of `agent_slug` (or of every agent), and the agents without one."""
-    agents = [get_agent(agent_slug)] if agent_slug else list(Agent.objects.order_by("slug"))
+    agents = list_agents(agent_slug)
     newest = AgentVersion.objects.filter(agent=OuterRef("pk")).order_by("-version_number")
     latest_ids = (
         Agent.objects.filter(pk__in=[agent.pk for agent in agents])

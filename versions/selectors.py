@@ -48,6 +48,11 @@ def get_agent(slug: str) -> Agent:
         raise NotFound(f"there is no agent {slug!r}.") from None
 
 
+def list_agents(slug: str | None = None) -> list[Agent]:
+    """The agent with `slug` (NotFound if none), or every agent, in slug order."""
+    return [get_agent(slug)] if slug else list(Agent.objects.order_by("slug"))
+
+
 @dataclass(frozen=True)
 class GitState:
     """An agent's latest version and its newest version in git (each None if there is none).

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deployments.services.api_keys import create_api_key
 from django.core.management import call_command
 from django.test import override_settings
 from playwright.sync_api import Browser, Page, expect
@@ -29,6 +28,7 @@ from agentconfig.core.actors import Actor
 from agentconfig.models import Agent
 from agentconfig.site.management.commands.load_demo import DEMO_PASSWORD
 from deployments.models import DeploymentRequest
+from deployments.services.api_keys import create_api_key
 from flags.models import Flag, ToolGate
 from flags.services.flags import create_flag, set_flag_enabled
 from tests import factories

@@ -7,7 +7,6 @@ import io
 import threading
 
 import pytest
-from deployments.services.api_keys import create_api_key, revoke_api_key
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -29,6 +28,7 @@ from deployments.models import (
 )
 from deployments.services import environments as environment_services
 from deployments.services import requests as request_services
+from deployments.services.api_keys import create_api_key, revoke_api_key
 from deployments.services.environments import (
     NO_POLICY_STATE,
     SettingsApprovalRequired,

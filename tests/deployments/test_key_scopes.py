@@ -11,7 +11,6 @@ import io
 import json
 
 import pytest
-from deployments.services.api_keys import create_api_key, revoke_api_key
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -32,6 +31,7 @@ from deployments.models import (
     OutcomeEventId,
 )
 from deployments.services import outcomes
+from deployments.services.api_keys import create_api_key, revoke_api_key
 from deployments.services.canaries import evaluate_canary
 from tests import factories
 from tests.deployments.canary_helpers import start

@@ -4,7 +4,6 @@ import contextlib
 import json
 
 import pytest
-from deployments.services.api_keys import revoke_api_key
 from django.db import connection
 from django.urls import reverse
 
@@ -12,6 +11,7 @@ from agentconfig.core.actors import Actor
 from delivery import runtime
 from delivery import views as runtime_views
 from delivery.snapshot import snapshot
+from deployments.services.api_keys import revoke_api_key
 from deployments.services.releases import rollback
 from tests import factories
 

@@ -7,11 +7,11 @@ import json
 from typing import Any
 
 import pytest
-from deployments.services.api_keys import revoke_api_key
 from django.test import Client
 from django.urls import reverse
 
 from agentconfig.core.actors import Actor
+from deployments.services.api_keys import revoke_api_key
 from flags.services import flags as flag_services
 from tests import factories
 from tests.flags.helpers import ACTOR, make_flag, set_rules, turn_on

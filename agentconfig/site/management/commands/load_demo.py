@@ -2,7 +2,6 @@
 
 from typing import Any
 
-from deployments.services.api_keys import create_api_key, revoke_api_key
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError, CommandParser
@@ -14,6 +13,7 @@ from agentconfig.core.people import create_user, set_roles
 from agentconfig.models import Agent
 from deployments.models import ApiKey
 from deployments.selectors import get_environment
+from deployments.services.api_keys import create_api_key, revoke_api_key
 from deployments.services.releases import deploy_version
 from deployments.services.requests import apply_request, approve_request, create_request
 from evaluations.models import SuiteSource

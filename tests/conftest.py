@@ -1,8 +1,11 @@
 """Fixtures shared by every test module. Models with invariants are built through services."""
 
+from collections.abc import Callable
+
 import pytest
 from django.core.cache import cache
 from django.db import connection
+from django.test import Client
 
 from agentconfig.core.actors import Actor
 from delivery.snapshot import snapshot
@@ -67,6 +70,43 @@ def staging(db):
 def api_key(production) -> str:
     """A plaintext key for the production environment."""
     return factories.create_api_key(environment=production)[1]
+
+
+@pytest.fixture
+def client_with_permissions(db) -> Callable[..., Client]:
+    """Log in a new staff user holding exactly the given permissions ('app.codename')."""
+    return factories.client_for
+
+
+@pytest.fixture
+def staff_client(db) -> Client:
+    """A staff user without any permission."""
+    return factories.client_for()
+
+
+@pytest.fixture
+def viewer_client(db) -> Client:
+    """A staff user who may look at everything and change nothing."""
+    return factories.client_for(
+        "agentconfig.view_agent",
+        "versions.view_agentversion",
+        "deployments.view_pointer",
+        "deployments.view_environment",
+        "deployments.view_releaselogentry",
+        "deployments.view_apikey",
+    )
+
+
+@pytest.fixture
+def released_agent(agent, staging, production):
+    """support-bot with v1..v3: production went v1 -> v2, staging runs v3."""
+    v1 = factories.create_version(agent, change_description="first")
+    v2 = factories.create_version(agent, change_description="second", temperature=0.5)
+    v3 = factories.create_version(agent, change_description="third", model="gpt-4o")
+    factories.deploy(v1, production)
+    factories.deploy(v2, production)
+    factories.deploy(v3, staging)
+    return agent
 
 
 def _is_postgres() -> bool:

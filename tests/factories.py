@@ -7,9 +7,11 @@ from typing import Any
 
 import factory
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group, Permission
+from django.test import Client
 
 from agentconfig.core.actors import Actor
+from agentconfig.core.roles import ROLES
 from agentconfig.models import Agent
 from deployments.models import ApiKey, Environment, ReleaseLogEntry
 from deployments.services import api_keys
@@ -32,15 +34,45 @@ class UserFactory(factory.django.DjangoModelFactory):
     password = factory.django.Password("correct horse battery")
 
 
-def user_with(*permissions: str, **fields: Any) -> Any:
-    """A user holding exactly these permissions ("app_label.codename")."""
+def ensure_roles() -> None:
+    """The role groups as the migration makes them, if a transactional test flushed them."""
+    for role, names in ROLES.items():
+        group, created = Group.objects.get_or_create(name=role)
+        if created:
+            group.permissions.set(_permission(name) for name in names)
+
+
+def _permission(name: str) -> Permission:
+    app_label, codename = name.split(".")
+    return Permission.objects.get(content_type__app_label=app_label, codename=codename)
+
+
+def user_with(*permissions: str, groups: tuple[str, ...] = (), **fields: Any) -> Any:
+    """A user holding exactly these permissions ("app_label.codename") and role groups."""
+    if groups:
+        ensure_roles()
     user = UserFactory(**fields)
-    for name in permissions:
-        app_label, codename = name.split(".")
-        user.user_permissions.add(
-            Permission.objects.get(content_type__app_label=app_label, codename=codename)
-        )
+    user.save()  # the factory sets the password after its save; the session hash needs it
+    user.groups.add(*(Group.objects.get(name=group) for group in groups))
+    user.user_permissions.add(*(_permission(name) for name in permissions))
     return type(user).objects.get(pk=user.pk)  # fresh, so the permission cache is empty
+
+
+def member(username: str, *groups: str, permissions: tuple[str, ...] = ()) -> Any:
+    """A staff user in the role groups the migration creates, with optional extra permissions."""
+    return user_with(*permissions, groups=groups, username=username, is_staff=True)
+
+
+def login(user: Any) -> Client:
+    """A test client signed in as `user`."""
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def client_for(*permissions: str) -> Client:
+    """A signed-in staff user holding exactly the given permissions ('app.codename')."""
+    return login(user_with(*permissions, is_staff=True))
 
 
 def config(**overrides: Any) -> dict[str, Any]:

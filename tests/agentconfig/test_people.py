@@ -22,7 +22,7 @@ from deployments.models import DeploymentRequest
 from deployments.selectors import get_pointer
 from deployments.services import requests
 from tests import factories
-from tests.admin.people import member
+from tests.factories import member
 
 User = get_user_model()
 

@@ -32,7 +32,7 @@ from deployments.services.api_keys import create_api_key
 from flags.models import Flag, ToolGate
 from flags.services.flags import create_flag, set_flag_enabled
 from tests import factories
-from tests.admin.people import ensure_roles
+from tests.factories import ensure_roles
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

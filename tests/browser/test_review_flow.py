@@ -17,7 +17,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from deployments.models import DeploymentRequest
 from tests import factories
-from tests.admin.people import member
+from tests.factories import member
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -37,8 +37,8 @@ from deployments.services.environments import (
     update_environment,
 )
 from tests import factories
-from tests.admin.people import login, member
 from tests.deployments.governance_helpers import admin_user
+from tests.factories import login, member
 
 pytestmark = pytest.mark.django_db
 

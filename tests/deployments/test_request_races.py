@@ -12,7 +12,7 @@ from agentconfig.core.errors import Conflict, Forbidden
 from deployments.models import Pointer, RequestStatus
 from deployments.services import requests as request_services
 from tests import factories
-from tests.admin.people import member
+from tests.factories import member
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

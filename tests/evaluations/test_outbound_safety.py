@@ -19,10 +19,10 @@ from evaluations.runner import MAX_RESPONSE_BYTES, execute_run
 from evaluations.services import suites
 from evaluations.services.policies import set_evaluation_policy
 from tests import factories
-from tests.admin.people import login, member
 from tests.deployments.governance_helpers import admin_user
 from tests.evaluations.chat_server import Reply, error
 from tests.evaluations.helpers import ACTOR, case, make_suite, run_now
+from tests.factories import login, member
 from tests.listener import Listener
 
 pytestmark = pytest.mark.django_db

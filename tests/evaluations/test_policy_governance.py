@@ -19,8 +19,8 @@ from evaluations.services.policies import (
     set_evaluation_policy,
 )
 from tests import factories
-from tests.admin.people import login, member
 from tests.deployments.governance_helpers import admin_user
+from tests.factories import login, member
 
 pytestmark = pytest.mark.django_db
 

@@ -9,8 +9,8 @@ from agentconfig.core.actors import Actor
 from deployments.services import requests
 from evaluations.models import GateOverride
 from tests import factories
-from tests.admin.people import login, member
 from tests.evaluations.helpers import case, make_suite, require_evaluation, run_now
+from tests.factories import login, member
 
 CASES = [case(f"c{i}", f"q{i}?", golden="yes", scorer="contains") for i in range(1, 5)]
 

@@ -23,7 +23,7 @@ from flags.models import FlagEnvironment, ToolGate
 from flags.services import flags as flag_services
 from flags.services.requests import describe_change, propose_flag_change
 from tests import factories
-from tests.admin.people import member
+from tests.factories import member
 from tests.flags.helpers import make_flag, set_rules, turn_on
 
 
@@ -433,7 +433,7 @@ def test_requests_list__flag_request_without_agent__listed_not_a_500(
 def test_request_page__flag_request__says_what_changes_and_offers_review(
     production, people, served
 ):
-    from tests.admin.people import login
+    from tests.factories import login
 
     _, change_request = _proposed_turn_on(production, people)
 

@@ -8,7 +8,7 @@ from django.urls import reverse
 from deployments.models import ReleaseLogEntry
 from deployments.selectors import get_pointer
 from tests import factories
-from tests.admin.people import login, member
+from tests.factories import login, member
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from agentconfig.models import AuditAction, AuditRecord
 from deployments.selectors import get_pointer
 from deployments.services import requests
 from tests import factories
-from tests.admin.people import login, member
+from tests.factories import login, member
 
 User = get_user_model()
 

@@ -23,7 +23,7 @@ from deployments.selectors import get_pointer
 from deployments.services import requests
 from deployments.services.releases import deploy_version
 from tests import factories
-from tests.admin.people import login, member
+from tests.factories import login, member
 
 SCRIPT = '<script>alert("x")</script>'
 

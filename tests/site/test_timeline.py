@@ -14,7 +14,7 @@ from agentconfig.core.actors import Actor
 from deployments.services import requests
 from deployments.services.releases import deploy_version, rollback
 from tests import factories
-from tests.admin.people import login, member
+from tests.factories import login, member
 
 SCRIPT = '<script>alert("x")</script>'
 OPS = Actor.system("ops")

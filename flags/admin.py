@@ -37,13 +37,12 @@ from agentconfig.core.admin_pages import (
 from agentconfig.core.errors import ServiceError
 from deployments.models import Environment
 from flags import admin_views as flag_pages
-from flags.approvals import ApprovalRequired
+from flags.approvals import KILL_SWITCH_PERMISSION, ApprovalRequired
 from flags.forms import FlagAddForm, FlagChangeForm, FlagVariantsChangeForm, ToolGateAddForm
 from flags.models import Flag, FlagEnvironment, FlagKind, ToolGate
 from flags.selectors import list_flag_changes
 from flags.services.flags import (
     CHANGE_PERMISSION,
-    KILL_SWITCH_PERMISSION,
     create_flag,
     create_tool_gate,
     delete_flag,

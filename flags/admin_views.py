@@ -32,13 +32,12 @@ from deployments.models import Environment
 from deployments.selectors import get_environment
 from flags import evaluation
 from flags import rules as schema
-from flags.approvals import ApprovalRequired
+from flags.approvals import KILL_SWITCH_PERMISSION, ApprovalRequired
 from flags.forms import EvaluateForm, FlagRulesForm, ReasonForm, pretty_json
 from flags.models import Flag, FlagEnvironment
 from flags.selectors import get_flag_state
 from flags.services.flags import (
     CHANGE_PERMISSION,
-    KILL_SWITCH_PERMISSION,
     kill_flag,
     set_flag_enabled,
     set_flag_rules,

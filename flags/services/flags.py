@@ -74,20 +74,12 @@ def create_flag(
         updated_by_label=actor.label,
     )
     flag.full_clean()
-    default_variant, off_variant = flag.initial_variants
     _attribute(flag, actor, "created")
     try:
         with transaction.atomic():
             flag.save()
             for environment in Environment.objects.all():
-                state = FlagEnvironment(
-                    flag=flag,
-                    environment=environment,
-                    enabled=False,
-                    off_variant=off_variant,
-                    default_variant=default_variant,
-                    rules=[],
-                )
+                state = _new_state(flag, environment)
                 _attribute(state, actor, "created")
                 state.save()
             _flags_changed(flag)
@@ -132,10 +124,7 @@ def update_flag(
             check_variants_in_use(locked, schema.variant_names(locked.variants))
             # The values every environment serves: a change in each of them.
             change = {"op": "set_variants", "flag": locked.key, "variants": locked.variants}
-            note = clear_flag_change(
-                flag=locked, change=change, actor=actor, request=request, break_glass=break_glass
-            )
-            reason = _with_note(reason, note)
+            reason = _clear(locked, change, actor, reason, request, break_glass)
         _attribute(locked, actor, reason or f"changed {', '.join(changed)}")
         locked.save()
         _flags_changed(locked)
@@ -241,10 +230,8 @@ def set_flag_rules(
             "default_variant": state.default_variant,
             "off_variant": state.off_variant,
         }
-        note = clear_flag_change(
-            flag=locked, change=change, actor=actor, request=request, break_glass=break_glass
-        )
-        _record(state, actor, _with_note(reason, note), "rules changed")
+        reason = _clear(locked, change, actor, reason, request, break_glass)
+        _record(state, actor, reason, "rules changed")
         state.save()
         _flags_changed(locked, environment)
     return state
@@ -316,10 +303,7 @@ def _switch(
                 "environment": environment.slug,
                 "enabled": enabled,
             }
-            note = clear_flag_change(
-                flag=locked, change=change, actor=actor, request=request, break_glass=break_glass
-            )
-            reason = _with_note(reason, note)
+            reason = _clear(locked, change, actor, reason, request, break_glass)
             if enabled:
                 state.killed_at, state.killed_by_label = None, ""
         state.enabled = enabled
@@ -368,10 +352,8 @@ def create_tool_gate(
     try:
         with transaction.atomic():
             locked = _lock(flag)
-            note = clear_flag_change(
-                flag=locked, change=change, actor=actor, request=request, break_glass=break_glass
-            )
-            _attribute(gate, actor, _with_note(reason or "created", note))
+            reason = _clear(locked, change, actor, reason or "created", request, break_glass)
+            _attribute(gate, actor, reason)
             gate.save()
             record_change(topic=ChangeTopic.FLAGS, agent=agent)
     except IntegrityError:
@@ -399,11 +381,9 @@ def delete_tool_gate(
             "agent": gate.agent.slug,
             "tool": gate.tool_name,
         }
-        note = clear_flag_change(
-            flag=locked, change=change, actor=actor, request=request, break_glass=break_glass
-        )
+        reason = _clear(locked, change, actor, reason or "deleted", request, break_glass)
         record_change(topic=ChangeTopic.FLAGS, agent=gate.agent_id)
-        _attribute(gate, actor, _with_note(reason or "deleted", note))
+        _attribute(gate, actor, reason)
         gate.delete()
 
 
@@ -418,6 +398,22 @@ def _flags_changed(flag: Flag, environment: Environment | None = None) -> None:
         agent=flag.agent_id,
         environment_id=environment.pk if environment is not None else None,
     )
+
+
+def _clear(
+    locked: Flag,
+    change: dict[str, Any],
+    actor: Actor,
+    reason: str,
+    request: DeploymentRequest | None,
+    break_glass: str,
+) -> str:
+    """Clear `change` for an environment that requires approval (flags.approvals); the
+    history reason, with what cleared it."""
+    note = clear_flag_change(
+        flag=locked, change=change, actor=actor, request=request, break_glass=break_glass
+    )
+    return _with_note(reason, note)
 
 
 def _with_note(reason: str, note: str) -> str:
@@ -436,18 +432,23 @@ def _lock_state(flag: Flag, environment: Environment) -> tuple[Flag, FlagEnviron
     locked = _lock(flag)
     state = FlagEnvironment.objects.filter(flag=locked, environment=environment).first()
     if state is None:
-        default_variant, off_variant = locked.initial_variants
-        state = FlagEnvironment(
-            flag=locked,
-            environment=environment,
-            enabled=False,
-            off_variant=off_variant,
-            default_variant=default_variant,
-            rules=[],
-        )
+        state = _new_state(locked, environment)
     else:
         state.flag = locked
     return locked, state
+
+
+def _new_state(flag: Flag, environment: Environment) -> FlagEnvironment:
+    """A flag's (unsaved) state in an environment it has none in yet: off, no rules."""
+    default_variant, off_variant = flag.initial_variants
+    return FlagEnvironment(
+        flag=flag,
+        environment=environment,
+        enabled=False,
+        off_variant=off_variant,
+        default_variant=default_variant,
+        rules=[],
+    )
 
 
 def _record(state: FlagEnvironment, actor: Actor, reason: str, summary: str) -> None:

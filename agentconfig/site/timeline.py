@@ -146,6 +146,14 @@ def _versions(agent: Agent, limit: int) -> list[AuditEvent]:
     ]
 
 
+def _logged_event(row: Any, **fields: Any) -> AuditEvent:
+    """The event of a row that records a change in one environment (a request, a release,
+    a gate override): when it was written, where, and the reason it gives."""
+    return AuditEvent(
+        at=row.created_at, detail=row.reason, environment=row.environment.slug, **fields
+    )
+
+
 def _request_url(request_id: int) -> str:
     return reverse("admin:deployments_deploymentrequest_change", args=[request_id])
 
@@ -183,14 +191,8 @@ def _requests(agent: Agent, environment: str | None, limit: int) -> list[AuditEv
             )
             link = _request_url(request.pk)
         events.append(
-            AuditEvent(
-                at=request.created_at,
-                kind="request",
-                actor=request.requested_by_label,
-                title=title,
-                detail=request.reason,
-                environment=request.environment.slug,
-                link=link,
+            _logged_event(
+                request, kind="request", actor=request.requested_by_label, title=title, link=link
             )
         )
         if request.closed_at and request.status in ("withdrawn", "applied"):
@@ -265,13 +267,11 @@ def _releases(agent: Agent, environment: str | None, limit: int) -> list[AuditEv
         if details.get("evaluation_override"):
             title = f"{title} (evaluation gate overridden)"
         events.append(
-            AuditEvent(
-                at=entry.created_at,
+            _logged_event(
+                entry,
                 kind="release",
                 actor=entry.actor_label,
                 title=title,
-                detail=entry.reason,
-                environment=entry.environment.slug,
                 link=compare_url(agent, entry.from_version, entry.to_version),
                 alert=alert,
             )
@@ -314,6 +314,25 @@ def _with_previous(rows: list[Any], history: Any) -> dict[int, Any]:
     return {row.history_id: by_id[row.previous_id] for row in rows if row.previous_id in by_id}
 
 
+def _history_window(
+    rows: QuerySet[Any], history: Any, exists: Exists, limit: int
+) -> tuple[list[Any], dict[int, Any]]:
+    """The newest `limit` history rows (with who made them, and whether their object still
+    exists), and each one's previous row of the same object (see _with_previous)."""
+    window = list(
+        rows.select_related("history_user")
+        .annotate(previous_id=_previous_id(history), exists=exists)
+        .order_by("-history_id")[:limit]
+    )
+    return window, _with_previous(window, history)
+
+
+def _history_event(row: Any, *, detail: str | None = None, **fields: Any) -> AuditEvent:
+    """The event of a history row: when and by whom it was written, and why."""
+    why = (row.history_change_reason or "") if detail is None else detail
+    return AuditEvent(at=row.history_date, actor=_actor(row), detail=why, **fields)
+
+
 def _actor(row: Any) -> str:
     if row.updated_by_label:
         return str(row.updated_by_label)
@@ -329,17 +348,9 @@ def _flag_link(flag_id: int, exists: bool) -> str:
 def _flags(agent: Agent, limit: int) -> list[AuditEvent]:
     """A flag's creation, deletion, and changes of its variants' values (the values every
     environment serves). Description and owner reach no runtime: not shown."""
-    history = Flag.history
-    rows = list(
-        _in_scope_flags(agent)
-        .select_related("history_user")
-        .annotate(
-            previous_id=_previous_id(history),
-            exists=Exists(Flag.objects.filter(pk=OuterRef("id"))),
-        )
-        .order_by("-history_id")[:limit]
+    rows, previous = _history_window(
+        _in_scope_flags(agent), Flag.history, Exists(Flag.objects.filter(pk=OuterRef("id"))), limit
     )
-    previous = _with_previous(rows, history)
     events = []
     for row in rows:
         scope = "global" if row.agent_id is None else f"scoped to {agent.slug}"
@@ -356,12 +367,10 @@ def _flags(agent: Agent, limit: int) -> list[AuditEvent]:
         else:
             continue
         events.append(
-            AuditEvent(
-                at=row.history_date,
+            _history_event(
+                row,
                 kind="flag",
-                actor=_actor(row),
                 title=title,
-                detail=row.history_change_reason or "",
                 link=_flag_link(row.id, row.exists),
                 changes=changes,
                 all_environments=True,
@@ -384,17 +393,14 @@ def _flag_states(agent: Agent, environment: str | None, limit: int) -> list[Audi
     history = FlagEnvironment.history
     rows_query = (
         history.filter(flag_id__in=_in_scope_flags(agent).values("id"))
-        .select_related("environment", "history_user")
-        .annotate(
-            key=_flag_key(),
-            previous_id=_previous_id(history),
-            exists=Exists(Flag.objects.filter(pk=OuterRef("flag_id"))),
-        )
+        .select_related("environment")
+        .annotate(key=_flag_key())
     )
     if environment:
         rows_query = rows_query.filter(environment__slug=environment)
-    rows = list(rows_query.order_by("-history_id")[:limit])
-    previous = _with_previous(rows, history)
+    rows, previous = _history_window(
+        rows_query, history, Exists(Flag.objects.filter(pk=OuterRef("flag_id"))), limit
+    )
     events = []
     for row in rows:
         reason = row.change_reason or row.history_change_reason or ""
@@ -412,10 +418,9 @@ def _flag_states(agent: Agent, environment: str | None, limit: int) -> list[Audi
         else:
             title = f"Flag {row.key}: {after['state']}, {len(after['rules'])} rule(s)"
         events.append(
-            AuditEvent(
-                at=row.history_date,
+            _history_event(
+                row,
                 kind="flag",
-                actor=_actor(row),
                 title=title,
                 detail=reason,
                 environment=row.environment.slug,
@@ -430,17 +435,12 @@ def _flag_states(agent: Agent, environment: str | None, limit: int) -> list[Audi
 def _tool_gates(agent: Agent, limit: int) -> list[AuditEvent]:
     """The agent's tool gates: a gated tool reaches only users for whom its flag is on."""
     history = ToolGate.history
-    rows = list(
-        history.filter(agent_id=agent.pk)
-        .select_related("history_user")
-        .annotate(
-            key=_flag_key(),
-            previous_id=_previous_id(history),
-            exists=Exists(ToolGate.objects.filter(pk=OuterRef("id"))),
-        )
-        .order_by("-history_id")[:limit]
+    rows, previous = _history_window(
+        history.filter(agent_id=agent.pk).annotate(key=_flag_key()),
+        history,
+        Exists(ToolGate.objects.filter(pk=OuterRef("id"))),
+        limit,
     )
-    previous = _with_previous(rows, history)
     events = []
     for row in rows:
         after = {"tool": row.tool_name, "flag": row.key}
@@ -460,12 +460,10 @@ def _tool_gates(agent: Agent, limit: int) -> list[AuditEvent]:
             changes = _changes(before, after)
         gate_page = "admin:flags_toolgate_change" if row.exists else "admin:flags_toolgate_history"
         events.append(
-            AuditEvent(
-                at=row.history_date,
+            _history_event(
+                row,
                 kind="gate",
-                actor=_actor(row),
                 title=title,
-                detail=row.history_change_reason or "",
                 link=reverse(gate_page, args=[row.id]),
                 changes=changes,
                 all_environments=True,
@@ -573,13 +571,11 @@ def _gate_overrides(agent: Agent, environment: str | None, limit: int) -> list[A
     if environment:
         overrides = overrides.filter(environment__slug=environment)
     return [
-        AuditEvent(
-            at=o.created_at,
+        _logged_event(
+            o,
             kind="override",
             actor=o.actor_label,
             title=f"Overrode the evaluation gate for {o.version.label} ({o.gate_status})",
-            detail=o.reason,
-            environment=o.environment.slug,
             link=reverse("admin:evaluations_gateoverride_change", args=[o.pk]),
             alert="Gate overridden",
             changes=_changes({"gate": o.gate_status}, {"gate": "overridden"}),

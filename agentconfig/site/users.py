@@ -70,11 +70,19 @@ class _GroupsField(forms.ModelMultipleChoiceField):
         )
 
 
-def _clean_reason(value: str) -> str:
-    try:
-        return validate_reason(value)
-    except ValidationError as exc:
-        raise ValidationError(exc.message_dict.get("reason", exc.messages)) from None
+class _ReasonField(forms.CharField):
+    """Why, kept in the audit: required (said on the form, checked by the service's rule)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            required=False, widget=forms.Textarea(attrs={"rows": 3, "required": True}), **kwargs
+        )
+
+    def clean(self, value: Any) -> str:
+        try:
+            return validate_reason(super().clean(value))
+        except ValidationError as exc:
+            raise ValidationError(exc.message_dict.get("reason", exc.messages)) from None
 
 
 class UserAddForm(AdminUserCreationForm):
@@ -87,17 +95,12 @@ class UserAddForm(AdminUserCreationForm):
         label="Staff status",
         help_text="May sign in to the admin (where every page of agentconfig lives).",
     )
-    reason = forms.CharField(
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 3, "required": True}),
-        help_text="Why this person gets an account and these roles — kept in the audit.",
+    reason = _ReasonField(
+        help_text="Why this person gets an account and these roles — kept in the audit."
     )
 
     class Meta(AdminUserCreationForm.Meta):
         fields = ("username", "email")
-
-    def clean_reason(self) -> str:
-        return _clean_reason(self.cleaned_data["reason"])
 
 
 class RolesForm(forms.Form):
@@ -115,17 +118,10 @@ class RolesForm(forms.Form):
         label="Superuser status",
         help_text="Holds every permission without being granted it. Only a superuser may grant it.",
     )
-    reason = forms.CharField(
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 3, "required": True}),
-        help_text="Why — kept in the audit with the roles before and after.",
-    )
+    reason = _ReasonField(help_text="Why — kept in the audit with the roles before and after.")
     # The roles the confirmation page showed as "before" (JSON): if they moved since,
     # the page no longer describes the change.
     expected = forms.CharField(required=False, widget=forms.HiddenInput)
-
-    def clean_reason(self) -> str:
-        return _clean_reason(self.cleaned_data["reason"])
 
     def clean_expected(self) -> dict[str, Any] | None:
         raw = self.cleaned_data["expected"]

@@ -31,17 +31,19 @@ from django.db.models import (
 )
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import URLPattern, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from agentconfig.core.actors import Actor
 from agentconfig.core.admin_pages import (
     HistoryAdmin,
+    ReadOnlyAdminMixin,
     ServiceAddAdmin,
     apply_service_error,
     page_context,
-    render_forbidden,
+    page_path,
+    refusals_as_pages,
     text_column,
 )
 from agentconfig.core.errors import Conflict, Forbidden
@@ -196,23 +198,15 @@ class EnvironmentAdmin(GovernedAdmin):
 
 
 @admin.register(Pointer)
-class PointerAdmin(HistoryAdmin):
+class PointerAdmin(ReadOnlyAdminMixin, HistoryAdmin):
+    """Read-only: a pointer moves only through deploy/rollback, which write the release log."""
+
     list_display = ("agent", "environment", "active_version", "updated_at", "updated_by")
     list_filter = ("environment", "agent")
     search_fields = ("agent__slug",)
     fields = ("agent", "environment", "stable_version", "updated_at", "updated_by")
     readonly_fields = fields
     updated_by = text_column("updated_by_label", "updated by")
-
-    # A pointer moves only through deploy/rollback, which write the release log.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Pointer | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Pointer | None = None) -> bool:
-        return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Pointer]:
         return without_version_text(
@@ -226,7 +220,9 @@ class PointerAdmin(HistoryAdmin):
 
 
 @admin.register(ReleaseLogEntry)
-class ReleaseLogEntryAdmin(admin.ModelAdmin):
+class ReleaseLogEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Read-only: the release log is append-only; rows come from the release services."""
+
     list_display = (
         "created_at",
         "agent",
@@ -256,20 +252,6 @@ class ReleaseLogEntryAdmin(admin.ModelAdmin):
     )
     readonly_fields = fields
     by = text_column("actor_label", "by")
-
-    # The release log is append-only; rows come from the deploy and rollback services.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(
-        self, request: HttpRequest, obj: ReleaseLogEntry | None = None
-    ) -> bool:
-        return False
-
-    def has_delete_permission(
-        self, request: HttpRequest, obj: ReleaseLogEntry | None = None
-    ) -> bool:
-        return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ReleaseLogEntry]:
         return without_version_text(
@@ -373,7 +355,9 @@ class CanaryPolicyAdmin(GovernedAdmin):
         )
 
 
-class CanaryDecisionInline(admin.TabularInline):
+class CanaryDecisionInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """Read-only: decisions are written by the analysis only."""
+
     model = CanaryDecision
     fields = ("created_at", "step_number", "percent", "verdict", "explanation")
     readonly_fields = fields
@@ -381,16 +365,6 @@ class CanaryDecisionInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
     ordering = ("-id",)
-
-    # Decisions are written by the analysis only.
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[CanaryDecision]:
         return super().get_queryset(request).defer("inputs")
@@ -405,7 +379,9 @@ class CanaryDecisionInline(admin.TabularInline):
 
 
 @admin.register(CanaryRollout)
-class CanaryRolloutAdmin(HistoryAdmin):
+class CanaryRolloutAdmin(ReadOnlyAdminMixin, HistoryAdmin):
+    """Read-only: rollouts are created and changed only by deployments.services.canaries."""
+
     list_display = (
         "agent",
         "environment",
@@ -441,16 +417,6 @@ class CanaryRolloutAdmin(HistoryAdmin):
     inlines = [CanaryDecisionInline]
     started_by = text_column("started_by_label", "started by")
     ended_by = text_column("ended_by_label", "ended by")
-
-    # Rollouts are created and changed only by deployments.services.canaries.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: CanaryRollout | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: CanaryRollout | None = None) -> bool:
-        return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[CanaryRollout]:
         return without_version_text(
@@ -517,7 +483,9 @@ class CanaryRolloutAdmin(HistoryAdmin):
 
 
 @admin.register(CanaryDecision)
-class CanaryDecisionAdmin(admin.ModelAdmin):
+class CanaryDecisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Read-only: the analysis' record, append-only."""
+
     list_display = ("created_at", "rollout", "step_number", "percent", "verdict", "summary")
     list_filter = ("verdict",)
     search_fields = ("explanation", "rollout__agent__slug")
@@ -532,20 +500,6 @@ class CanaryDecisionAdmin(admin.ModelAdmin):
         "inputs_json",
     )
     readonly_fields = fields
-
-    # The analysis' record: append-only.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(
-        self, request: HttpRequest, obj: CanaryDecision | None = None
-    ) -> bool:
-        return False
-
-    def has_delete_permission(
-        self, request: HttpRequest, obj: CanaryDecision | None = None
-    ) -> bool:
-        return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[CanaryDecision]:
         return without_version_text(
@@ -675,10 +629,11 @@ class ApiKeyAdmin(ServiceAddAdmin, HistoryAdmin):
 
     def get_urls(self) -> list[URLPattern]:
         return [
-            path(
+            page_path(
+                self,
                 "<path:object_id>/revoke/",
-                self.admin_site.admin_view(self.revoke_view),
-                name="deployments_apikey_revoke",
+                ApiKeyAdmin.revoke_view,
+                "deployments_apikey_revoke",
             ),
             *super().get_urls(),
         ]
@@ -693,6 +648,7 @@ class ApiKeyAdmin(ServiceAddAdmin, HistoryAdmin):
         extra_context = {**(extra_context or {}), "can_revoke": self.has_revoke_permission(request)}
         return super().change_view(request, object_id, form_url, extra_context)
 
+    @refusals_as_pages
     def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Confirm (with a reason) on GET, revoke on POST through revoke_api_key."""
         key = self.get_object(request, unquote(object_id))
@@ -700,24 +656,22 @@ class ApiKeyAdmin(ServiceAddAdmin, HistoryAdmin):
             raise Http404(f"There is no API key with id {object_id!r}.")
         change_url = reverse("admin:deployments_apikey_change", args=[key.pk])
         form = ApiKeyRevokeForm(request.POST if request.method == "POST" else None)
-        try:
-            Actor.of(request.user).require(REVOKE_PERMISSION, "revoke API keys")
-            if form.is_bound and form.is_valid():
-                revoke_api_key(
-                    key=key, actor=Actor.of(request.user), reason=form.cleaned_data["reason"]
-                )
+        actor = Actor.of(request.user)
+        actor.require(REVOKE_PERMISSION, "revoke API keys")
+        if form.is_bound and form.is_valid():
+            try:
+                revoke_api_key(key=key, actor=actor, reason=form.cleaned_data["reason"])
+            except Conflict as exc:  # revoked meanwhile: the key's page says so
+                messages.error(request, exc.message)
+                return HttpResponseRedirect(change_url)
+            except ValidationError as exc:
+                apply_service_error(form, exc)
+            else:
                 messages.success(
                     request,
                     f"Revoked API key {key.name!r}: runtimes presenting it are now refused.",
                 )
                 return HttpResponseRedirect(change_url)
-        except Forbidden as exc:
-            return render_forbidden(request, self, exc.message)
-        except Conflict as exc:
-            messages.error(request, exc.message)
-            return HttpResponseRedirect(change_url)
-        except ValidationError as exc:
-            apply_service_error(form, exc)
         context = page_context(request, self, f"Revoke API key {key.name}?", key=key, form=form)
         return TemplateResponse(
             request, "admin/deployments/apikey/revoke_confirmation.html", context

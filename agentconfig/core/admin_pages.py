@@ -9,13 +9,24 @@ Invariants:
   the button), which would move a pointer without a release-log row; POST is refused.
 - Objects whose creation has rules (agents, API keys) are created by their service,
   never by ModelAdmin.save_model, so the admin add page obeys the same rules as the CLI.
+- Records that only services write (release log, rollouts, decisions) are read-only
+  here: ReadOnlyAdminMixin answers no to add, change and delete.
+
+The three pieces every admin page uses:
+- `page_path`: a custom page of a ModelAdmin as a named URL, behind the admin's login.
+- `call_service`: call a service for a form; a refusal lands on the form (ValidationError
+  next to its field, any other ServiceError above the fields) and comes back as
+  `Refused(status)`, Forbidden propagates (refusals_as_pages renders it). Stock change
+  forms do the same through ServiceChangeMixin.
+- `ReadOnlyAdminMixin`: no add, change or delete, for admins and inlines.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import wraps
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -31,6 +42,7 @@ from django.http import (
     HttpResponseRedirect,
 )
 from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 from simple_history.admin import SimpleHistoryAdmin
 
 from agentconfig.core.errors import Forbidden, ServiceError
@@ -39,6 +51,31 @@ if TYPE_CHECKING:
     from agentconfig.models import Agent
 
 AdminPageView = Callable[..., HttpResponse]
+P = ParamSpec("P")
+T = TypeVar("T")
+# An attribute of the HttpRequest (never of the shared ModelAdmin): the refusal to show.
+_REFUSAL = "_service_refusal"
+
+
+def page_path(
+    model_admin: admin.ModelAdmin,
+    route: str,
+    view: AdminPageView,
+    name: str,
+    kwargs: dict[str, Any] | None = None,
+) -> URLPattern:
+    """A custom admin page as a named URL: `view(model_admin, request, **url parts)`,
+    reachable only by logged-in staff (admin_site.admin_view).
+
+    `view` is a page function taking the ModelAdmin first, or a method of the ModelAdmin's
+    class (`type(self).revoke_view`).
+    """
+
+    @wraps(view)
+    def bound(request: HttpRequest, *args: Any, **url_kwargs: Any) -> HttpResponse:
+        return view(model_admin, request, *args, **url_kwargs)
+
+    return path(route, model_admin.admin_site.admin_view(bound), kwargs, name=name)
 
 
 def apply_service_error(form: forms.BaseForm, error: ValidationError) -> None:
@@ -54,6 +91,43 @@ def apply_service_error(form: forms.BaseForm, error: ValidationError) -> None:
         else:
             # The service named something the form does not show: keep the name in the text.
             form.add_error(None, [f"{field}: {m}" for e in errors for m in e.messages])
+
+
+def show_refusal(form: forms.BaseForm, error: ValidationError | ServiceError) -> None:
+    """Put a service's refusal on `form`: a ValidationError next to the field it names,
+    any other refusal in the service's words above the fields."""
+    if isinstance(error, ValidationError):
+        apply_service_error(form, error)
+    else:
+        form.add_error(None, error.message)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A service refused; its words are on the form. `status`: that of the page showing it."""
+
+    status: int
+
+
+def call_service(
+    form: forms.BaseForm, service: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+) -> T | Refused:
+    """`service(*args, **kwargs)`, or Refused with the refusal shown on `form`.
+
+    A ValidationError is a 200 (the input is wrong: correct it), any other ServiceError its
+    own status (409 for a Conflict, ...). Forbidden is not caught: a page decorated with
+    refusals_as_pages renders it as the 403 page that names the missing permission.
+    """
+    try:
+        return service(*args, **kwargs)
+    except Forbidden:
+        raise
+    except ValidationError as exc:
+        show_refusal(form, exc)
+        return Refused(200)
+    except ServiceError as exc:
+        show_refusal(form, exc)
+        return Refused(exc.http_status)
 
 
 def render_forbidden(
@@ -136,9 +210,58 @@ class HistoryAdmin(SimpleHistoryAdmin):
         return super().history_form_view(request, object_id, version_id, extra_context)
 
 
+class ReadOnlyAdminMixin:
+    """An admin (or inline) for records only services write: no add, change or delete."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def _form_with_refusal(
+    form_class: type[forms.ModelForm], error: ValidationError | ServiceError, prefix: str
+) -> type[forms.ModelForm]:
+    """`form_class`, whose validation ends with the service's refusal on the form."""
+
+    # A subclass of a class given at runtime, which mypy cannot follow.
+    class RefusedForm(form_class):  # type: ignore[valid-type,misc]
+        def clean(self) -> dict[str, Any]:
+            cleaned = super().clean()
+            if isinstance(error, ValidationError):
+                apply_service_error(self, error)
+            else:
+                self.add_error(None, f"{prefix}{error.message}")
+            return cleaned
+
+    RefusedForm.__name__ = form_class.__name__
+    return RefusedForm
+
+
 class ServiceChangeMixin:
-    """The stock change form whose `save_model` calls a service: a refusal leaves nothing
-    saved (the form's transaction rolls back) and is shown on the same page, never a 500."""
+    """The stock add/change form whose save calls a service (`save_model`, or `save_form`).
+
+    A refusal (ValidationError, or any ServiceError: Forbidden, Conflict, ...) leaves nothing
+    saved (the view's transaction rolls back) and shows the same form again, status 200,
+    with what was typed and the service's words on it: next to the field a ValidationError
+    names, else above the fields after `refusal_prefix`. Never a 500, never a success message.
+    """
+
+    refusal_prefix = "Nothing was saved: "
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm]:
+        # A mixin: super() is the ModelAdmin it is mixed into, which mypy cannot know.
+        form_class = super().get_form(request, obj, change, **kwargs)  # type: ignore[misc]
+        refusal = getattr(request, _REFUSAL, None)
+        if refusal is None:
+            return form_class
+        return _form_with_refusal(form_class, refusal, self.refusal_prefix)
 
     def changeform_view(
         self,
@@ -148,15 +271,16 @@ class ServiceChangeMixin:
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
         try:
-            # A mixin: super() is the ModelAdmin it is mixed into, which mypy cannot know.
             return super().changeform_view(  # type: ignore[misc]
                 request, object_id, form_url, extra_context
             )
-        except ValidationError as exc:
-            messages.error(request, "Nothing was saved: " + " ".join(exc.messages))
-        except ServiceError as exc:
-            messages.error(request, f"Nothing was saved: {exc.message}")
-        return HttpResponseRedirect(request.get_full_path())
+        except (ValidationError, ServiceError) as exc:
+            # The view's transaction rolled back: nothing was saved. The same form again,
+            # which now carries the service's words (get_form); it does not validate.
+            setattr(request, _REFUSAL, exc)
+            return super().changeform_view(  # type: ignore[misc]
+                request, object_id, form_url, extra_context
+            )
 
 
 class ServiceDeleteMixin:
@@ -199,13 +323,11 @@ class ServiceAddAdmin(admin.ModelAdmin):
         form = self.add_form(request.POST if request.method == "POST" else None)
         if form.is_bound and form.is_valid():
             try:
-                return self.create_via_service(request, form)
-            except ValidationError as exc:
-                apply_service_error(form, exc)
+                created = call_service(form, self.create_via_service, request, form)
             except Forbidden as exc:
                 return render_forbidden(request, self, exc.message)
-            except ServiceError as exc:
-                form.add_error(None, exc.message)
+            if not isinstance(created, Refused):
+                return created
         fieldsets = [(None, {"fields": list(form.fields)})]
         # AdminForm and AdminErrorList take any form; django-stubs says a ModelForm.
         as_model_form = cast("forms.ModelForm[Any]", form)

@@ -54,6 +54,7 @@ from deployments import canary_admin_views as canary_pages
 from deployments.approvals import BREAK_GLASS_PERMISSION
 from deployments.models import DeploymentRequest, Environment, Pointer
 from deployments.selectors import list_finished_canaries, list_open_requests
+from versions.admin_links import without_version_text
 from versions.forms import AgentAddForm
 from versions.models import AgentVersion
 from versions.selectors import Drift, get_drift, get_drifts
@@ -114,19 +115,12 @@ class AgentAdmin(ServiceChangeMixin, ServiceAddAdmin, HistoryAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Agent]:
         # One query for every agent's pointers, whatever the page size (no N+1 in the list).
-        pointers = (
-            Pointer.objects.select_related(
-                "environment", "stable_version", "canary", "canary__canary_version"
-            )
-            # Only the versions' numbers are shown; a prompt may be 200,000 characters.
-            .defer(
-                "stable_version__system_prompt",
-                "stable_version__guardrails",
-                "canary__canary_version__system_prompt",
-                "canary__canary_version__guardrails",
-            )
-            .order_by("environment__position", "environment__slug")
-        )
+        # Only the versions' numbers are shown; a prompt may be 200,000 characters.
+        pointers = without_version_text(
+            Pointer.objects.select_related("environment", "canary"),
+            "stable_version",
+            "canary__canary_version",
+        ).order_by("environment__position", "environment__slug")
         # A subquery rather than Max() over a join, so the list's COUNT stays a plain count.
         latest = AgentVersion.objects.filter(agent=OuterRef("pk")).order_by("-version_number")
         return (

@@ -72,6 +72,28 @@ def get_object_for_page(model_admin: admin.ModelAdmin, request: HttpRequest, obj
     return obj
 
 
+def _object_to_change(
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    object_id: str,
+    permission: str,
+    action: str,
+) -> tuple[Any, Actor]:
+    """The object a page changes and the actor, once they may see it and hold `permission`."""
+    obj = get_object_for_page(model_admin, request, object_id)
+    actor = Actor.of(request.user)
+    actor.require(permission, action)
+    return obj, actor
+
+
+def _render(
+    request: HttpRequest, model_admin: admin.ModelAdmin, template: str, title: str, **extra: Any
+) -> TemplateResponse:
+    """One of our pages under templates/admin/evaluations/, in the admin's frame."""
+    context = page_context(request, model_admin, title, **extra)
+    return TemplateResponse(request, f"admin/evaluations/{template}.html", context)
+
+
 # --- suites ------------------------------------------------------------------------------
 
 
@@ -80,9 +102,14 @@ def new_suite_version_view(
     model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str
 ) -> HttpResponse:
     """Edit a suite's cases; saving creates the suite's next version."""
-    suite: EvaluationSuite = get_object_for_page(model_admin, request, object_id)
-    actor = Actor.of(request.user)
-    actor.require(suite_services.ADD_SUITE_VERSION_PERMISSION, "create suite versions")
+    suite: EvaluationSuite
+    suite, actor = _object_to_change(
+        model_admin,
+        request,
+        object_id,
+        suite_services.ADD_SUITE_VERSION_PERMISSION,
+        "create suite versions",
+    )
     latest = get_latest_suite_version(suite)
     if request.method == "POST":
         form = SuiteVersionForm(request.POST)
@@ -109,16 +136,16 @@ def new_suite_version_view(
     else:
         initial = {"cases": dump_cases(suite_services.cases_of(latest)) if latest else ""}
         form = SuiteVersionForm(initial=initial)
-    context = page_context(
+    return _render(
         request,
         model_admin,
+        "evaluationsuite/new_version",
         f"New version of the suite {suite}",
         suite=suite,
         latest=latest,
         next_number=(latest.version_number + 1) if latest else 1,
         form=form,
     )
-    return TemplateResponse(request, "admin/evaluations/evaluationsuite/new_version.html", context)
 
 
 def suite_version_page(
@@ -132,9 +159,10 @@ def suite_version_page(
     )
     can_run = request.user.has_perm(suite_services.RUN_PERMISSION)
     form = RunStartForm(suite_version=version) if can_run else None
-    context = page_context(
+    return _render(
         request,
         model_admin,
+        "suiteversion/detail",
         str(version),
         version=version,
         suite=version.suite,
@@ -142,7 +170,6 @@ def suite_version_page(
         runs=runs,
         form=form,
     )
-    return TemplateResponse(request, "admin/evaluations/suiteversion/detail.html", context)
 
 
 @refusals_as_pages
@@ -150,9 +177,10 @@ def start_run_view(
     model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str
 ) -> HttpResponse:
     """Run a version of the suite's agent on this suite version (queued for the worker)."""
-    version: SuiteVersion = get_object_for_page(model_admin, request, object_id)
-    actor = Actor.of(request.user)
-    actor.require(suite_services.RUN_PERMISSION, "run evaluations")
+    version: SuiteVersion
+    version, actor = _object_to_change(
+        model_admin, request, object_id, suite_services.RUN_PERMISSION, "run evaluations"
+    )
     form = RunStartForm(
         request.POST if request.method == "POST" else None,
         suite_version=version,
@@ -177,15 +205,15 @@ def start_run_view(
                 "cases. The worker runs it; this page follows its progress.",
             )
             return HttpResponseRedirect(run.get_absolute_url())
-    context = page_context(
+    return _render(
         request,
         model_admin,
+        "suiteversion/run",
         f"Run a version on {version}",
         version=version,
         suite=version.suite,
         form=form,
     )
-    return TemplateResponse(request, "admin/evaluations/suiteversion/run.html", context)
 
 
 # --- runs ----------------------------------------------------------------------------
@@ -201,9 +229,10 @@ def run_page(
         and run.cancel_requested_at is None
         and request.user.has_perm(suite_services.CANCEL_PERMISSION)
     )
-    context = page_context(
+    return _render(
         request,
         model_admin,
+        "evaluationrun/detail",
         f"Run of {run.version.label} on {run.suite_version.label}",
         run=run,
         done=done,
@@ -215,7 +244,6 @@ def run_page(
         reload_seconds=None if run.is_finished else RELOAD_SECONDS,
         show_endpoint_details=may_see_endpoint_details(request.user),
     )
-    return TemplateResponse(request, "admin/evaluations/evaluationrun/detail.html", context)
 
 
 @refusals_as_pages
@@ -223,9 +251,10 @@ def cancel_run_view(
     model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str
 ) -> HttpResponse:
     """Confirm on GET, cancel on POST through evaluations.services.suites.cancel_run."""
-    run: EvaluationRun = get_object_for_page(model_admin, request, object_id)
-    actor = Actor.of(request.user)
-    actor.require(suite_services.CANCEL_PERMISSION, "cancel evaluation runs")
+    run: EvaluationRun
+    run, actor = _object_to_change(
+        model_admin, request, object_id, suite_services.CANCEL_PERMISSION, "cancel evaluation runs"
+    )
     if request.method == "POST":
         try:
             suite_services.cancel_run(run=run, actor=actor)
@@ -238,16 +267,14 @@ def cancel_run_view(
             )
         return HttpResponseRedirect(run.get_absolute_url())
     done, total = get_run_progress(run)
-    context = page_context(
+    return _render(
         request,
         model_admin,
+        "evaluationrun/cancel_confirmation",
         f"Cancel the run of {run.version.label}?",
         run=run,
         done=done,
         total=total,
-    )
-    return TemplateResponse(
-        request, "admin/evaluations/evaluationrun/cancel_confirmation.html", context
     )
 
 
@@ -258,15 +285,15 @@ def compare_runs_view(
     """Two runs side by side, per case, regressions first."""
     candidate: EvaluationRun = get_object_for_page(model_admin, request, object_id)
     baseline: EvaluationRun = get_object_for_page(model_admin, request, baseline_id)
-    context = page_context(
+    return _render(
         request,
         model_admin,
+        "evaluationrun/compare",
         f"{candidate.version.label} compared with {baseline.version.label}",
         run=candidate,
         comparison=build_run_comparison(candidate, baseline),
         show_endpoint_details=may_see_endpoint_details(request.user),
     )
-    return TemplateResponse(request, "admin/evaluations/evaluationrun/compare.html", context)
 
 
 # --- gate ----------------------------------------------------------------------------------
@@ -313,9 +340,10 @@ def gate_view(model_admin: admin.ModelAdmin, request: HttpRequest) -> HttpRespon
         result = gates.check_gate(agent=agent, environment=environment, version=version)
         if result.candidate_run and result.baseline_run:
             comparison = build_run_comparison(result.candidate_run, result.baseline_run)
-    context = page_context(
+    return _render(
         request,
         model_admin,
+        "gateoverride/gate",
         "Evaluation gate",
         agents=agents,
         environments=environments,
@@ -328,4 +356,3 @@ def gate_view(model_admin: admin.ModelAdmin, request: HttpRequest) -> HttpRespon
         form=form,
         show_endpoint_details=may_see_endpoint_details(request.user),
     )
-    return TemplateResponse(request, "admin/evaluations/gateoverride/gate.html", context)

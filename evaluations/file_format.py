@@ -29,9 +29,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from evaluations.cases import CaseError, Problem, check_text, normalize_cases
+from evaluations.cases import CaseError, check_text, normalize_cases
 from versions.file_format import (
     AgentFileError,
+    Problem,
     file_name_mismatch,
     kind,
     load_yaml,

@@ -1,8 +1,9 @@
 """The pure modules stay pure: no Django, and project imports only of other pure modules.
 
-The list is the one place it is kept: pyproject.toml's mypy override that turns on every
---strict flag for them. Algorithms live there (bucketing, flag evaluation, canary
-statistics, diffs) so they can be tested, benchmarked and simulated without a database.
+The list is the one place it is kept: pyproject.toml's first mypy override that turns on
+every --strict flag (the second one, for the services and selectors, follows it).
+Algorithms live there (bucketing, flag evaluation, canary statistics, diffs, file formats)
+so they can be tested, benchmarked and simulated without a database.
 """
 
 from __future__ import annotations
@@ -17,17 +18,25 @@ ROOT = Path(__file__).resolve().parent.parent
 PROJECT_PACKAGES = {"agentconfig", "versions", "deployments", "flags", "evaluations"}
 
 
-def _pure_modules() -> list[str]:
+def _strict_overrides() -> list[list[str]]:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    [strict] = [
-        override
+    return [
+        override["module"]
         for override in config["tool"]["mypy"]["overrides"]
         if override.get("disallow_untyped_defs")
     ]
-    return sorted(strict["module"])
 
 
-PURE = _pure_modules()
+PURE_LIST, SERVICES_LIST = _strict_overrides()
+PURE = sorted(PURE_LIST)
+
+
+def _exists(module: str) -> bool:
+    """A module file, or for `package.*` a package directory."""
+    path = ROOT / module.removesuffix(".*").replace(".", "/")
+    if module.endswith(".*"):
+        return (path / "__init__.py").is_file()
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
 def _imports(module: str) -> set[str]:
@@ -48,6 +57,13 @@ def test_pure_modules__the_list_is_read__and_names_real_files():
     assert "deployments.canary_analysis" in PURE and "agentconfig.core.bucketing" in PURE
     for module in PURE:
         assert (ROOT / (module.replace(".", "/") + ".py")).is_file(), module
+
+
+def test_strict_services__the_list_names_real_modules__none_of_them_pure():
+    assert "deployments.services.releases" in SERVICES_LIST
+    for module in SERVICES_LIST:
+        assert _exists(module), module
+    assert not set(SERVICES_LIST) & set(PURE)
 
 
 @pytest.mark.parametrize("module", PURE)

@@ -215,7 +215,8 @@ class _StrictLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            # types-PyYAML leaves Parser.peek_event unannotated; it returns the AliasEvent.
+            event = self.peek_event()  # type: ignore[no-untyped-call]
             raise yaml.composer.ComposerError(
                 None,
                 None,
@@ -292,7 +293,8 @@ def _reads_back(value: str, style: str | None) -> bool:
     sample = {"k": {"k": value}}
     dumper_style = {"|": _LiteralProbe, None: _PlainProbe}[style]
     try:
-        return load_yaml(_dump(sample, dumper_style)) == sample
+        loaded: object = load_yaml(_dump(sample, dumper_style))
+        return loaded == sample
     except AgentFileError:
         return False
 

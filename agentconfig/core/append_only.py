@@ -6,7 +6,7 @@ delete(), and on PostgreSQL a trigger refuses UPDATE and DELETE from any client
 (raw SQL, another program, a hand-typed psql session).
 """
 
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from django.db import migrations, models
 
@@ -20,7 +20,10 @@ def _refuse(model: type[models.Model], operation: str) -> NoReturn:
     )
 
 
-class AppendOnlyQuerySet(models.QuerySet):
+_M = TypeVar("_M", bound=models.Model)
+
+
+class AppendOnlyQuerySet(models.QuerySet[_M]):
     def update(self, **kwargs: Any) -> NoReturn:
         _refuse(self.model, "update")
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models.expressions import RawSQL
@@ -158,7 +159,8 @@ class FeedReader:
         self._horizon = horizon
         return changes
 
-    def _postgres_rows(self, horizon: int | None) -> list[tuple]:
+    def _postgres_rows(self, horizon: int | None) -> list[tuple[Any, ...]]:
         with connection.cursor() as cursor:
             cursor.execute(_POSTGRES_POLL, [horizon])
-            return cursor.fetchall()
+            rows: list[tuple[Any, ...]] = cursor.fetchall()
+        return rows

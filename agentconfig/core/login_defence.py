@@ -61,12 +61,13 @@ def lockout_response(
 
 def client_ip(request: HttpRequest) -> str | None:
     """The client's address as the last trusted proxy saw it, else REMOTE_ADDR."""
-    remote = request.META.get("REMOTE_ADDR")
-    proxies = settings.AGENTCONFIG_TRUSTED_PROXY_COUNT
+    remote: str | None = request.META.get("REMOTE_ADDR")
+    proxies: int = settings.AGENTCONFIG_TRUSTED_PROXY_COUNT
     if proxies <= 0:
         return remote
     # Each trusted proxy appends the address it received from; the left part is the client's.
-    hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    forwarded: str = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    hops = [hop.strip() for hop in forwarded.split(",")]
     hops = [hop for hop in hops if hop]
     if len(hops) < proxies:
         return remote

@@ -293,18 +293,20 @@ class SettingsSubject:
 
 
 def _approvals_value(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
         try:
-            value = int(str(value).strip())
+            number = int(str(value).strip())
         except (TypeError, ValueError):
             raise ValidationError(
                 {"required_approvals": f"give a whole number, 0 or more; got {value!r}."}
             ) from None
-    if value < 0:
+    if number < 0:
         raise ValidationError(
-            {"required_approvals": f"must be 0 or more (0: no approval needed); got {value}."}
+            {"required_approvals": f"must be 0 or more (0: no approval needed); got {number}."}
         )
-    return value
+    return number
 
 
 def _check_approvers(environment: Environment, required: int) -> None:

@@ -35,7 +35,7 @@ import datetime as dt
 import math
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -179,7 +179,11 @@ def _parse_event(
 
 
 def _optional_number(
-    index: int, raw: dict, field: str, fail: Any, bounds: tuple[float, float]
+    index: int,
+    raw: dict[str, Any],
+    field: str,
+    fail: Callable[[str, str], None],
+    bounds: tuple[float, float],
 ) -> float | None:
     value = raw.get(field)
     if value is None or isinstance(value, str):
@@ -386,10 +390,10 @@ def _insert(
     quote = connection.ops.quote_name
     table = quote(meta.db_table)
     # The names are the model's concrete columns, never a reverse relation.
-    model_fields = [cast(Field, meta.get_field(name)) for name in fields]
+    model_fields = [cast("Field[Any, Any]", meta.get_field(name)) for name in fields]
 
     def column(name: str) -> str:
-        return quote(cast(str, cast(Field, meta.get_field(name)).column))
+        return quote(cast(str, cast("Field[Any, Any]", meta.get_field(name)).column))
 
     on_conflict = f"ON CONFLICT ({', '.join(column(name) for name in conflict)}) "
     if add:
@@ -419,14 +423,14 @@ def _insert(
     return result
 
 
-def _adapt(field: Field, values: Sequence[Any]) -> list[Any]:
+def _adapt(field: Field[Any, Any], values: Sequence[Any]) -> list[Any]:
     """The values as the database stores them (each distinct value adapted once)."""
     adapted = {value: field.get_db_prep_value(value, connection) for value in set(values)}
     return [adapted[value] for value in values]
 
 
 def _from_arrays(
-    head: str, on_conflict: str, fields: list[Field], columns: list[list[Any]]
+    head: str, on_conflict: str, fields: list[Field[Any, Any]], columns: list[list[Any]]
 ) -> tuple[str, list[Any]]:
     """PostgreSQL: one statement with a few parameters however many rows. psycopg finds a
     statement's placeholders in Python, which for a VALUES list of 1,000 rows took longer

@@ -21,7 +21,7 @@ The list reads drift for the whole page in two queries.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,7 @@ from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import URLPattern, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -44,6 +44,7 @@ from agentconfig.core.admin_pages import (
     HistoryAdmin,
     ServiceAddAdmin,
     ServiceChangeMixin,
+    page_path,
 )
 from agentconfig.models import Agent
 from agentconfig.site import request_views as request_pages
@@ -210,87 +211,47 @@ class AgentAdmin(ServiceChangeMixin, ServiceAddAdmin, HistoryAdmin):
         return self.response_add(request, agent)
 
     def get_urls(self) -> list[URLPattern]:
-        def page(view: AdminPageView) -> Callable[..., HttpResponse]:
-            def bound(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-                return view(self, request, *args, **kwargs)
+        def page(route: str, view: AdminPageView, name: str, **kwargs: str) -> URLPattern:
+            # Every page is under one agent: /admin/agentconfig/agent/<id>/<route>.
+            url_name = f"agentconfig_agent_{name}"
+            return page_path(self, f"<path:object_id>/{route}", view, url_name, kwargs or None)
 
-            return self.admin_site.admin_view(bound)
-
+        env = "<slug:environment>"
         urls = [
-            path(
-                "<path:object_id>/versions/new/",
-                page(version_pages.new_version_view),
-                name="agentconfig_agent_new_version",
+            page("versions/new/", version_pages.new_version_view, "new_version"),
+            page(f"deploy/{env}/apply/", deployment_pages.deploy_apply_view, "deploy_apply"),
+            page(f"deploy/{env}/", deployment_pages.deploy_view, "deploy"),
+            page(f"rollback/{env}/apply/", deployment_pages.rollback_apply_view, "rollback_apply"),
+            page(f"rollback/{env}/", deployment_pages.rollback_view, "rollback"),
+            page(f"request/{env}/submit/", request_pages.request_submit_view, "request_submit"),
+            page(f"request/{env}/", request_pages.request_view, "request"),
+            page(
+                f"breakglass/{env}/apply/",
+                request_pages.break_glass_apply_view,
+                "break_glass_apply",
             ),
-            path(
-                "<path:object_id>/deploy/<slug:environment>/apply/",
-                page(deployment_pages.deploy_apply_view),
-                name="agentconfig_agent_deploy_apply",
+            page(f"breakglass/{env}/", request_pages.break_glass_view, "break_glass"),
+            page("timeline/", timeline_views.timeline_view, "timeline"),
+            page(
+                f"canary/{env}/start/apply/",
+                canary_pages.canary_start_apply_view,
+                "canary_start_apply",
             ),
-            path(
-                "<path:object_id>/deploy/<slug:environment>/",
-                page(deployment_pages.deploy_view),
-                name="agentconfig_agent_deploy",
-            ),
-            path(
-                "<path:object_id>/rollback/<slug:environment>/apply/",
-                page(deployment_pages.rollback_apply_view),
-                name="agentconfig_agent_rollback_apply",
-            ),
-            path(
-                "<path:object_id>/rollback/<slug:environment>/",
-                page(deployment_pages.rollback_view),
-                name="agentconfig_agent_rollback",
-            ),
-            path(
-                "<path:object_id>/request/<slug:environment>/submit/",
-                page(request_pages.request_submit_view),
-                name="agentconfig_agent_request_submit",
-            ),
-            path(
-                "<path:object_id>/request/<slug:environment>/",
-                page(request_pages.request_view),
-                name="agentconfig_agent_request",
-            ),
-            path(
-                "<path:object_id>/breakglass/<slug:environment>/apply/",
-                page(request_pages.break_glass_apply_view),
-                name="agentconfig_agent_break_glass_apply",
-            ),
-            path(
-                "<path:object_id>/breakglass/<slug:environment>/",
-                page(request_pages.break_glass_view),
-                name="agentconfig_agent_break_glass",
-            ),
-            path(
-                "<path:object_id>/timeline/",
-                page(timeline_views.timeline_view),
-                name="agentconfig_agent_timeline",
-            ),
-            path(
-                "<path:object_id>/canary/<slug:environment>/start/apply/",
-                page(canary_pages.canary_start_apply_view),
-                name="agentconfig_agent_canary_start_apply",
-            ),
-            path(
-                "<path:object_id>/canary/<slug:environment>/start/",
-                page(canary_pages.canary_start_view),
-                name="agentconfig_agent_canary_start",
-            ),
+            page(f"canary/{env}/start/", canary_pages.canary_start_view, "canary_start"),
         ]
         for action in canary_pages.ACTIONS:
             urls += [
-                path(
-                    f"<path:object_id>/canary/<slug:environment>/{action}/apply/",
-                    page(canary_pages.canary_action_apply_view),
-                    {"action": action},
-                    name=f"agentconfig_agent_canary_{action}_apply",
+                page(
+                    f"canary/{env}/{action}/apply/",
+                    canary_pages.canary_action_apply_view,
+                    f"canary_{action}_apply",
+                    action=action,
                 ),
-                path(
-                    f"<path:object_id>/canary/<slug:environment>/{action}/",
-                    page(canary_pages.canary_action_view),
-                    {"action": action},
-                    name=f"agentconfig_agent_canary_{action}",
+                page(
+                    f"canary/{env}/{action}/",
+                    canary_pages.canary_action_view,
+                    f"canary_{action}",
+                    action=action,
                 ),
             ]
         return urls + super().get_urls()

@@ -17,31 +17,31 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import ValidationError
 from django.db.models import F, OuterRef, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import URLPattern, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from agentconfig.core.actors import Actor
 from agentconfig.core.admin_pages import (
-    AdminPageView,
-    apply_service_error,
+    ReadOnlyAdminMixin,
+    Refused,
+    call_service,
     get_agent_for_page,
     page_context,
+    page_path,
     refusals_as_pages,
     render_forbidden,
     text_column,
 )
-from agentconfig.core.errors import Forbidden, ServiceError
 from agentconfig.site import compare_views
 from deployments.diff_context import compare_url_for
 from deployments.models import Pointer
@@ -97,8 +97,9 @@ GIT_FIELDS = (
 )
 
 
+# Versions are append-only (ReadOnlyAdminMixin): view permission is all anyone gets here.
 @admin.register(AgentVersion)
-class AgentVersionAdmin(admin.ModelAdmin):
+class AgentVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "agent",
         "version_label",
@@ -155,16 +156,6 @@ class AgentVersionAdmin(admin.ModelAdmin):
         *GIT_FIELDS,
         "confirmation_display",
     )
-
-    # Versions are append-only: view permission is all anyone gets here.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: AgentVersion | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: AgentVersion | None = None) -> bool:
-        return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[AgentVersion]:
         # The number of the agent's newest version in git, per row: a version above it
@@ -318,28 +309,25 @@ class AgentVersionAdmin(admin.ModelAdmin):
         )
 
     def get_urls(self) -> list[URLPattern]:
-        def page(view: AdminPageView) -> Callable[..., HttpResponse]:
-            def bound(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-                return view(self, request, *args, **kwargs)
-
-            return self.admin_site.admin_view(bound)
-
         # Before the stock URLs: their "<path:object_id>/" would swallow "compare/...".
         return [
-            path(
+            page_path(
+                self,
                 "compare/<slug:agent_slug>/<str:spec>/",
-                page(compare_views.compare_view),
-                name="versions_agentversion_compare",
+                compare_views.compare_view,
+                "versions_agentversion_compare",
             ),
-            path(
+            page_path(
+                self,
                 "compare/<slug:agent_slug>/",
-                page(compare_views.compare_pick_view),
-                name="versions_agentversion_compare_pick",
+                compare_views.compare_pick_view,
+                "versions_agentversion_compare_pick",
             ),
-            path(
+            page_path(
+                self,
                 "<path:object_id>/download.yaml",
-                self.admin_site.admin_view(self.download_view),
-                name="versions_agentversion_download",
+                AgentVersionAdmin.download_view,
+                "versions_agentversion_download",
             ),
             *super().get_urls(),
         ]
@@ -377,22 +365,18 @@ def new_version_view(
         form = NewVersionForm(request.POST, agent=agent)
         if form.is_valid():
             derived_from = form.cleaned_data["derived_from"]
-            try:
-                version = create_version(
-                    agent=agent,
-                    actor=Actor.of(request.user),
-                    config=form.config(),
-                    change_description=form.cleaned_data["change_description"],
-                    source=Source.BROWSER,
-                    derived_from=derived_from,
-                )
-            except ValidationError as exc:
-                apply_service_error(form, exc)
-            except Forbidden:
-                raise
-            except ServiceError as exc:
-                form.add_error(None, exc.message)
-                status = exc.http_status
+            version = call_service(
+                form,
+                create_version,
+                agent=agent,
+                actor=Actor.of(request.user),
+                config=form.config(),
+                change_description=form.cleaned_data["change_description"],
+                source=Source.BROWSER,
+                derived_from=derived_from,
+            )
+            if isinstance(version, Refused):
+                status = version.status
             else:
                 messages.success(
                     request,

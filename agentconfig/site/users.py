@@ -22,7 +22,8 @@ Invariants:
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django import forms
 from django.contrib import admin, messages
@@ -49,11 +50,19 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from agentconfig.core import people
 from agentconfig.core.actors import Actor
-from agentconfig.core.admin_pages import apply_service_error, page_context, render_forbidden
-from agentconfig.core.errors import Conflict, ServiceError
+from agentconfig.core.admin_pages import (
+    ReadOnlyAdminMixin,
+    Refused,
+    call_service,
+    page_context,
+    render_forbidden,
+    show_refusal,
+)
+from agentconfig.core.errors import Forbidden
 from agentconfig.core.reasons import validate_reason
 
 User = get_user_model()
+T = TypeVar("T")
 ROLE_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions")
 ALLOWED = ("GET", "HEAD", "POST")
 # As django.contrib.auth.admin defines it (django-stubs does not declare that one).
@@ -136,6 +145,26 @@ class RolesForm(forms.Form):
         return expected
 
 
+def _on_form(form: forms.BaseForm, service: Callable[..., T], **kwargs: Any) -> T | Refused:
+    """call_service, but Forbidden too is shown on the form (status 403): these pages are
+    open to the person; it is the roles they asked for that they may not grant."""
+    try:
+        return call_service(form, service, **kwargs)
+    except Forbidden as exc:
+        show_refusal(form, exc)
+        return Refused(exc.http_status)
+
+
+def _plan_roles_change(**roles: Any) -> people.RolesChange:
+    """people.plan_roles_change, refusing a change that changes nothing."""
+    change = people.plan_roles_change(**roles)
+    if not change.changes_anything:
+        raise ValidationError(
+            f"{change.username} already has exactly these roles: nothing to change."
+        )
+    return change
+
+
 admin.site.unregister(User)
 
 
@@ -210,21 +239,19 @@ class UserAdmin(auth_admin.UserAdmin):
         status = 200
         if form.is_bound and form.is_valid():
             data = form.cleaned_data
-            try:
-                user = people.create_user(
-                    username=data["username"],
-                    email=data.get("email", ""),
-                    actor=Actor.of(request.user),
-                    reason=data["reason"],
-                    groups=data["groups"],
-                    password=data["password1"] if data["set_usable_password"] else None,
-                    is_staff=data["is_staff"],
-                )
-            except ValidationError as exc:
-                apply_service_error(form, exc)
-            except ServiceError as exc:
-                form.add_error(None, exc.message)
-                status = exc.http_status
+            user = _on_form(
+                form,
+                people.create_user,
+                username=data["username"],
+                email=data.get("email", ""),
+                actor=Actor.of(request.user),
+                reason=data["reason"],
+                groups=data["groups"],
+                password=data["password1"] if data["set_usable_password"] else None,
+                is_staff=data["is_staff"],
+            )
+            if isinstance(user, Refused):
+                status = user.status
             else:
                 self.log_addition(request, user, [{"added": {}}])
                 return self.response_add(request, user)
@@ -285,41 +312,29 @@ class UserAdmin(auth_admin.UserAdmin):
         if not form.is_valid():
             return self._roles_page(request, user, form)
         data = form.cleaned_data
-        actor = Actor.of(request.user)
-        try:
-            if "confirm" not in request.POST:
-                change = people.plan_roles_change(
-                    user=user,
-                    groups=data["groups"],
-                    is_staff=data["is_staff"],
-                    is_superuser=data["is_superuser"],
-                    actor=actor,
-                )
-                if not change.changes_anything:
-                    raise ValidationError(
-                        f"{change.username} already has exactly these roles: nothing to change."
-                    )
-                return self._roles_confirmation(request, user, form, change)
-            updated = people.set_roles(
-                user=user,
-                groups=data["groups"],
-                is_staff=data["is_staff"],
-                is_superuser=data["is_superuser"],
-                actor=actor,
-                reason=data["reason"],
-                expected_before=data["expected"],
-            )
-        except ValidationError as exc:
-            apply_service_error(form, exc)
-            return self._roles_page(request, user, form)
-        except Conflict as exc:
-            # What the person confirmed is no longer the real before: the form shows the
-            # roles as they are now, to decide again.
-            form.add_error(None, exc.message)
-            return self._roles_page(request, user, form, status=exc.http_status)
-        except ServiceError as exc:
-            form.add_error(None, exc.message)
-            return self._roles_page(request, user, form, status=exc.http_status)
+        roles = {
+            "user": user,
+            "groups": data["groups"],
+            "is_staff": data["is_staff"],
+            "is_superuser": data["is_superuser"],
+            "actor": Actor.of(request.user),
+        }
+        if "confirm" not in request.POST:
+            change = _on_form(form, _plan_roles_change, **roles)
+            if isinstance(change, Refused):
+                return self._roles_page(request, user, form, status=change.status)
+            return self._roles_confirmation(request, user, form, change)
+        # A Conflict (what the person confirmed is no longer the real before) shows the
+        # form with the roles as they are now, to decide again.
+        updated = _on_form(
+            form,
+            people.set_roles,
+            **roles,
+            reason=data["reason"],
+            expected_before=data["expected"],
+        )
+        if isinstance(updated, Refused):
+            return self._roles_page(request, user, form, status=updated.status)
         self.log_change(
             request, updated, [{"changed": {"fields": ["groups", "is_staff", "is_superuser"]}}]
         )
@@ -371,12 +386,5 @@ admin.site.unregister(Group)
 
 
 @admin.register(Group)
-class ReadOnlyGroupAdmin(GroupAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Group | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Group | None = None) -> bool:
-        return False
+class ReadOnlyGroupAdmin(ReadOnlyAdminMixin, GroupAdmin):
+    """Groups and their permissions can be read here, never added, changed or deleted."""

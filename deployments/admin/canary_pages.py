@@ -1,6 +1,6 @@
 """Canaries from the browser: start one; advance, promote, abort or re-size the running one.
 
-Each flow has the three steps of deployments.admin_views (Django's delete confirmation):
+Each flow has the three steps of deployments.admin.release_pages (Django's delete confirmation):
 1. GET  …/canary/<environment>/<action>/        a form (a reason, and what the action needs);
 2. POST …/canary/<environment>/<action>/        validates it and shows what will happen;
 3. POST …/canary/<environment>/<action>/apply/  calls deployments.services.canaries, then
@@ -21,8 +21,6 @@ Invariants:
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,8 +30,6 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllow
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils import timezone
-from django.utils.safestring import SafeString, mark_safe
 
 from agentconfig.core.actors import Actor
 from agentconfig.core.admin_pages import (
@@ -44,8 +40,7 @@ from agentconfig.core.admin_pages import (
 )
 from agentconfig.core.errors import Conflict, Forbidden, NotFound, ServiceError
 from agentconfig.models import Agent
-from deployments import canary_chart
-from deployments.canary_analysis import ArmCounts, Decision
+from deployments.admin.canary_panels import at_last_step, rollout_steps, step_rows
 from deployments.diff_context import build_diff_context
 from deployments.forms import (
     CanaryActionForm,
@@ -54,22 +49,13 @@ from deployments.forms import (
     version_choices,
 )
 from deployments.models import (
-    CanaryDecision,
-    CanaryPolicy,
     CanaryRollout,
     Environment,
     Pointer,
-    ReleaseLogEntry,
-    Track,
 )
 from deployments.selectors import (
-    get_canary_policies,
-    get_canary_step_totals,
     get_environment,
     get_pointer,
-    list_canary_outcome_series,
-    list_canary_step_changes,
-    list_recent_canary_decisions,
 )
 from deployments.services import canaries as canary_services
 from versions.models import AgentVersion
@@ -89,33 +75,6 @@ ACTION_VERBS = {
     "abort": "abort canaries",
     "percent": "change canaries",
 }
-
-
-@dataclass(frozen=True)
-class StepRow:
-    number: int
-    percent: float
-    bake_seconds: int
-    current: bool = False
-    done: bool = False
-
-    @property
-    def bake_minutes(self) -> int:
-        return self.bake_seconds // 60
-
-
-def step_rows(rollout: CanaryRollout) -> list[StepRow]:
-    """The rollout's steps for display, marking the current one."""
-    return [
-        StepRow(
-            number=index + 1,
-            percent=bp / 100,
-            bake_seconds=bake,
-            current=index == rollout.step_index,
-            done=index < rollout.step_index,
-        )
-        for index, (bp, bake) in enumerate(rollout.steps)
-    ]
 
 
 @dataclass(frozen=True)
@@ -243,10 +202,7 @@ def _start_confirmation_page(
     form: CanaryStartForm,
 ) -> TemplateResponse:
     version: AgentVersion = form.cleaned_data["version"]
-    plan = [
-        StepRow(number=index + 1, percent=bp / 100, bake_seconds=form.bake_seconds)
-        for index, bp in enumerate(form.cleaned_data["plan"])
-    ]
+    plan = step_rows([(bp, form.bake_seconds) for bp in form.cleaned_data["plan"]])
     return _render(
         request,
         model_admin,
@@ -358,42 +314,22 @@ def _action_form_page(
         status,
         action=action,
         form=form,
-        steps=step_rows(target.rollout) if target.rollout else [],
-        at_last_step=_at_last_step(target.rollout),
+        steps=rollout_steps(target.rollout) if target.rollout else [],
+        at_last_step=at_last_step(target.rollout),
         submit_url=_url(model_admin, f"canary_{action}", target),
     )
-
-
-def _at_last_step(rollout: CanaryRollout | None) -> bool:
-    return rollout is not None and rollout.step_index + 1 >= len(rollout.steps)
 
 
 def _check_action(target: CanaryTarget, action: str, form: CanaryActionForm) -> bool:
     """Refuse on the form, before the confirmation, what the service would refuse for the state."""
     rollout = target.rollout
-    if action == "advance" and rollout is not None and _at_last_step(rollout):
+    if action == "advance" and rollout is not None and at_last_step(rollout):
         form.add_error(
             None,
             f"the canary is at its last step ({rollout.percent:g} %); promote it or abort it.",
         )
         return False
     return True
-
-
-def _percent_plan(rollout: CanaryRollout, basis_points: int) -> list[StepRow]:
-    """The steps after a percentage change, as `set_canary_percent` makes them."""
-    index = rollout.step_index
-    steps = canary_services.steps_after_percent_change(rollout, basis_points)
-    return [
-        StepRow(
-            number=i + 1,
-            percent=bp / 100,
-            bake_seconds=seconds,
-            current=i == index,
-            done=i < index,
-        )
-        for i, (bp, seconds) in enumerate(steps)
-    ]
 
 
 def _action_confirmation_page(
@@ -406,10 +342,13 @@ def _action_confirmation_page(
     rollout = form.rollout
     extra: dict[str, Any] = {}
     if action == "advance":
-        extra["next_step"] = step_rows(rollout)[rollout.step_index + 1]
+        extra["next_step"] = rollout_steps(rollout)[rollout.step_index + 1]
     elif action == "percent":
         extra["new_percent"] = form.cleaned_data["percent"] / 100
-        extra["new_steps"] = _percent_plan(rollout, form.cleaned_data["percent"])
+        extra["new_steps"] = step_rows(
+            canary_services.steps_after_percent_change(rollout, form.cleaned_data["percent"]),
+            rollout.step_index,
+        )
     elif action == "promote":
         extra.update(
             active=rollout.stable_version,
@@ -424,7 +363,7 @@ def _action_confirmation_page(
         f"{ACTION_TITLES[action]} of {target.agent.slug} in {target.environment.name}?",
         action=action,
         form=form,
-        steps=step_rows(rollout),
+        steps=rollout_steps(rollout),
         canary_state=target.canary_state,
         apply_url=_url(model_admin, f"canary_{action}_apply", target),
         back_url=_url(model_admin, f"canary_{action}", target),
@@ -535,189 +474,3 @@ def canary_action_apply_view(
         form.add_error(None, exc.message)
         return _action_form_page(request, model_admin, target, action, form, exc.http_status)
     return _done(request, target, message)
-
-
-# --- the canary panels of the agent page -----------------------------------------------
-
-DECISIONS_SHOWN = 10
-FINISHED_SHOWN = 5
-
-
-@dataclass(frozen=True)
-class ArmRow:
-    """One arm's outcomes in the current step and since the canary started."""
-
-    label: str
-    version: AgentVersion
-    step: ArmCounts
-    total: ArmCounts
-
-    @property
-    def step_rate(self) -> str:
-        return _rate_text(self.step)
-
-    @property
-    def total_rate(self) -> str:
-        return _rate_text(self.total)
-
-
-def _rate_text(counts: ArmCounts) -> str:
-    return canary_chart.format_percent(counts.error_rate) if counts.n else "—"
-
-
-@dataclass(frozen=True)
-class DecisionRow:
-    decision: CanaryDecision
-
-    @property
-    def step_number(self) -> int:
-        return self.decision.step_index + 1
-
-    @property
-    def percent(self) -> float:
-        return self.decision.basis_points / 100
-
-
-@dataclass(frozen=True)
-class CanaryPanel:
-    """What the agent page shows about the running canary in one environment."""
-
-    rollout: CanaryRollout
-    stable: AgentVersion
-    steps: list[StepRow]
-    policy: CanaryPolicy
-    arms: list[ArmRow]
-    decisions: list[DecisionRow]
-    chart: SafeString
-    baked_seconds: float
-    # The analysis of the step as it stands now (what canary_watch would decide).
-    analysis: Decision
-
-    @property
-    def deadline(self) -> dt.datetime:
-        return canary_services.deadline_of(self.rollout, self.policy)
-
-    @property
-    def step_number(self) -> int:
-        return self.rollout.step_index + 1
-
-    @property
-    def bake_seconds(self) -> int:
-        return self.rollout.steps[self.rollout.step_index][1]
-
-    @property
-    def baked_minutes(self) -> int:
-        return int(self.baked_seconds // 60)
-
-    @property
-    def bake_minutes(self) -> int:
-        return self.bake_seconds // 60
-
-    @property
-    def bake_done(self) -> bool:
-        return self.baked_seconds >= self.bake_seconds
-
-    @property
-    def at_last_step(self) -> bool:
-        return _at_last_step(self.rollout)
-
-    @property
-    def has_step_data(self) -> bool:
-        return any(arm.step.n for arm in self.arms)
-
-    @property
-    def has_data(self) -> bool:
-        return any(arm.total.n for arm in self.arms)
-
-    @property
-    def more_decisions(self) -> bool:
-        return len(self.decisions) >= DECISIONS_SHOWN
-
-
-def build_canary_panels(pointers: Sequence[Pointer], *, now: dt.datetime) -> dict[int, CanaryPanel]:
-    """The panel of each pointer with a running canary, by environment id, in a fixed number
-    of queries whatever the number of environments and decisions.
-
-    Each pointer must come with its environment, stable version and canary (with the
-    canary's version) loaded.
-    """
-    running = [(p, p.canary) for p in pointers if p.canary is not None]
-    if not running:
-        return {}
-    rollouts = [rollout for _, rollout in running]
-    step_totals = get_canary_step_totals(rollouts)
-    series = list_canary_outcome_series(rollouts, until=now)
-    changes = list_canary_step_changes(rollouts)
-    decisions = list_recent_canary_decisions(rollouts, limit=DECISIONS_SHOWN)
-    policies = get_canary_policies([p.environment for p, _ in running])
-    panels = {}
-    for pointer, rollout in running:
-        # The rollout's stable version is the pointer's while it runs (deploys are refused).
-        stable = pointer.stable_version
-        samples = series[rollout.pk]
-        arms = [
-            ArmRow(
-                label=label,
-                version=version,
-                step=step_totals.get((rollout.pk, track), ArmCounts()),
-                total=ArmCounts(
-                    n=sum(s.n for s in samples if s.track == track),
-                    errors=sum(s.errors for s in samples if s.track == track),
-                ),
-            )
-            for label, version, track in (
-                ("Stable", stable, Track.STABLE),
-                ("Canary", rollout.canary_version, Track.CANARY),
-            )
-        ]
-        policy = policies[pointer.environment_id]
-        analysis = canary_services.judge(rollout, policy, step_totals, now=now)
-        panels[pointer.environment_id] = CanaryPanel(
-            rollout=rollout,
-            stable=stable,
-            steps=step_rows(rollout),
-            policy=policy,
-            arms=arms,
-            decisions=[DecisionRow(d) for d in decisions[rollout.pk]],
-            chart=_chart(pointer, rollout, stable, samples, changes[rollout.pk], now),
-            baked_seconds=max((now - rollout.step_started_at).total_seconds(), 0.0),
-            analysis=analysis,
-        )
-    return panels
-
-
-def _chart(
-    pointer: Pointer,
-    rollout: CanaryRollout,
-    stable: AgentVersion,
-    samples: list[canary_chart.Sample],
-    changes: list[ReleaseLogEntry],
-    now: dt.datetime,
-) -> SafeString:
-    minutes = canary_chart.choose_bucket_minutes(now - rollout.started_at)
-    local = [
-        canary_chart.Sample(timezone.localtime(s.start), s.track, s.n, s.errors) for s in samples
-    ]
-    markers = [
-        canary_chart.Marker(timezone.localtime(entry.created_at), f"→ {percent:g} %")
-        for entry in changes
-        if isinstance(percent := entry.details.get("to_percent"), int | float)
-    ]
-    svg = canary_chart.error_rate_svg(
-        canary_chart.bucket_samples(local, minutes=minutes),
-        start=timezone.localtime(rollout.started_at),
-        end=timezone.localtime(now),
-        title=(
-            f"Error rate of {pointer.agent.slug} in {pointer.environment.name}: canary "
-            f"{rollout.canary_version.label} and stable {stable.label}"
-        ),
-        description=(
-            "Share of failed outcomes per arm since the canary started; dotted vertical "
-            "lines mark changes of the canary's percentage."
-        ),
-        chart_id=f"canary-chart-{pointer.environment.slug}",
-        markers=markers,
-        time_zone=timezone.get_current_timezone_name(),
-    )
-    # canary_chart escapes every text it writes (tested with markup in names).
-    return mark_safe(svg)  # noqa: S308

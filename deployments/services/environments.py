@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 
 from agentconfig.core.actors import Actor
 from agentconfig.core.audit_records import record_audit
@@ -72,6 +72,7 @@ CANARY_POLICY_FIELDS = (
     "deadline_action",
 )
 _MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
+_Policy = TypeVar("_Policy", bound=models.Model)
 
 
 class SettingsApprovalRequired(Forbidden):
@@ -339,21 +340,82 @@ def _changed(values: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if other.get(key) != value}
 
 
+# --- an environment's policies (its canary policy here, its evaluation policy above) ----
+
+
+def policy_values(policy: models.Model, fields: Sequence[str]) -> dict[str, Any]:
+    """A policy's settings, as data (audit records, fingerprints)."""
+    return {field: getattr(policy, field) for field in fields}
+
+
+def policy_state(model: type[models.Model], fields: Sequence[str], environment: Environment) -> str:
+    """The fingerprint of the environment's saved `model` policy ({} when none is saved)."""
+    policy = model._default_manager.filter(environment=environment).first()
+    return fingerprint(policy_values(policy, fields) if policy else {})
+
+
+NO_POLICY_STATE = fingerprint({})
+
+
+def save_policy(
+    model: type[_Policy],
+    *,
+    fields: Sequence[str],
+    environment: Environment,
+    values: Mapping[str, Any],
+    actor: Actor,
+    reason: str,
+    expected_state: str | None,
+    add_permission: str,
+    action: AuditAction,
+) -> _Policy:
+    """Save the environment's one `model` row (created if none was saved) from `values`.
+
+    The caller has checked the change permission, the reason and the values. Under the
+    environment's lock: the add permission for a first policy, `expected_state` against
+    what is saved, the model's validation; then the save and its AuditRecord (`action`),
+    both skipped when nothing changes.
+    """
+    name = model._meta.verbose_name
+    with transaction.atomic():
+        locked = lock_environment(environment)
+        policy = model._default_manager.filter(environment=locked).first()
+        if policy is None:
+            actor.require(add_permission, f"create {model._meta.verbose_name_plural}")
+            policy = model(environment=locked)
+        # {} before: none was saved (the documented defaults applied).
+        before = policy_values(policy, fields) if policy.pk is not None else {}
+        check_expected_state(fingerprint(before), expected_state, f"the {name} of {locked.slug}")
+        for field, value in values.items():
+            setattr(policy, field, value)
+        policy.full_clean(exclude=["environment"], validate_unique=False)
+        after = policy_values(policy, fields)
+        if after == before:
+            return policy  # nothing to change: no save, no record
+        policy.save()
+        record_audit(
+            action=action,
+            actor=actor,
+            reason=reason,
+            subject_label=f"{name} of {locked.slug}",
+            environment_id=locked.pk,
+            before=_changed(before, after),
+            after=_changed(after, before),
+        )
+        return policy
+
+
 # --- canary policies -------------------------------------------------------------------
 
 
 def canary_policy_values(policy: CanaryPolicy) -> dict[str, Any]:
     """A canary policy's settings, as data (the defaults for an unsaved one)."""
-    return {field: getattr(policy, field) for field in CANARY_POLICY_FIELDS}
+    return policy_values(policy, CANARY_POLICY_FIELDS)
 
 
 def canary_policy_state(environment: Environment) -> str:
     """The fingerprint of the environment's saved canary policy ({} when none is saved)."""
-    policy = CanaryPolicy.objects.filter(environment=environment).first()
-    return fingerprint(canary_policy_values(policy) if policy else {})
-
-
-NO_POLICY_STATE = fingerprint({})
+    return policy_state(CanaryPolicy, CANARY_POLICY_FIELDS, environment)
 
 
 def clean_canary_policy(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -456,35 +518,17 @@ def set_canary_policy(
     """
     actor.require(CANARY_POLICY_PERMISSION, "change canary policies")
     reason = validate_reason(reason)
-    cleaned = clean_canary_policy(values)
-    with transaction.atomic():
-        locked = lock_environment(environment)
-        policy = CanaryPolicy.objects.filter(environment=locked).first()
-        if policy is None:
-            actor.require(ADD_CANARY_POLICY_PERMISSION, "create canary policies")
-            policy = CanaryPolicy(environment=locked)
-        # {} before: none was saved, the documented defaults applied.
-        before = canary_policy_values(policy) if policy.pk is not None else {}
-        check_expected_state(
-            fingerprint(before), expected_state, f"the canary policy of {locked.slug}"
-        )
-        for field, value in cleaned.items():
-            setattr(policy, field, value)
-        policy.full_clean(exclude=["environment"], validate_unique=False)
-        after = canary_policy_values(policy)
-        if after == before:
-            return policy  # nothing to change: no save, no record
-        policy.save()
-        record_audit(
-            action=AuditAction.CANARY_POLICY,
-            actor=actor,
-            reason=reason,
-            subject_label=f"canary policy of {locked.slug}",
-            environment_id=locked.pk,
-            before=_changed(before, after),
-            after=_changed(after, before),
-        )
-        return policy
+    return save_policy(
+        CanaryPolicy,
+        fields=CANARY_POLICY_FIELDS,
+        environment=environment,
+        values=clean_canary_policy(values),
+        actor=actor,
+        reason=reason,
+        expected_state=expected_state,
+        add_permission=ADD_CANARY_POLICY_PERMISSION,
+        action=AuditAction.CANARY_POLICY,
+    )
 
 
 def _number(values: dict[str, Any], field: str, optional: bool, refuse: Any) -> float | None:

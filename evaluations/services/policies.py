@@ -19,14 +19,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from django.db import transaction
-
 from agentconfig.core.actors import Actor
-from agentconfig.core.audit_records import record_audit
 from agentconfig.core.reasons import validate_reason
 from agentconfig.models import AuditAction
 from deployments.models import Environment
-from deployments.services.environments import check_expected_state, fingerprint, lock_environment
+from deployments.services.environments import (
+    fingerprint,
+    policy_state,
+    policy_values,
+    save_policy,
+)
 from evaluations.models import EvaluationPolicy
 
 ADD_POLICY_PERMISSION = "evaluations.add_evaluationpolicy"
@@ -45,13 +47,12 @@ _TEXT_FIELDS = ("suite_slug", "base_url", "api_key_env", "judge_model")
 
 def evaluation_policy_values(policy: EvaluationPolicy) -> dict[str, Any]:
     """A policy's settings, as data (audit records, fingerprints)."""
-    return {field: getattr(policy, field) for field in POLICY_FIELDS}
+    return policy_values(policy, POLICY_FIELDS)
 
 
 def evaluation_policy_state(environment: Environment) -> str:
     """The fingerprint of the environment's saved policy ({} when none is saved)."""
-    policy = EvaluationPolicy.objects.filter(environment=environment).first()
-    return fingerprint(evaluation_policy_values(policy) if policy else {})
+    return policy_state(EvaluationPolicy, POLICY_FIELDS, environment)
 
 
 NO_POLICY_STATE = fingerprint({})
@@ -75,38 +76,26 @@ def set_evaluation_policy(
     unknown = sorted(set(values) - set(POLICY_FIELDS))
     if unknown:
         raise TypeError(f"set_evaluation_policy: unknown fields {unknown}")
-    with transaction.atomic():
-        locked = lock_environment(environment)
-        policy = EvaluationPolicy.objects.filter(environment=locked).first()
-        if policy is None:
-            actor.require(ADD_POLICY_PERMISSION, "create evaluation policies")
-            policy = EvaluationPolicy(environment=locked)
-        # {} before: none was saved, so no environment gated on evaluation.
-        before = evaluation_policy_values(policy) if policy.pk is not None else {}
-        check_expected_state(
-            fingerprint(before), expected_state, f"the evaluation policy of {locked.slug}"
-        )
-        for field, value in values.items():
-            if field in _TEXT_FIELDS:
-                value = (value or "").strip()
-            elif field == "judge_prompt":
-                value = (value or "").replace("\r\n", "\n")
-            setattr(policy, field, value)
-        # The model's validators and clean(): tolerance 0-1, a suite slug, a base URL that
-        # agentconfig.core.outbound.check_url accepts (https, public addresses), and a key
-        # variable from EVAL_API_KEY_NAMES, never any other variable of the worker.
-        policy.full_clean(exclude=["environment"], validate_unique=False)
-        after = evaluation_policy_values(policy)
-        if after == before:
-            return policy  # nothing to change: no save, no record
-        policy.save()
-        record_audit(
-            action=AuditAction.EVALUATION_POLICY,
-            actor=actor,
-            reason=reason,
-            subject_label=f"evaluation policy of {locked.slug}",
-            environment_id=locked.pk,
-            before={k: v for k, v in before.items() if after.get(k) != v},
-            after={k: v for k, v in after.items() if before.get(k) != v},
-        )
-        return policy
+    # save_policy runs the model's validators and clean(): tolerance 0-1, a suite slug, a
+    # base URL that agentconfig.core.outbound.check_url accepts (https, public addresses),
+    # and a key variable from EVAL_API_KEY_NAMES, never any other variable of the worker.
+    # With no policy saved, no environment gated on evaluation (its state is {}).
+    return save_policy(
+        EvaluationPolicy,
+        fields=POLICY_FIELDS,
+        environment=environment,
+        values={field: _normalised(field, value) for field, value in values.items()},
+        actor=actor,
+        reason=reason,
+        expected_state=expected_state,
+        add_permission=ADD_POLICY_PERMISSION,
+        action=AuditAction.EVALUATION_POLICY,
+    )
+
+
+def _normalised(field: str, value: Any) -> Any:
+    if field in _TEXT_FIELDS:
+        return (value or "").strip()
+    if field == "judge_prompt":
+        return (value or "").replace("\r\n", "\n")
+    return value

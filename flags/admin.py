@@ -12,29 +12,30 @@ Invariants:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import ValidationError
-from django.db.models import Prefetch, QuerySet
+from django.db import transaction
+from django.db.models import Model, Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import URLPattern, path, reverse
+from django.urls import URLPattern, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from agentconfig.core.actors import Actor
 from agentconfig.core.admin_pages import (
-    AdminPageView,
     HistoryAdmin,
     ServiceAddAdmin,
+    ServiceChangeMixin,
     ServiceDeleteMixin,
+    page_path,
+    render_forbidden,
     text_column,
 )
-from agentconfig.core.errors import ServiceError
+from agentconfig.core.errors import Forbidden, ServiceError
 from deployments.models import Environment
 from flags import admin_views as flag_pages
 from flags.approvals import KILL_SWITCH_PERMISSION, ApprovalRequired
@@ -73,16 +74,37 @@ class EnvironmentRow:
         return len(self.state.rules) if self.state else 0
 
 
-class _RefusedChange(Exception):
-    """A service refused the change form's save; raised out of the form's transaction."""
+class ServiceDeletedAdmin(ServiceDeleteMixin, ServiceAddAdmin, HistoryAdmin):
+    """Created and deleted by services, on the object's delete page and by the list's
+    "delete selected" action alike: a refusal deletes none of the selected objects and is
+    shown as on the delete page (Forbidden: the 403 page; other refusals: a message)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    def delete_via_service(self, request: HttpRequest, obj: Any) -> None:
+        raise NotImplementedError
+
+    def delete_model(self, request: HttpRequest, obj: Model) -> None:
+        self.delete_via_service(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        # All or none: a refusal of one rolls back those deleted before it.
+        with transaction.atomic():
+            for obj in queryset:
+                self.delete_via_service(request, obj)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        try:
+            return super().changelist_view(request, extra_context)
+        except Forbidden as exc:
+            return render_forbidden(request, self, exc.message)
+        except ServiceError as exc:
+            messages.error(request, f"Nothing was deleted: {exc.message}")
+            return HttpResponseRedirect(request.get_full_path())
 
 
 @admin.register(Flag)
-class FlagAdmin(ServiceDeleteMixin, ServiceAddAdmin, HistoryAdmin):
+class FlagAdmin(ServiceChangeMixin, ServiceDeletedAdmin):
     add_form = FlagAddForm
     list_display = ("key", "kind", "scope", "environments", "owner", "updated_at")
     list_filter = ("kind", ("agent", admin.RelatedOnlyFieldListFilter))
@@ -179,63 +201,33 @@ class FlagAdmin(ServiceDeleteMixin, ServiceAddAdmin, HistoryAdmin):
     def save_model(
         self, request: HttpRequest, obj: Flag, form: forms.BaseForm, change: bool
     ) -> None:
+        # A refusal (a ValidationError only after a race with another editor: the form
+        # checked the same rules) is shown on the form by ServiceChangeMixin.
         data = form.cleaned_data
-        try:
-            update_flag(
-                flag=Flag.objects.get(pk=obj.pk),
-                actor=Actor.of(request.user),
-                description=data["description"],
-                owner=data["owner"],
-                variants=data.get("variants"),
-            )
-        except ValidationError as exc:
-            # Only after a race with another editor: the form checked the same rules.
-            raise _RefusedChange(" ".join(exc.messages)) from None
-        except ServiceError as exc:
-            raise _RefusedChange(exc.message) from None
+        update_flag(
+            flag=Flag.objects.get(pk=obj.pk),
+            actor=Actor.of(request.user),
+            description=data["description"],
+            owner=data["owner"],
+            variants=data.get("variants"),
+        )
 
-    def changeform_view(
-        self,
-        request: HttpRequest,
-        object_id: str | None = None,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except _RefusedChange as exc:
-            # The form's transaction was rolled back: nothing was saved.
-            messages.error(request, f"Nothing was saved: {exc.message}")
-            return HttpResponseRedirect(request.path)
-
-    def delete_model(self, request: HttpRequest, obj: Flag) -> None:
+    def delete_via_service(self, request: HttpRequest, obj: Flag) -> None:
         delete_flag(flag=obj, actor=Actor.of(request.user))
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Flag]) -> None:
-        for flag in queryset:
-            delete_flag(flag=flag, actor=Actor.of(request.user))
 
     # --- the flag page -------------------------------------------------------------------
 
     def get_urls(self) -> list[URLPattern]:
-        def page(view: AdminPageView) -> Callable[..., HttpResponse]:
-            def bound(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-                return view(self, request, *args, **kwargs)
-
-            return self.admin_site.admin_view(bound)
-
         environment = "<path:object_id>/environments/<slug:environment>"
-        urls = [
-            path(f"{environment}/rules/", page(flag_pages.rules_view), name="flags_flag_rules"),
-            path(f"{environment}/enable/", page(flag_pages.enable_view), name="flags_flag_enable"),
-            path(f"{environment}/kill/", page(flag_pages.kill_view), name="flags_flag_kill"),
-            path(
-                "<path:object_id>/evaluate/",
-                page(flag_pages.evaluate_view),
-                name="flags_flag_evaluate",
+        return [
+            page_path(self, f"{environment}/rules/", flag_pages.rules_view, "flags_flag_rules"),
+            page_path(self, f"{environment}/enable/", flag_pages.enable_view, "flags_flag_enable"),
+            page_path(self, f"{environment}/kill/", flag_pages.kill_view, "flags_flag_kill"),
+            page_path(
+                self, "<path:object_id>/evaluate/", flag_pages.evaluate_view, "flags_flag_evaluate"
             ),
+            *super().get_urls(),
         ]
-        return urls + super().get_urls()
 
     def change_view(
         self,
@@ -278,7 +270,7 @@ class FlagAdmin(ServiceDeleteMixin, ServiceAddAdmin, HistoryAdmin):
 
 
 @admin.register(ToolGate)
-class ToolGateAdmin(ServiceDeleteMixin, ServiceAddAdmin, HistoryAdmin):
+class ToolGateAdmin(ServiceDeletedAdmin):
     add_form = ToolGateAddForm
     list_display = ("agent", "tool_name", "flag_link", "created_at", "created_by")
     list_filter = (("agent", admin.RelatedOnlyFieldListFilter),)
@@ -314,9 +306,5 @@ class ToolGateAdmin(ServiceDeleteMixin, ServiceAddAdmin, HistoryAdmin):
         )
         return HttpResponseRedirect(reverse("admin:flags_toolgate_changelist"))
 
-    def delete_model(self, request: HttpRequest, obj: ToolGate) -> None:
+    def delete_via_service(self, request: HttpRequest, obj: ToolGate) -> None:
         delete_tool_gate(gate=obj, actor=Actor.of(request.user))
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ToolGate]) -> None:
-        for gate in queryset:
-            delete_tool_gate(gate=gate, actor=Actor.of(request.user))

@@ -9,6 +9,7 @@ is refused with 405 and changes nothing.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from agentconfig.core.actors import Actor
-from agentconfig.core.admin_pages import apply_service_error, page_context, refusals_as_pages
+from agentconfig.core.admin_pages import page_context, refusals_as_pages, show_refusal
 from agentconfig.core.errors import Conflict, Forbidden, NotFound, ServiceError
 from deployments.models import Environment
 from deployments.selectors import get_environment
@@ -150,17 +151,41 @@ def propose_instead(request: HttpRequest, refusal: ApprovalRequired, reason: str
     )
 
 
-def _propose_on_form(
-    request: HttpRequest, form: Any, refusal: ApprovalRequired, reason: str
+def _apply(
+    request: HttpRequest,
+    model_admin: admin.ModelAdmin,
+    form: Any,
+    target: Target,
+    change: Callable[[], object],
+    success: str,
+    *,
+    warn_on_conflict: bool,
 ) -> HttpResponse | None:
-    """propose_instead, with its refusals shown on `form` (None: re-render the form)."""
+    """Apply a page's change: the flag page with `success`, or the change request opened
+    with the form's reason where the environment needs approval (propose_instead).
+
+    A refusal is shown on `form` (None: show the page again). With `warn_on_conflict`, a
+    Conflict (the flag is already in that state) is a warning on the flag page instead.
+    """
     try:
-        return propose_instead(request, refusal, reason)
+        change()
+    except ApprovalRequired as exc:
+        try:
+            return propose_instead(request, exc, form.cleaned_data["reason"])
+        except (ValidationError, ServiceError) as refusal:
+            show_refusal(form, refusal)
+            return None
+    except Conflict as exc:
+        if not warn_on_conflict:
+            show_refusal(form, exc)
+            return None
+        messages.warning(request, exc.message)
     except ValidationError as exc:
-        apply_service_error(form, exc)
-    except ServiceError as exc:
-        form.add_error(None, exc.message)
-    return None
+        show_refusal(form, exc)
+        return None
+    else:
+        messages.success(request, success)
+    return HttpResponseRedirect(_flag_url(model_admin, target.flag))
 
 
 # --- rules ------------------------------------------------------------------------------
@@ -188,8 +213,12 @@ def rules_view(
     )
     if form.is_bound and form.is_valid():
         data = form.cleaned_data
-        try:
-            set_flag_rules(
+        applied = _apply(
+            request,
+            model_admin,
+            form,
+            target,
+            lambda: set_flag_rules(
                 flag=flag,
                 environment=target.environment,
                 actor=Actor.of(request.user),
@@ -198,22 +227,13 @@ def rules_view(
                 off_variant=data["off_variant"],
                 expected_revision=data["revision"],
                 reason=data["reason"],
-            )
-        except ApprovalRequired as exc:
-            proposed = _propose_on_form(request, form, exc, data["reason"])
-            if proposed is not None:
-                return proposed
-        except ValidationError as exc:
-            apply_service_error(form, exc)
-        except Conflict as exc:
-            form.add_error(None, exc.message)
-        else:
-            messages.success(
-                request,
-                f"Saved the rules of {flag.key} in {target.environment.slug}; runtimes use them "
-                "from their next request.",
-            )
-            return HttpResponseRedirect(_flag_url(model_admin, flag))
+            ),
+            f"Saved the rules of {flag.key} in {target.environment.slug}; runtimes use them "
+            "from their next request.",
+            warn_on_conflict=False,
+        )
+        if applied is not None:
+            return applied
     return _render(
         request,
         model_admin,
@@ -239,26 +259,23 @@ def enable_view(
     target = _load(model_admin, request, object_id, environment, CHANGE_PERMISSION, "turn flags on")
     form = ReasonForm(request.POST if request.method == "POST" else None, required=False)
     if form.is_bound and form.is_valid():
-        try:
-            set_flag_enabled(
+        applied = _apply(
+            request,
+            model_admin,
+            form,
+            target,
+            lambda: set_flag_enabled(
                 flag=target.flag,
                 environment=target.environment,
                 enabled=True,
                 actor=Actor.of(request.user),
                 reason=form.cleaned_data["reason"],
-            )
-        except ApprovalRequired as exc:
-            proposed = _propose_on_form(request, form, exc, form.cleaned_data["reason"])
-            if proposed is not None:
-                return proposed
-        except ValidationError as exc:
-            apply_service_error(form, exc)
-        except Conflict as exc:
-            messages.warning(request, exc.message)
-            return HttpResponseRedirect(_flag_url(model_admin, target.flag))
-        else:
-            messages.success(request, f"Turned {target.flag.key} on in {target.environment.slug}.")
-            return HttpResponseRedirect(_flag_url(model_admin, target.flag))
+            ),
+            f"Turned {target.flag.key} on in {target.environment.slug}.",
+            warn_on_conflict=True,
+        )
+        if applied is not None:
+            return applied
     return _render(
         request,
         model_admin,
@@ -282,25 +299,23 @@ def kill_view(
     )
     form = ReasonForm(request.POST if request.method == "POST" else None, required=True)
     if form.is_bound and form.is_valid():
-        try:
-            kill_flag(
+        applied = _apply(
+            request,
+            model_admin,
+            form,
+            target,
+            lambda: kill_flag(
                 flag=target.flag,
                 environment=target.environment,
                 actor=Actor.of(request.user),
                 reason=form.cleaned_data["reason"],
-            )
-        except ValidationError as exc:
-            apply_service_error(form, exc)
-        except Conflict as exc:
-            messages.warning(request, exc.message)
-            return HttpResponseRedirect(_flag_url(model_admin, target.flag))
-        else:
-            messages.success(
-                request,
-                f"Kill switch: {target.flag.key} is off in {target.environment.slug}; everyone "
-                f"gets {target.off_variant} from their next request.",
-            )
-            return HttpResponseRedirect(_flag_url(model_admin, target.flag))
+            ),
+            f"Kill switch: {target.flag.key} is off in {target.environment.slug}; everyone "
+            f"gets {target.off_variant} from their next request.",
+            warn_on_conflict=True,
+        )
+        if applied is not None:
+            return applied
     return _render(
         request,
         model_admin,

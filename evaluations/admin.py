@@ -10,12 +10,11 @@ Invariants:
 - An override is recorded by evaluations.services.gate_overrides, from the gate page,
   which shows the gate's verdict and the two runs before asking for the reason.
 - A policy is saved only by evaluations.services.policies.set_evaluation_policy, with a
-  reason (deployments.governance_admin: refusals stay on the form); never deleted here.
+  reason (deployments.admin.governed: refusals stay on the form); never deleted here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -23,20 +22,21 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import URLPattern, path, reverse
+from django.urls import URLPattern, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from agentconfig.core.actors import Actor
 from agentconfig.core.admin_pages import (
-    AdminPageView,
     HistoryAdmin,
+    ReadOnlyAdminMixin,
     ServiceAddAdmin,
     ServiceChangeMixin,
+    page_path,
     refusals_as_pages,
     text_column,
 )
-from deployments.governance_admin import GovernedAdmin
+from deployments.admin.governed import GovernedAdmin
 from evaluations import admin_views as pages
 from evaluations import gate as gates
 from evaluations.forms import EvaluationPolicyForm, RunStartForm, SuiteAddForm
@@ -52,13 +52,6 @@ from evaluations.models import (
 from evaluations.selectors import list_runs_with_progress
 from evaluations.services import suites as suite_services
 from evaluations.services.policies import NO_POLICY_STATE, POLICY_FIELDS, set_evaluation_policy
-
-
-def _bind(model_admin: admin.ModelAdmin, view: AdminPageView) -> Callable[..., HttpResponse]:
-    def bound(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return view(model_admin, request, *args, **kwargs)
-
-    return model_admin.admin_site.admin_view(bound)
 
 
 def _link(url: str, text: str) -> SafeString:
@@ -99,10 +92,11 @@ class EvaluationSuiteAdmin(ServiceChangeMixin, ServiceAddAdmin, HistoryAdmin):
 
     def get_urls(self) -> list[URLPattern]:
         return [
-            path(
+            page_path(
+                self,
                 "<path:object_id>/new-version/",
-                _bind(self, pages.new_suite_version_view),
-                name="evaluations_evaluationsuite_new_version",
+                pages.new_suite_version_view,
+                "evaluations_evaluationsuite_new_version",
             ),
             *super().get_urls(),
         ]
@@ -184,30 +178,21 @@ class EvaluationSuiteAdmin(ServiceChangeMixin, ServiceAddAdmin, HistoryAdmin):
 
 
 @admin.register(SuiteVersion)
-class SuiteVersionAdmin(admin.ModelAdmin):
+class SuiteVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Created by the suite's "Edit cases" page or sync_evals; never edited or deleted."""
+
     list_display = ("__str__", "case_count", "source", "created_at", "created_by")
     list_filter = ("source", ("suite__agent", admin.RelatedOnlyFieldListFilter))
     search_fields = ("suite__slug", "suite__agent__slug", "change_description")
     created_by = text_column("created_by_label", "created by")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # created by the suite's "Edit cases" page or sync_evals
-
-    def has_change_permission(self, request: HttpRequest, obj: SuiteVersion | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: SuiteVersion | None = None) -> bool:
-        return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[SuiteVersion]:
         return super().get_queryset(request).select_related("suite__agent")
 
     def get_urls(self) -> list[URLPattern]:
         return [
-            path(
-                "<path:object_id>/run/",
-                _bind(self, pages.start_run_view),
-                name="evaluations_suiteversion_run",
+            page_path(
+                self, "<path:object_id>/run/", pages.start_run_view, "evaluations_suiteversion_run"
             ),
             *super().get_urls(),
         ]
@@ -219,7 +204,7 @@ class SuiteVersionAdmin(admin.ModelAdmin):
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        return _bind(self, _suite_version_page)(request, object_id)
+        return _suite_version_page(self, request, object_id)
 
 
 @refusals_as_pages
@@ -283,15 +268,17 @@ class EvaluationRunAdmin(ServiceAddAdmin):
 
     def get_urls(self) -> list[URLPattern]:
         return [
-            path(
+            page_path(
+                self,
                 "<path:object_id>/cancel/",
-                _bind(self, pages.cancel_run_view),
-                name="evaluations_evaluationrun_cancel",
+                pages.cancel_run_view,
+                "evaluations_evaluationrun_cancel",
             ),
-            path(
+            page_path(
+                self,
                 "<path:object_id>/compare/<path:baseline_id>/",
-                _bind(self, pages.compare_runs_view),
-                name="evaluations_evaluationrun_compare",
+                pages.compare_runs_view,
+                "evaluations_evaluationrun_compare",
             ),
             *super().get_urls(),
         ]
@@ -303,7 +290,7 @@ class EvaluationRunAdmin(ServiceAddAdmin):
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        return _bind(self, _run_page)(request, object_id)
+        return _run_page(self, request, object_id)
 
     def create_via_service(self, request: HttpRequest, form: forms.BaseForm) -> HttpResponse:
         data = form.cleaned_data
@@ -375,7 +362,7 @@ class EvaluationPolicyAdmin(GovernedAdmin):
 
 
 @admin.register(GateOverride)
-class GateOverrideAdmin(admin.ModelAdmin):
+class GateOverrideAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("created_at", "agent", "environment", "version", "gate_status", "by", "reason")
     list_filter = ("environment", ("agent", admin.RelatedOnlyFieldListFilter))
     search_fields = ("agent__slug", "actor_label", "reason")
@@ -395,14 +382,9 @@ class GateOverrideAdmin(admin.ModelAdmin):
     readonly_fields = fields
     by = text_column("actor_label", "by")
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
+    # Never edited or deleted (ReadOnlyAdminMixin); added on the gate page by those who may.
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm(gates.OVERRIDE_PERMISSION)
-
-    def has_change_permission(self, request: HttpRequest, obj: GateOverride | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: GateOverride | None = None) -> bool:
-        return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[GateOverride]:
         return super().get_queryset(request).select_related("agent", "environment", "version")
@@ -411,4 +393,4 @@ class GateOverrideAdmin(admin.ModelAdmin):
         self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         # Adding an override is the gate page: the verdict and the runs come before the reason.
-        return _bind(self, pages.gate_view)(request)
+        return pages.gate_view(self, request)

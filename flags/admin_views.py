@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import wraps
 from typing import Any
 
 from django.contrib import admin, messages
@@ -27,7 +28,12 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from agentconfig.core.actors import Actor
-from agentconfig.core.admin_pages import page_context, refusals_as_pages, show_refusal
+from agentconfig.core.admin_pages import (
+    AdminPageView,
+    page_context,
+    refusals_as_pages,
+    show_refusal,
+)
 from agentconfig.core.errors import Conflict, Forbidden, NotFound, ServiceError
 from deployments.models import Environment
 from deployments.selectors import get_environment
@@ -82,22 +88,34 @@ def get_flag_for_page(model_admin: admin.ModelAdmin, request: HttpRequest, objec
     return flag
 
 
-def _load(
-    model_admin: admin.ModelAdmin,
-    request: HttpRequest,
-    object_id: str,
-    environment: str,
-    permission: str,
-    action: str,
-) -> Target:
-    flag = get_flag_for_page(model_admin, request, object_id)
-    Actor.of(request.user).require(permission, action)
-    try:
-        env = get_environment(environment)
-    except NotFound as exc:
-        raise Http404(exc.message) from None
-    state = FlagEnvironment.objects.filter(flag=flag, environment=env).first()
-    return Target(flag, env, state)
+TargetPage = Callable[[admin.ModelAdmin, HttpRequest, Target], HttpResponse]
+
+
+def target_page(permission: str, action: str) -> Callable[[TargetPage], AdminPageView]:
+    """A page that changes a flag in one environment (URL parts object_id, environment):
+    GET, HEAD or POST only; 404 for an unknown flag or environment; Forbidden (the 403
+    page) unless the user may view flags and holds `permission`."""
+
+    def decorate(view: TargetPage) -> AdminPageView:
+        @refusals_as_pages
+        @wraps(view)
+        def page(
+            model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str, environment: str
+        ) -> HttpResponse:
+            if request.method not in ALLOWED:
+                return HttpResponseNotAllowed(ALLOWED)
+            flag = get_flag_for_page(model_admin, request, object_id)
+            Actor.of(request.user).require(permission, action)
+            try:
+                env = get_environment(environment)
+            except NotFound as exc:
+                raise Http404(exc.message) from None
+            state = FlagEnvironment.objects.filter(flag=flag, environment=env).first()
+            return view(model_admin, request, Target(flag, env, state))
+
+        return page
+
+    return decorate
 
 
 def _flag_url(model_admin: admin.ModelAdmin, flag: Flag) -> str:
@@ -156,19 +174,27 @@ def _apply(
     model_admin: admin.ModelAdmin,
     form: Any,
     target: Target,
-    change: Callable[[], object],
     success: str,
+    service: Callable[..., object],
     *,
     warn_on_conflict: bool,
+    **fields: Any,
 ) -> HttpResponse | None:
-    """Apply a page's change: the flag page with `success`, or the change request opened
-    with the form's reason where the environment needs approval (propose_instead).
+    """Apply a page's change, `service(flag, environment, actor, the form's reason, **fields)`:
+    the flag page with `success`, or the change request opened with the form's reason where
+    the environment needs approval (propose_instead).
 
     A refusal is shown on `form` (None: show the page again). With `warn_on_conflict`, a
     Conflict (the flag is already in that state) is a warning on the flag page instead.
     """
     try:
-        change()
+        service(
+            flag=target.flag,
+            environment=target.environment,
+            actor=Actor.of(request.user),
+            reason=form.cleaned_data["reason"],
+            **fields,
+        )
     except ApprovalRequired as exc:
         try:
             return propose_instead(request, exc, form.cleaned_data["reason"])
@@ -191,16 +217,9 @@ def _apply(
 # --- rules ------------------------------------------------------------------------------
 
 
-@refusals_as_pages
-def rules_view(
-    model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str, environment: str
-) -> HttpResponse:
+@target_page(CHANGE_PERMISSION, "change flag rules")
+def rules_view(model_admin: admin.ModelAdmin, request: HttpRequest, target: Target) -> HttpResponse:
     """Edit a flag's rules and default/off variants in one environment."""
-    if request.method not in ALLOWED:
-        return HttpResponseNotAllowed(ALLOWED)
-    target = _load(
-        model_admin, request, object_id, environment, CHANGE_PERMISSION, "change flag rules"
-    )
     flag, state = target.flag, target.state
     initial = {
         "default_variant": state.default_variant if state else flag.initial_variants[0],
@@ -218,19 +237,14 @@ def rules_view(
             model_admin,
             form,
             target,
-            lambda: set_flag_rules(
-                flag=flag,
-                environment=target.environment,
-                actor=Actor.of(request.user),
-                rules=data["rules"],
-                default_variant=data["default_variant"],
-                off_variant=data["off_variant"],
-                expected_revision=data["revision"],
-                reason=data["reason"],
-            ),
             f"Saved the rules of {flag.key} in {target.environment.slug}; runtimes use them "
             "from their next request.",
+            set_flag_rules,
             warn_on_conflict=False,
+            rules=data["rules"],
+            default_variant=data["default_variant"],
+            off_variant=data["off_variant"],
+            expected_revision=data["revision"],
         )
         if applied is not None:
             return applied
@@ -249,14 +263,11 @@ def rules_view(
 # --- on / off ---------------------------------------------------------------------------
 
 
-@refusals_as_pages
+@target_page(CHANGE_PERMISSION, "turn flags on")
 def enable_view(
-    model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str, environment: str
+    model_admin: admin.ModelAdmin, request: HttpRequest, target: Target
 ) -> HttpResponse:
     """Confirm on GET, turn the flag on in the environment on POST."""
-    if request.method not in ALLOWED:
-        return HttpResponseNotAllowed(ALLOWED)
-    target = _load(model_admin, request, object_id, environment, CHANGE_PERMISSION, "turn flags on")
     form = ReasonForm(request.POST if request.method == "POST" else None, required=False)
     if form.is_bound and form.is_valid():
         applied = _apply(
@@ -264,15 +275,10 @@ def enable_view(
             model_admin,
             form,
             target,
-            lambda: set_flag_enabled(
-                flag=target.flag,
-                environment=target.environment,
-                enabled=True,
-                actor=Actor.of(request.user),
-                reason=form.cleaned_data["reason"],
-            ),
             f"Turned {target.flag.key} on in {target.environment.slug}.",
+            set_flag_enabled,
             warn_on_conflict=True,
+            enabled=True,
         )
         if applied is not None:
             return applied
@@ -287,16 +293,9 @@ def enable_view(
     )
 
 
-@refusals_as_pages
-def kill_view(
-    model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str, environment: str
-) -> HttpResponse:
+@target_page(KILL_SWITCH_PERMISSION, "use the kill switch")
+def kill_view(model_admin: admin.ModelAdmin, request: HttpRequest, target: Target) -> HttpResponse:
     """The kill switch: confirm with a reason on GET, turn the flag off on POST."""
-    if request.method not in ALLOWED:
-        return HttpResponseNotAllowed(ALLOWED)
-    target = _load(
-        model_admin, request, object_id, environment, KILL_SWITCH_PERMISSION, "use the kill switch"
-    )
     form = ReasonForm(request.POST if request.method == "POST" else None, required=True)
     if form.is_bound and form.is_valid():
         applied = _apply(
@@ -304,14 +303,9 @@ def kill_view(
             model_admin,
             form,
             target,
-            lambda: kill_flag(
-                flag=target.flag,
-                environment=target.environment,
-                actor=Actor.of(request.user),
-                reason=form.cleaned_data["reason"],
-            ),
             f"Kill switch: {target.flag.key} is off in {target.environment.slug}; everyone "
             f"gets {target.off_variant} from their next request.",
+            kill_flag,
             warn_on_conflict=True,
         )
         if applied is not None:

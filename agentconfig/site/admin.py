@@ -1,10 +1,10 @@
 """The agent pages: the list with what is active where, and each agent's hub page.
 
 The agent page links to every action on an agent: New version (agentconfig.site.versions_admin),
-Deploy… and Roll back… per environment (deployments.admin_views), Request deployment…
+Deploy… and Roll back… per environment (deployments.admin.release_pages), Request deployment…
 and Break glass… (agentconfig.site.request_views), Start canary… and the running
 canary's Advance… / Promote now… / Abort… / Change percentage…
-(deployments.canary_admin_views), and the Timeline (agentconfig.site.timeline_views). Their
+(deployments.admin.canary_pages), and the Timeline (agentconfig.site.timeline_views). Their
 URLs live here, under the agent, so they read as
 /admin/agentconfig/agent/<id>/deploy/<environment>/ and
 /admin/agentconfig/agent/<id>/canary/<environment>/advance/.
@@ -50,8 +50,8 @@ from agentconfig.models import Agent
 from agentconfig.site import request_views as request_pages
 from agentconfig.site import timeline_views
 from agentconfig.site import versions_admin as version_pages
-from deployments import admin_views as deployment_pages
-from deployments import canary_admin_views as canary_pages
+from deployments.admin import canary_pages, canary_panels
+from deployments.admin import release_pages as deployment_pages
 from deployments.approvals import BREAK_GLASS_PERMISSION
 from deployments.models import DeploymentRequest, Environment, Pointer
 from deployments.selectors import list_finished_canaries, list_open_requests
@@ -80,7 +80,7 @@ class OpenRequestRow:
 class EnvironmentRow:
     environment: Environment
     pointer: Pointer | None
-    canary: canary_pages.CanaryPanel | None = None
+    canary: canary_panels.CanaryPanel | None = None
     open_requests: list[OpenRequestRow] = field(default_factory=list)
 
     @property
@@ -271,7 +271,7 @@ class AgentAdmin(ServiceChangeMixin, ServiceAddAdmin, HistoryAdmin):
     def _overview(self, request: HttpRequest, agent: Agent) -> dict[str, Any]:
         """Where each version is active and the agent's newest versions, for its page."""
         pointers = {p.environment_id: p for p in agent.pointers.all()}
-        panels = canary_pages.build_canary_panels(list(pointers.values()), now=timezone.now())
+        panels = canary_panels.build_canary_panels(list(pointers.values()), now=timezone.now())
         open_requests: dict[int, list[OpenRequestRow]] = {}
         for open_request in list_open_requests(agent):
             pointer = pointers.get(open_request.environment_id)
@@ -321,5 +321,5 @@ class AgentAdmin(ServiceChangeMixin, ServiceAddAdmin, HistoryAdmin):
             "can_rollback": user.has_perm(deployment_pages.ROLLBACK_PERMISSION),
             "can_manage_canary": user.has_perm(canary_pages.MANAGE_PERMISSION),
             "canaries": [row for row in environments if row.canary is not None],
-            "finished_canaries": list_finished_canaries(agent, limit=canary_pages.FINISHED_SHOWN),
+            "finished_canaries": list_finished_canaries(agent, limit=canary_panels.FINISHED_SHOWN),
         }

@@ -62,6 +62,29 @@ def _score(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
+class DetailPageMixin:
+    """The change page is our own read-only page, `detail_page(model_admin, request, obj)`."""
+
+    detail_page: staticmethod[[admin.ModelAdmin, HttpRequest, Any], HttpResponse]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        return _detail_page(self, request, object_id)
+
+
+@refusals_as_pages
+def _detail_page(
+    model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str
+) -> HttpResponse:
+    obj = pages.get_object_for_page(model_admin, request, object_id)
+    return model_admin.detail_page(model_admin, request, obj)  # type: ignore[attr-defined]
+
+
 @admin.register(EvaluationSuite)
 class EvaluationSuiteAdmin(ServiceChangeMixin, ServiceAddAdmin, HistoryAdmin):
     add_form = SuiteAddForm
@@ -178,8 +201,10 @@ class EvaluationSuiteAdmin(ServiceChangeMixin, ServiceAddAdmin, HistoryAdmin):
 
 
 @admin.register(SuiteVersion)
-class SuiteVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class SuiteVersionAdmin(DetailPageMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Created by the suite's "Edit cases" page or sync_evals; never edited or deleted."""
+
+    detail_page = staticmethod(pages.suite_version_page)
 
     list_display = ("__str__", "case_count", "source", "created_at", "created_by")
     list_filter = ("source", ("suite__agent", admin.RelatedOnlyFieldListFilter))
@@ -197,24 +222,6 @@ class SuiteVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        return _suite_version_page(self, request, object_id)
-
-
-@refusals_as_pages
-def _suite_version_page(
-    model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str
-) -> HttpResponse:
-    return pages.suite_version_page(
-        model_admin, request, pages.get_object_for_page(model_admin, request, object_id)
-    )
-
 
 class RunStatusFilter(admin.SimpleListFilter):
     title = "status"
@@ -228,8 +235,9 @@ class RunStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(EvaluationRun)
-class EvaluationRunAdmin(ServiceAddAdmin):
+class EvaluationRunAdmin(DetailPageMixin, ServiceAddAdmin):
     add_form = RunStartForm
+    detail_page = staticmethod(pages.run_page)
     list_display = (
         "created_at",
         "agent",
@@ -283,15 +291,6 @@ class EvaluationRunAdmin(ServiceAddAdmin):
             *super().get_urls(),
         ]
 
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        return _run_page(self, request, object_id)
-
     def create_via_service(self, request: HttpRequest, form: forms.BaseForm) -> HttpResponse:
         data = form.cleaned_data
         run = suite_services.start_run(
@@ -306,13 +305,6 @@ class EvaluationRunAdmin(ServiceAddAdmin):
             "The worker runs it; this page follows its progress.",
         )
         return HttpResponseRedirect(run.get_absolute_url())
-
-
-@refusals_as_pages
-def _run_page(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
-    return pages.run_page(
-        model_admin, request, pages.get_object_for_page(model_admin, request, object_id)
-    )
 
 
 @admin.register(EvaluationPolicy)

@@ -18,14 +18,13 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from agentconfig.core.actors import Actor
-from agentconfig.core.admin_pages import apply_service_error, page_context, refusals_as_pages
-from agentconfig.core.errors import Conflict, Forbidden, ServiceError
+from agentconfig.core.admin_pages import Refused, call_service, page_context, refusals_as_pages
+from agentconfig.core.errors import Conflict, Forbidden
 from agentconfig.models import Agent
 from deployments.models import Environment
 from evaluations import gate as gates
@@ -114,19 +113,16 @@ def new_suite_version_view(
     if request.method == "POST":
         form = SuiteVersionForm(request.POST)
         if form.is_valid():
-            try:
-                version = suite_services.create_suite_version(
-                    suite=suite,
-                    actor=actor,
-                    cases=form.cleaned_data["cases"],
-                    change_description=form.cleaned_data["change_description"],
-                    source=SuiteSource.BROWSER,
-                )
-            except ValidationError as exc:
-                apply_service_error(form, exc)
-            except ServiceError as exc:
-                form.add_error(None, exc.message)
-            else:
+            version = call_service(
+                form,
+                suite_services.create_suite_version,
+                suite=suite,
+                actor=actor,
+                cases=form.cleaned_data["cases"],
+                change_description=form.cleaned_data["change_description"],
+                source=SuiteSource.BROWSER,
+            )
+            if not isinstance(version, Refused):
                 messages.success(
                     request,
                     f"Saved {version.label} with {version.case_count} cases. Runs on earlier "
@@ -187,18 +183,15 @@ def start_run_view(
         initial={"suite_version": version.pk},
     )
     if form.is_bound and form.is_valid():
-        try:
-            run = suite_services.start_run(
-                version=form.cleaned_data["version"],
-                suite_version=form.cleaned_data["suite_version"],
-                environment=form.cleaned_data["environment"],
-                actor=actor,
-            )
-        except ValidationError as exc:
-            apply_service_error(form, exc)
-        except ServiceError as exc:
-            form.add_error(None, exc.message)
-        else:
+        run = call_service(
+            form,
+            suite_services.start_run,
+            version=form.cleaned_data["version"],
+            suite_version=form.cleaned_data["suite_version"],
+            environment=form.cleaned_data["environment"],
+            actor=actor,
+        )
+        if not isinstance(run, Refused):
             messages.success(
                 request,
                 f"Queued: {run.version.label} on {run.suite_version.label}, {run.cases_total} "
@@ -318,19 +311,16 @@ def gate_view(model_admin: admin.ModelAdmin, request: HttpRequest) -> HttpRespon
     form = GateOverrideForm(request.POST if request.method == "POST" else None)
     if agent is not None and environment is not None and version is not None:
         if request.method == "POST" and form.is_valid():
-            try:
-                override = record_gate_override(
-                    agent=agent,
-                    environment=environment,
-                    version=version,
-                    actor=actor,
-                    reason=form.cleaned_data["reason"],
-                )
-            except ValidationError as exc:
-                apply_service_error(form, exc)
-            except ServiceError as exc:
-                form.add_error(None, exc.message)
-            else:
+            override = call_service(
+                form,
+                record_gate_override,
+                agent=agent,
+                environment=environment,
+                version=version,
+                actor=actor,
+                reason=form.cleaned_data["reason"],
+            )
+            if not isinstance(override, Refused):
                 messages.success(
                     request,
                     f"Recorded: {version.label} of {agent.slug} may go into "

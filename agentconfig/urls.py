@@ -9,5 +9,6 @@ admin.site.index_title = "Agent configuration"
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/", admin.site.urls),
+    path("api/v1/manage/", include("agentconfig.api.urls")),
     path("", include("delivery.urls")),
 ]

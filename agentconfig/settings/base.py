@@ -45,6 +45,10 @@ INSTALLED_APPS = [
     "evaluations",
     # The UI layer (admin pages across apps, timeline, demo data): the top of the imports.
     "agentconfig.site",
+    # The management API (/api/v1/manage/): personal access tokens and the JSON endpoints;
+    # "ninja" serves the API docs page from its own static files (no CDN).
+    "ninja",
+    "agentconfig.api",
 ]
 
 MIDDLEWARE = [

@@ -12,13 +12,14 @@ Invariants:
 - Records that only services write (release log, rollouts, decisions) are read-only
   here: ReadOnlyAdminMixin answers no to add, change and delete.
 
-The three pieces every admin page uses:
+The pieces every admin page uses:
 - `page_path`: a custom page of a ModelAdmin as a named URL, behind the admin's login.
 - `call_service`: call a service for a form; a refusal lands on the form (ValidationError
   next to its field, any other ServiceError above the fields) and comes back as
   `Refused(status)`, Forbidden propagates (refusals_as_pages renders it). Stock change
   forms do the same through ServiceChangeMixin.
 - `ReadOnlyAdminMixin`: no add, change or delete, for admins and inlines.
+- `ChangePageMixin`: a stock change page with more context (`change_page_context`).
 """
 
 from __future__ import annotations
@@ -221,6 +222,29 @@ class ReadOnlyAdminMixin:
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class ChangePageMixin:
+    """A stock change page with more on it (an overview, links, what the user may do):
+    `change_page_context(request, obj)` joins the page's context when the user may view obj."""
+
+    def change_page_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
+        return {}
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # A mixin: self and super() are the ModelAdmin it is mixed into (mypy cannot know).
+        obj = self.get_object(request, unquote(object_id))  # type: ignore[attr-defined]
+        if obj is not None and self.has_view_permission(request, obj):  # type: ignore[attr-defined]
+            extra_context = {**(extra_context or {}), **self.change_page_context(request, obj)}
+        return super().change_view(  # type: ignore[misc]
+            request, object_id, form_url, extra_context
+        )
 
 
 def _form_with_refusal(

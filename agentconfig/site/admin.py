@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin
-from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse
@@ -41,6 +40,7 @@ import agentconfig.site.users  # noqa: F401  (replaces the stock User admin)
 from agentconfig.core.actors import Actor
 from agentconfig.core.admin_pages import (
     AdminPageView,
+    ChangePageMixin,
     HistoryAdmin,
     ServiceAddAdmin,
     ServiceChangeMixin,
@@ -107,7 +107,7 @@ class VersionRow:
 
 
 @admin.register(Agent)
-class AgentAdmin(ServiceChangeMixin, ServiceAddAdmin, HistoryAdmin):
+class AgentAdmin(ChangePageMixin, ServiceChangeMixin, ServiceAddAdmin, HistoryAdmin):
     add_form = AgentAddForm
     list_display = ("slug", "name", "active_versions", "latest_version", "git", "updated_at")
     search_fields = ("slug", "name", "description")
@@ -256,19 +256,7 @@ class AgentAdmin(ServiceChangeMixin, ServiceAddAdmin, HistoryAdmin):
             ]
         return urls + super().get_urls()
 
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        agent = self.get_object(request, unquote(object_id))
-        if agent is not None and self.has_view_permission(request, agent):
-            extra_context = {**(extra_context or {}), **self._overview(request, agent)}
-        return super().change_view(request, object_id, form_url, extra_context)
-
-    def _overview(self, request: HttpRequest, agent: Agent) -> dict[str, Any]:
+    def change_page_context(self, request: HttpRequest, agent: Agent) -> dict[str, Any]:
         """Where each version is active and the agent's newest versions, for its page."""
         pointers = {p.environment_id: p for p in agent.pointers.all()}
         panels = canary_panels.build_canary_panels(list(pointers.values()), now=timezone.now())

@@ -51,6 +51,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from agentconfig.core import people
 from agentconfig.core.actors import Actor
 from agentconfig.core.admin_pages import (
+    ChangePageMixin,
     ReadOnlyAdminMixin,
     Refused,
     call_service,
@@ -169,7 +170,7 @@ admin.site.unregister(User)
 
 
 @admin.register(User)
-class UserAdmin(auth_admin.UserAdmin):
+class UserAdmin(ChangePageMixin, auth_admin.UserAdmin):
     add_form = UserAddForm
     roles_template = "admin/auth/user/roles.html"
     roles_confirmation_template = "admin/auth/user/roles_confirmation.html"
@@ -219,15 +220,8 @@ class UserAdmin(auth_admin.UserAdmin):
         if fields:
             obj.save(update_fields=fields)
 
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        extra = {"can_change_roles": request.user.has_perm(people.CHANGE_USER_PERMISSION)}
-        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+    def change_page_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
+        return {"can_change_roles": request.user.has_perm(people.CHANGE_USER_PERMISSION)}
 
     @sensitive_post_parameters_m
     def add_view(

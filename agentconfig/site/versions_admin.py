@@ -32,6 +32,7 @@ from django.utils.safestring import SafeString
 
 from agentconfig.core.actors import Actor
 from agentconfig.core.admin_pages import (
+    ChangePageMixin,
     ReadOnlyAdminMixin,
     Refused,
     call_service,
@@ -99,7 +100,7 @@ GIT_FIELDS = (
 
 # Versions are append-only (ReadOnlyAdminMixin): view permission is all anyone gets here.
 @admin.register(AgentVersion)
-class AgentVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AgentVersionAdmin(ChangePageMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "agent",
         "version_label",
@@ -332,18 +333,8 @@ class AgentVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        version = self.get_object(request, unquote(object_id))
-        if version is not None and self.has_view_permission(request, version):
-            links = compare_views.version_page_links(version)
-            extra_context = {**(extra_context or {}), **links}
-        return super().change_view(request, object_id, form_url, extra_context)
+    def change_page_context(self, request: HttpRequest, version: AgentVersion) -> dict[str, Any]:
+        return compare_views.version_page_links(version)
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

@@ -357,17 +357,14 @@ class UserAdmin(ChangePageMixin, auth_admin.UserAdmin):
     def _roles_confirmation(
         self, request: HttpRequest, user: Any, form: RolesForm, change: people.RolesChange
     ) -> TemplateResponse:
-        data = form.cleaned_data
         context = page_context(
             request,
             self,
             f"Change the roles of {user.get_username()}?",
             person=user,
             change=change,
-            groups=data["groups"],
-            is_staff=data["is_staff"],
-            is_superuser=data["is_superuser"],
-            reason=data["reason"],
+            # What the form said, carried through the confirmation in hidden fields.
+            entered=form.cleaned_data,
             expected=json.dumps(change.before.as_record(), sort_keys=True),
         )
         return TemplateResponse(request, self.roles_confirmation_template, context)

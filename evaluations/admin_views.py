@@ -14,6 +14,8 @@ Invariants:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django.contrib import admin, messages
@@ -23,7 +25,13 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from agentconfig.core.actors import Actor
-from agentconfig.core.admin_pages import Refused, call_service, page_context, refusals_as_pages
+from agentconfig.core.admin_pages import (
+    AdminPageView,
+    Refused,
+    call_service,
+    page_context,
+    refusals_as_pages,
+)
 from agentconfig.core.errors import Conflict, Forbidden
 from agentconfig.models import Agent
 from deployments.models import Environment
@@ -71,18 +79,28 @@ def get_object_for_page(model_admin: admin.ModelAdmin, request: HttpRequest, obj
     return obj
 
 
-def _object_to_change(
-    model_admin: admin.ModelAdmin,
-    request: HttpRequest,
-    object_id: str,
-    permission: str,
-    action: str,
-) -> tuple[Any, Actor]:
-    """The object a page changes and the actor, once they may see it and hold `permission`."""
-    obj = get_object_for_page(model_admin, request, object_id)
-    actor = Actor.of(request.user)
-    actor.require(permission, action)
-    return obj, actor
+ChangePage = Callable[[admin.ModelAdmin, HttpRequest, Any, Actor], HttpResponse]
+
+
+def change_page(permission: str, action: str) -> Callable[[ChangePage], AdminPageView]:
+    """A page that changes one object (URL part object_id): 404 if it is unknown, Forbidden
+    (the 403 page) unless the user may view it and holds `permission`. The view gets the
+    object and the actor."""
+
+    def decorate(view: ChangePage) -> AdminPageView:
+        @refusals_as_pages
+        @wraps(view)
+        def page(
+            model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str
+        ) -> HttpResponse:
+            obj = get_object_for_page(model_admin, request, object_id)
+            actor = Actor.of(request.user)
+            actor.require(permission, action)
+            return view(model_admin, request, obj, actor)
+
+        return page
+
+    return decorate
 
 
 def _render(
@@ -96,19 +114,11 @@ def _render(
 # --- suites ------------------------------------------------------------------------------
 
 
-@refusals_as_pages
+@change_page(suite_services.ADD_SUITE_VERSION_PERMISSION, "create suite versions")
 def new_suite_version_view(
-    model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str
+    model_admin: admin.ModelAdmin, request: HttpRequest, suite: EvaluationSuite, actor: Actor
 ) -> HttpResponse:
     """Edit a suite's cases; saving creates the suite's next version."""
-    suite: EvaluationSuite
-    suite, actor = _object_to_change(
-        model_admin,
-        request,
-        object_id,
-        suite_services.ADD_SUITE_VERSION_PERMISSION,
-        "create suite versions",
-    )
     latest = get_latest_suite_version(suite)
     if request.method == "POST":
         form = SuiteVersionForm(request.POST)
@@ -168,15 +178,11 @@ def suite_version_page(
     )
 
 
-@refusals_as_pages
+@change_page(suite_services.RUN_PERMISSION, "run evaluations")
 def start_run_view(
-    model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str
+    model_admin: admin.ModelAdmin, request: HttpRequest, version: SuiteVersion, actor: Actor
 ) -> HttpResponse:
     """Run a version of the suite's agent on this suite version (queued for the worker)."""
-    version: SuiteVersion
-    version, actor = _object_to_change(
-        model_admin, request, object_id, suite_services.RUN_PERMISSION, "run evaluations"
-    )
     form = RunStartForm(
         request.POST if request.method == "POST" else None,
         suite_version=version,
@@ -239,15 +245,11 @@ def run_page(
     )
 
 
-@refusals_as_pages
+@change_page(suite_services.CANCEL_PERMISSION, "cancel evaluation runs")
 def cancel_run_view(
-    model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str
+    model_admin: admin.ModelAdmin, request: HttpRequest, run: EvaluationRun, actor: Actor
 ) -> HttpResponse:
     """Confirm on GET, cancel on POST through evaluations.services.suites.cancel_run."""
-    run: EvaluationRun
-    run, actor = _object_to_change(
-        model_admin, request, object_id, suite_services.CANCEL_PERMISSION, "cancel evaluation runs"
-    )
     if request.method == "POST":
         try:
             suite_services.cancel_run(run=run, actor=actor)

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
 from django.db import transaction
 from django.db.models import Model, Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -229,17 +228,19 @@ class FlagAdmin(ServiceChangeMixin, ServiceDeletedAdmin):
             *super().get_urls(),
         ]
 
-    def change_view(
+    def render_change_form(
         self,
         request: HttpRequest,
-        object_id: str,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
         form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
+        obj: Flag | None = None,
     ) -> HttpResponse:
-        flag = self.get_object(request, unquote(object_id))
-        if flag is not None and self.has_view_permission(request, flag):
-            extra_context = {**(extra_context or {}), **self._overview(request, flag)}
-        return super().change_view(request, object_id, form_url, extra_context)
+        # Reached only once the user may view the flag (the stock change view checked).
+        if obj is not None:
+            context.update(self._overview(request, obj))
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def _overview(self, request: HttpRequest, flag: Flag) -> dict[str, Any]:
         """Each environment's state, the gated tools and the latest changes, for the flag page."""

@@ -353,24 +353,46 @@ class ServiceAddAdmin(admin.ModelAdmin):
             if not isinstance(created, Refused):
                 return created
         fieldsets = [(None, {"fields": list(form.fields)})]
-        # AdminForm and AdminErrorList take any form; django-stubs says a ModelForm.
-        as_model_form = cast("forms.ModelForm[Any]", form)
-        admin_form = helpers.AdminForm(
-            as_model_form, fieldsets, self.get_prepopulated_fields(request), model_admin=self
+        return render_add_page(
+            self, request, form, fieldsets, form_url=form_url, extra_context=extra_context
         )
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"Add {self.opts.verbose_name}",
-            "subtitle": None,
-            "adminform": admin_form,
-            "object_id": None,
-            "original": None,
-            "is_popup": IS_POPUP_VAR in request.POST or IS_POPUP_VAR in request.GET,
-            "to_field": None,
-            "media": self.media + admin_form.media,
-            "inline_admin_formsets": [],
-            "errors": helpers.AdminErrorList(as_model_form, []),
-            "preserved_filters": self.get_preserved_filters(request),
-            **(extra_context or {}),
-        }
-        return self.render_change_form(request, context, add=True, form_url=form_url)
+
+
+def render_add_page(
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    form: forms.BaseForm,
+    fieldsets: Any,
+    *,
+    form_url: str = "",
+    extra_context: dict[str, Any] | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    """The stock add page around `form`, a form of the service that creates the object
+    (not the ModelForm the admin would build), with its errors and refusals."""
+    # AdminForm and AdminErrorList take any form; django-stubs says a ModelForm.
+    as_model_form = cast("forms.ModelForm[Any]", form)
+    admin_form = helpers.AdminForm(
+        as_model_form,
+        fieldsets,
+        model_admin.get_prepopulated_fields(request),
+        model_admin=model_admin,
+    )
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": f"Add {model_admin.opts.verbose_name}",
+        "subtitle": None,
+        "adminform": admin_form,
+        "object_id": None,
+        "original": None,
+        "is_popup": IS_POPUP_VAR in request.POST or IS_POPUP_VAR in request.GET,
+        "to_field": None,
+        "media": model_admin.media + admin_form.media,
+        "inline_admin_formsets": [],
+        "errors": helpers.AdminErrorList(as_model_form, []),
+        "preserved_filters": model_admin.get_preserved_filters(request),
+        **(extra_context or {}),
+    }
+    response = model_admin.render_change_form(request, context, add=True, form_url=form_url)
+    response.status_code = status
+    return response

@@ -27,8 +27,6 @@ from typing import Any, TypeVar
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
-from django.contrib.admin.options import IS_POPUP_VAR
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import admin as auth_admin
 from django.contrib.auth import get_user_model
@@ -56,6 +54,7 @@ from agentconfig.core.admin_pages import (
     Refused,
     call_service,
     page_context,
+    render_add_page,
     render_forbidden,
     show_refusal,
 )
@@ -249,26 +248,15 @@ class UserAdmin(ChangePageMixin, auth_admin.UserAdmin):
             else:
                 self.log_addition(request, user, [{"added": {}}])
                 return self.response_add(request, user)
-        fieldsets = self.get_fieldsets(request)
-        admin_form = helpers.AdminForm(form, fieldsets, {}, model_admin=self)
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"Add {self.opts.verbose_name}",
-            "subtitle": None,
-            "adminform": admin_form,
-            "object_id": None,
-            "original": None,
-            "is_popup": IS_POPUP_VAR in request.POST or IS_POPUP_VAR in request.GET,
-            "to_field": None,
-            "media": self.media + admin_form.media,
-            "inline_admin_formsets": [],
-            "errors": helpers.AdminErrorList(form, []),
-            "preserved_filters": self.get_preserved_filters(request),
-            **(extra_context or {}),
-        }
-        response = self.render_change_form(request, context, add=True, form_url=form_url)
-        response.status_code = status
-        return response
+        return render_add_page(
+            self,
+            request,
+            form,
+            self.get_fieldsets(request),
+            form_url=form_url,
+            extra_context=extra_context,
+            status=status,
+        )
 
     def get_urls(self) -> list[URLPattern]:
         return [

@@ -26,6 +26,7 @@ from django.utils.safestring import SafeString
 
 from agentconfig.core.actors import Actor
 from agentconfig.core.admin_pages import (
+    ChangePageMixin,
     HistoryAdmin,
     ServiceAddAdmin,
     ServiceChangeMixin,
@@ -103,7 +104,7 @@ class ServiceDeletedAdmin(ServiceDeleteMixin, ServiceAddAdmin, HistoryAdmin):
 
 
 @admin.register(Flag)
-class FlagAdmin(ServiceChangeMixin, ServiceDeletedAdmin):
+class FlagAdmin(ChangePageMixin, ServiceChangeMixin, ServiceDeletedAdmin):
     add_form = FlagAddForm
     list_display = ("key", "kind", "scope", "environments", "owner", "updated_at")
     list_filter = ("kind", ("agent", admin.RelatedOnlyFieldListFilter))
@@ -228,21 +229,7 @@ class FlagAdmin(ServiceChangeMixin, ServiceDeletedAdmin):
             *super().get_urls(),
         ]
 
-    def render_change_form(
-        self,
-        request: HttpRequest,
-        context: dict[str, Any],
-        add: bool = False,
-        change: bool = False,
-        form_url: str = "",
-        obj: Flag | None = None,
-    ) -> HttpResponse:
-        # Reached only once the user may view the flag (the stock change view checked).
-        if obj is not None:
-            context.update(self._overview(request, obj))
-        return super().render_change_form(request, context, add, change, form_url, obj)
-
-    def _overview(self, request: HttpRequest, flag: Flag) -> dict[str, Any]:
+    def change_page_context(self, request: HttpRequest, flag: Flag) -> dict[str, Any]:
         """Each environment's state, the gated tools and the latest changes, for the flag page."""
         states = {s.environment_id: s for s in flag.states.all()}
         default_variant, off_variant = flag.initial_variants

@@ -159,6 +159,21 @@ def refusals_as_pages(view: AdminPageView) -> AdminPageView:
     return wrapper
 
 
+def read_only_page(view: AdminPageView) -> AdminPageView:
+    """A page that only shows: GET and HEAD (anything else a 405), Forbidden as the 403 page."""
+
+    @refusals_as_pages
+    @wraps(view)
+    def wrapper(
+        model_admin: admin.ModelAdmin, request: HttpRequest, *args: Any, **kwargs: Any
+    ) -> HttpResponse:
+        if request.method not in ("GET", "HEAD"):
+            return HttpResponseNotAllowed(["GET", "HEAD"])
+        return view(model_admin, request, *args, **kwargs)
+
+    return wrapper
+
+
 def get_agent_for_page(
     model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str
 ) -> Agent:

@@ -30,13 +30,13 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
 from agentconfig.core.actors import Actor
-from agentconfig.core.admin_pages import get_agent_for_page, page_context, refusals_as_pages
+from agentconfig.core.admin_pages import get_agent_for_page, page_context, read_only_page
 from agentconfig.models import Agent
 from agentconfig.site.timeline import AuditEvent, list_audit_events
 from delivery.history import build_document_at
@@ -183,13 +183,11 @@ def what_was_live(agent: Agent, form: WhatWasLiveForm) -> LiveAnswer:
     return LiveAnswer(api_url, environment.slug, user_id, at, payload=payload)
 
 
-@refusals_as_pages
+@read_only_page
 def timeline_view(
     model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str
 ) -> HttpResponse:
     """The agent's audit timeline, newest first, and the "What was live?" form."""
-    if request.method not in ("GET", "HEAD"):
-        return HttpResponseNotAllowed(["GET", "HEAD"])
     agent = get_agent_for_page(model_admin, request, object_id)
     Actor.of(request.user).require(HISTORY_PERMISSION, "read the audit timeline")
     environments = list(Environment.objects.all())

@@ -7,8 +7,10 @@ import json
 import pytest
 
 from agentconfig.api.pagination import encode_cursor
+from agentconfig.core.errors import Conflict
 from tests import factories
 from tests.api.conftest import ROLES, assert_problem
+from versions import services
 from versions.config import CONFIG_FIELDS
 
 READERS = ("editor", "reviewer", "deployer", "admin", "viewer")
@@ -272,3 +274,16 @@ def test_create_version__config_fields_of_wrong_type__422_from_the_service(
     body = assert_problem(response, 422, "invalid")
     assert {"max_tokens", "tools"} <= set(body["errors"])
     json.dumps(body)  # plain JSON all the way down
+
+
+def test_create_version__lost_race__409_problem(api, token_for, versions, monkeypatch):
+    # The service's Conflict (another version got the number first) is a 409, not a 500.
+    def lose(**kwargs):
+        raise Conflict("another version of support-bot was created at the same moment; try again.")
+
+    monkeypatch.setattr(services, "create_version", lose)
+
+    response = api.post("/agents/support-bot/versions", token_for("editor"), _new_version())
+
+    body = assert_problem(response, 409, "conflict")
+    assert "try again" in body["detail"]

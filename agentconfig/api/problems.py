@@ -15,9 +15,11 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any, cast
 
-from django.core.exceptions import ValidationError
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as SchemaError
@@ -115,6 +117,22 @@ def from_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     return problem(exc.status_code, code.get(exc.status_code, "error"), str(exc))
 
 
+def from_too_large(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return problem(413, "too_large", f"The request body is larger than {limit} bytes.")
+
+
+@csrf_exempt  # token-authenticated API: a POST to a wrong path is a 404, not a CSRF page
+def not_found(request: HttpRequest, path: str = "") -> HttpResponse:
+    """Any path under the prefix that is no operation (see the OpenAPI document)."""
+    return problem(
+        404,
+        "not_found",
+        f"{request.path} is no operation of this API; the operations are listed in "
+        "/api/v1/manage/openapi.json.",
+    )
+
+
 def install(api: NinjaAPI) -> None:
     """Answer every refusal of `api` as a problem details object."""
     handlers: list[tuple[type[Exception], Callable[[HttpRequest, Any], HttpResponse]]] = [
@@ -123,6 +141,7 @@ def install(api: NinjaAPI) -> None:
         (SchemaError, from_schema_error),
         (AuthenticationError, from_authentication_error),
         (HttpError, from_http_error),
+        (RequestDataTooBig, from_too_large),
     ]
     for exception, handler in handlers:
         # ninja types a handler's argument as "the exception or its class"; ours get instances.

@@ -1,5 +1,7 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from agentconfig.api.api import api
+from agentconfig.api.problems import not_found
 
-urlpatterns = [path("", api.urls)]
+# After the API's own routes: every other path under the prefix answers a 404 problem.
+urlpatterns = [path("", api.urls), re_path(r"^(?P<path>.*)$", not_found)]

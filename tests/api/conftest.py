@@ -25,7 +25,8 @@ class Api:
     """Calls the management API over HTTP (Django's test client), with a token or none."""
 
     def __init__(self) -> None:
-        self.client = Client()
+        # As a script calls it: no CSRF token, so CSRF checks on would refuse a form post.
+        self.client = Client(enforce_csrf_checks=True)
 
     def call(
         self,

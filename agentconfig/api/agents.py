@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.db.models import Max
+from typing import Any
+
+from django.db.models import Max, QuerySet
 from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
 from pydantic import Field
@@ -13,7 +15,7 @@ from agentconfig.api.problems import responses
 from agentconfig.api.schemas import AgentOut, VersionIn, VersionOut, VersionSummary
 from agentconfig.models import Agent
 from versions import selectors, services
-from versions.models import Source
+from versions.models import AgentVersion, Source
 
 router = Router(tags=["agents"])
 
@@ -29,24 +31,25 @@ class PageQuery(Schema):
 
 
 @router.get("/agents", response=responses(200, Page[AgentOut]), summary="List agents (by slug)")
-def list_agents(request: HttpRequest, page: Query[PageQuery]) -> Page[AgentOut]:
+def list_agents(request: HttpRequest, page: Query[PageQuery]) -> dict[str, Any]:
     actor_of(request).require(VIEW_AGENTS, "list agents")
     after = decode_cursor(page.cursor, str)
-    agents = Agent.objects.order_by("slug").annotate(latest=Max("versions__version_number"))
+    agents = _with_latest_number(Agent.objects.order_by("slug"))
     if after is not None:
         agents = agents.filter(slug__gt=after)
-    rows, cursor = page_of(agents[: page.limit + 1], page.limit, lambda agent: agent.slug)
-    return Page[AgentOut](
-        items=[AgentOut.of(agent, agent.latest) for agent in rows], next_cursor=cursor
-    )
+    items, cursor = page_of(agents[: page.limit + 1], page.limit, lambda agent: agent.slug)
+    return {"items": items, "next_cursor": cursor}
 
 
 @router.get("/agents/{slug}", response=responses(200, AgentOut), summary="Get an agent")
-def get_agent(request: HttpRequest, slug: str) -> AgentOut:
+def get_agent(request: HttpRequest, slug: str) -> Agent:
     actor_of(request).require(VIEW_AGENTS, "view agents")
-    agent = selectors.get_agent(slug)
-    latest = selectors.get_latest_version(agent)
-    return AgentOut.of(agent, latest.version_number if latest else None)
+    return _with_latest_number(Agent.objects.filter(pk=selectors.get_agent(slug).pk)).get()
+
+
+def _with_latest_number(agents: QuerySet[Agent]) -> QuerySet[Agent]:
+    # AgentOut.latest_version reads this annotation.
+    return agents.annotate(latest_number=Max("versions__version_number"))
 
 
 @router.get(
@@ -54,7 +57,7 @@ def get_agent(request: HttpRequest, slug: str) -> AgentOut:
     response=responses(200, Page[VersionSummary]),
     summary="List an agent's versions (newest first)",
 )
-def list_versions(request: HttpRequest, slug: str, page: Query[PageQuery]) -> Page[VersionSummary]:
+def list_versions(request: HttpRequest, slug: str, page: Query[PageQuery]) -> dict[str, Any]:
     actor_of(request).require(VIEW_VERSIONS, "view versions")
     agent = selectors.get_agent(slug)
     before = decode_cursor(page.cursor, int)
@@ -65,21 +68,18 @@ def list_versions(request: HttpRequest, slug: str, page: Query[PageQuery]) -> Pa
     )
     if before is not None:
         versions = versions.filter(version_number__lt=before)
-    rows, cursor = page_of(
+    items, cursor = page_of(
         versions[: page.limit + 1], page.limit, lambda version: version.version_number
     )
-    return Page[VersionSummary](
-        items=[VersionSummary.of(version) for version in rows], next_cursor=cursor
-    )
+    return {"items": items, "next_cursor": cursor}
 
 
 @router.get(
     "/agents/{slug}/versions/{number}", response=responses(200, VersionOut), summary="Get a version"
 )
-def get_version(request: HttpRequest, slug: str, number: int) -> VersionOut:
+def get_version(request: HttpRequest, slug: str, number: int) -> AgentVersion:
     actor_of(request).require(VIEW_VERSIONS, "view versions")
-    version = selectors.get_version(selectors.get_agent(slug), number)
-    return VersionOut.of(version)
+    return selectors.get_version(selectors.get_agent(slug), number)
 
 
 @router.post(
@@ -92,7 +92,7 @@ def get_version(request: HttpRequest, slug: str, number: int) -> VersionOut:
         "(422, 'no changes compared to vN')."
     ),
 )
-def create_version(request: HttpRequest, slug: str, payload: VersionIn) -> Status[VersionOut]:
+def create_version(request: HttpRequest, slug: str, payload: VersionIn) -> Status[AgentVersion]:
     actor = actor_of(request)
     agent = selectors.get_agent(slug)
     version = services.create_version(
@@ -102,4 +102,4 @@ def create_version(request: HttpRequest, slug: str, payload: VersionIn) -> Statu
         change_description=payload.change_description,
         source=Source.API,
     )
-    return Status(201, VersionOut.of(version))
+    return Status(201, version)

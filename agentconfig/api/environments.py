@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 from django.http import HttpRequest
 from ninja import Router
@@ -20,7 +21,7 @@ router = Router(tags=["environments"])
     response=responses(200, list[EnvironmentOut]),
     summary="List environments and what is active where",
 )
-def list_environments(request: HttpRequest) -> list[EnvironmentOut]:
+def list_environments(request: HttpRequest) -> list[dict[str, Any]]:
     actor = actor_of(request)
     actor.require("deployments.view_environment", "view environments")
     actor.require("deployments.view_pointer", "view what is deployed")
@@ -30,6 +31,11 @@ def list_environments(request: HttpRequest) -> list[EnvironmentOut]:
     ).order_by("agent__slug"):
         pointers[pointer.environment_id].append(pointer)
     return [
-        EnvironmentOut.of(environment, pointers[environment.pk])
+        {
+            "slug": environment.slug,
+            "name": environment.name,
+            "required_approvals": environment.required_approvals,
+            "active": pointers[environment.pk],
+        }
         for environment in Environment.objects.all()
     ]

@@ -1,4 +1,9 @@
-"""The request and response bodies of the management API (the OpenAPI document's schemas)."""
+"""The request and response bodies of the management API (the OpenAPI document's schemas).
+
+Responses are read from the model instances (ninja's schemas read attributes); a field
+whose name differs from the model's says where it comes from (`validation_alias`, or a
+`resolve_<field>` method).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,7 @@ from typing import Any
 from ninja import Schema
 from pydantic import Field
 
-from agentconfig.models import Agent
-from deployments.models import Environment, Pointer
+from deployments.models import Pointer
 from versions.models import AgentVersion
 
 
@@ -19,18 +23,9 @@ class AgentOut(Schema):
     description: str
     created_at: dt.datetime
     updated_at: dt.datetime
-    latest_version: int | None = Field(description="The highest version number; null if none.")
-
-    @staticmethod
-    def of(agent: Agent, latest_version: int | None) -> AgentOut:
-        return AgentOut(
-            slug=agent.slug,
-            name=agent.name,
-            description=agent.description,
-            created_at=agent.created_at,
-            updated_at=agent.updated_at,
-            latest_version=latest_version,
-        )
+    latest_version: int | None = Field(
+        validation_alias="latest_number", description="The highest version number; null if none."
+    )
 
 
 class Config(Schema):
@@ -46,47 +41,30 @@ class Config(Schema):
 
 class VersionSummary(Schema):
     agent: str
-    number: int
+    number: int = Field(validation_alias="version_number")
     change_description: str
     source: str
     config_hash: str
     created_at: dt.datetime
-    created_by: str
+    created_by: str = Field(validation_alias="created_by_label")
     derived_from: int | None = Field(description="The version this one was made from.")
 
     @staticmethod
-    def fields_of(version: AgentVersion) -> dict[str, Any]:
-        derived = version.derived_from
-        return {
-            "agent": version.agent.slug,
-            "number": version.version_number,
-            "change_description": version.change_description,
-            "source": version.source,
-            "config_hash": version.config_hash,
-            "created_at": version.created_at,
-            "created_by": version.created_by_label,
-            "derived_from": derived.version_number if derived is not None else None,
-        }
+    def resolve_agent(version: AgentVersion) -> str:
+        return version.agent.slug
 
-    @classmethod
-    def of(cls, version: AgentVersion) -> VersionSummary:
-        return cls(**cls.fields_of(version))
+    @staticmethod
+    def resolve_derived_from(version: AgentVersion) -> int | None:
+        derived = version.derived_from
+        return derived.version_number if derived is not None else None
 
 
 class VersionOut(VersionSummary):
     config: Config
 
-    @classmethod
-    def of(cls, version: AgentVersion) -> VersionOut:
-        config = Config(
-            system_prompt=version.system_prompt,
-            model=version.model,
-            temperature=version.temperature,
-            max_tokens=version.max_tokens,
-            tools=version.tools,
-            guardrails=version.guardrails,
-        )
-        return cls(**cls.fields_of(version), config=config)
+    @staticmethod
+    def resolve_config(version: AgentVersion) -> AgentVersion:
+        return version  # Config reads its six fields from the version
 
 
 class VersionIn(Schema):
@@ -112,24 +90,25 @@ class Active(Schema):
     version: int
     canary: Canary | None = None
     updated_at: dt.datetime
-    updated_by: str
+    updated_by: str = Field(validation_alias="updated_by_label")
 
     @staticmethod
-    def of(pointer: Pointer) -> Active:
+    def resolve_agent(pointer: Pointer) -> str:
+        return pointer.agent.slug
+
+    @staticmethod
+    def resolve_version(pointer: Pointer) -> int:
+        return pointer.stable_version.version_number
+
+    @staticmethod
+    def resolve_canary(pointer: Pointer) -> dict[str, Any] | None:
         rollout = pointer.canary
-        canary = None
-        if rollout is not None:
-            canary = Canary(
-                version=rollout.canary_version.version_number,
-                percent=rollout.basis_points / 100,
-            )
-        return Active(
-            agent=pointer.agent.slug,
-            version=pointer.stable_version.version_number,
-            canary=canary,
-            updated_at=pointer.updated_at,
-            updated_by=pointer.updated_by_label,
-        )
+        if rollout is None:
+            return None
+        return {
+            "version": rollout.canary_version.version_number,
+            "percent": rollout.basis_points / 100,
+        }
 
 
 class EnvironmentOut(Schema):
@@ -137,12 +116,3 @@ class EnvironmentOut(Schema):
     name: str
     required_approvals: int
     active: list[Active] = Field(description="What each deployed agent serves here.")
-
-    @staticmethod
-    def of(environment: Environment, pointers: list[Pointer]) -> EnvironmentOut:
-        return EnvironmentOut(
-            slug=environment.slug,
-            name=environment.name,
-            required_approvals=environment.required_approvals,
-            active=[Active.of(pointer) for pointer in pointers],
-        )

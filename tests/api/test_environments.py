@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from deployments.services import canaries
 from tests import factories
 from tests.api.conftest import ROLES, assert_problem
 
@@ -44,3 +45,21 @@ def test_environments__in_position_order_and_empty_when_nothing_deployed(api, to
 
     assert [env["slug"] for env in body][:2] == ["staging", "production"]
     assert all(env["active"] == [] for env in body)
+
+
+def test_environments__a_running_canary_with_its_version_and_share(api, token_for, released):
+    # Given staging on v3, with v1 as a canary on 5% of its users
+    staging = factories.environment("staging")
+    canaries.start_canary(
+        agent=released[0].agent,
+        environment=staging,
+        version=released[0],
+        actor=factories.ACTOR,
+        reason="try the old prompt on a few users",
+        percent=5,
+    )
+
+    body = api.get("/environments", token_for("deployer")).json()
+
+    active = next(env for env in body if env["slug"] == "staging")["active"][0]
+    assert (active["version"], active["canary"]) == (3, {"version": 1, "percent": 5.0})

@@ -37,8 +37,7 @@ def list_agents(request: HttpRequest, page: Query[PageQuery]) -> dict[str, Any]:
     agents = _with_latest_number(Agent.objects.order_by("slug"))
     if after is not None:
         agents = agents.filter(slug__gt=after)
-    items, cursor = page_of(agents[: page.limit + 1], page.limit, lambda agent: agent.slug)
-    return {"items": items, "next_cursor": cursor}
+    return page_of(agents[: page.limit + 1], page.limit, lambda agent: agent.slug)
 
 
 @router.get("/agents/{slug}", response=responses(200, AgentOut), summary="Get an agent")
@@ -68,10 +67,7 @@ def list_versions(request: HttpRequest, slug: str, page: Query[PageQuery]) -> di
     )
     if before is not None:
         versions = versions.filter(version_number__lt=before)
-    items, cursor = page_of(
-        versions[: page.limit + 1], page.limit, lambda version: version.version_number
-    )
-    return {"items": items, "next_cursor": cursor}
+    return page_of(versions[: page.limit + 1], page.limit, lambda version: version.version_number)
 
 
 @router.get(

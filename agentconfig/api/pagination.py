@@ -49,11 +49,10 @@ def decode_cursor(cursor: str | None, kind: type) -> Any:
     return key
 
 
-def page_of(
-    rows: Iterable[T], limit: int, key_of: Callable[[T], Any]
-) -> tuple[list[T], str | None]:
-    """The first `limit` of `rows` (pass limit + 1 of them) and the cursor after them."""
+def page_of(rows: Iterable[T], limit: int, key_of: Callable[[T], Any]) -> dict[str, Any]:
+    """A Page of the first `limit` of `rows` (pass limit + 1 of them: one more tells
+    whether there is a next page) and the cursor after them."""
     fetched = list(rows)
     items = fetched[:limit]
-    more = len(fetched) > limit
-    return items, encode_cursor(key_of(items[-1])) if more and items else None
+    more = len(fetched) > limit and bool(items)
+    return {"items": items, "next_cursor": encode_cursor(key_of(items[-1])) if more else None}

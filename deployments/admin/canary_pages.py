@@ -21,25 +21,24 @@ Invariants:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from agentconfig.core.actors import Actor
-from agentconfig.core.admin_pages import (
-    apply_service_error,
-    get_agent_for_page,
-    page_context,
-    refusals_as_pages,
+from agentconfig.core.admin_pages import Refused, call_service, refusals_as_pages
+from agentconfig.core.errors import Conflict
+from deployments.admin.agent_pages import (
+    Target,
+    agent_page_url,
+    load_target,
+    render_agent_page,
+    stale_confirmation,
 )
-from agentconfig.core.errors import Conflict, Forbidden, NotFound, ServiceError
-from agentconfig.models import Agent
 from deployments.admin.canary_panels import at_last_step, rollout_steps, step_rows
 from deployments.diff_context import build_diff_context
 from deployments.forms import (
@@ -47,15 +46,6 @@ from deployments.forms import (
     CanaryPercentForm,
     CanaryStartForm,
     version_choices,
-)
-from deployments.models import (
-    CanaryRollout,
-    Environment,
-    Pointer,
-)
-from deployments.selectors import (
-    get_environment,
-    get_pointer,
 )
 from deployments.services import canaries as canary_services
 from versions.models import AgentVersion
@@ -77,55 +67,15 @@ ACTION_VERBS = {
 }
 
 
-@dataclass(frozen=True)
-class CanaryTarget:
-    """The (agent, environment) a canary page acts on, its pointer and running canary_services."""
-
-    agent: Agent
-    environment: Environment
-    pointer: Pointer | None
-
-    @property
-    def stable(self) -> AgentVersion | None:
-        return self.pointer.stable_version if self.pointer else None
-
-    @property
-    def rollout(self) -> CanaryRollout | None:
-        return self.pointer.canary if self.pointer else None
-
-    @property
-    def stable_pk(self) -> str:
-        return str(self.stable.pk) if self.stable else ""
-
-    @property
-    def canary_state(self) -> str:
-        """What the confirmation described: the rollout, its step and its share."""
-        rollout = self.rollout
-        if rollout is None:
-            return ""
-        return f"{rollout.pk}:{rollout.step_index}:{rollout.basis_points}"
-
-
 def _load_target(
     model_admin: admin.ModelAdmin,
     request: HttpRequest,
     object_id: str,
     environment: str,
     action: str,
-) -> CanaryTarget:
-    agent = get_agent_for_page(model_admin, request, object_id)
-    Actor.of(request.user).require(MANAGE_PERMISSION, ACTION_VERBS[action])
-    try:
-        env = get_environment(environment)
-    except NotFound as exc:
-        raise Http404(exc.message) from None
-    return CanaryTarget(agent, env, get_pointer(agent, env))
-
-
-def _url(model_admin: admin.ModelAdmin, name: str, target: CanaryTarget) -> str:
-    return reverse(
-        f"{model_admin.admin_site.name}:agentconfig_agent_{name}",
-        args=[target.agent.pk, target.environment.slug],
+) -> Target:
+    return load_target(
+        model_admin, request, object_id, environment, MANAGE_PERMISSION, ACTION_VERBS[action]
     )
 
 
@@ -133,27 +83,24 @@ def _render(
     request: HttpRequest,
     model_admin: admin.ModelAdmin,
     template: str,
-    target: CanaryTarget,
+    target: Target,
     title: str,
     status: int = 200,
     **extra: Any,
 ) -> TemplateResponse:
-    context = page_context(
+    """A canary page: the agent page's context with the stable version and running canary."""
+    return render_agent_page(
         request,
         model_admin,
+        template,
+        target,
         title,
-        agent=target.agent,
-        environment=target.environment,
-        stable=target.stable,
-        rollout=target.rollout,
-        **extra,
-    )
-    return TemplateResponse(
-        request, f"admin/agentconfig/agent/{template}.html", context, status=status
+        status,
+        **{"stable": target.active, "rollout": target.rollout, **extra},
     )
 
 
-def _done(request: HttpRequest, target: CanaryTarget, message: str) -> HttpResponse:
+def _done(request: HttpRequest, target: Target, message: str) -> HttpResponse:
     messages.success(request, message)
     url = reverse("admin:agentconfig_agent_change", args=[target.agent.pk])
     return redirect(f"{url}#canary-{target.environment.slug}")
@@ -162,14 +109,14 @@ def _done(request: HttpRequest, target: CanaryTarget, message: str) -> HttpRespo
 # --- start ---------------------------------------------------------------------------
 
 
-def _start_form(request: HttpRequest, target: CanaryTarget) -> CanaryStartForm | None:
-    if target.stable is None or target.rollout is not None:
+def _start_form(request: HttpRequest, target: Target) -> CanaryStartForm | None:
+    if target.active is None or target.rollout is not None:
         return None
     data = request.POST if request.method == "POST" else None
     return CanaryStartForm(
         data,
         agent=target.agent,
-        stable=target.stable,
+        stable=target.active,
         policy=canary_services.get_policy(target.environment),
     )
 
@@ -177,7 +124,7 @@ def _start_form(request: HttpRequest, target: CanaryTarget) -> CanaryStartForm |
 def _start_form_page(
     request: HttpRequest,
     model_admin: admin.ModelAdmin,
-    target: CanaryTarget,
+    target: Target,
     form: CanaryStartForm | None,
     status: int = 200,
 ) -> TemplateResponse:
@@ -198,7 +145,7 @@ def _start_form_page(
 def _start_confirmation_page(
     request: HttpRequest,
     model_admin: admin.ModelAdmin,
-    target: CanaryTarget,
+    target: Target,
     form: CanaryStartForm,
 ) -> TemplateResponse:
     version: AgentVersion = form.cleaned_data["version"]
@@ -215,21 +162,8 @@ def _start_confirmation_page(
         active=form.stable,
         plan=plan,
         **build_diff_context(form.stable, version),
-        apply_url=_url(model_admin, "canary_start_apply", target),
+        apply_url=agent_page_url(model_admin, "canary_start_apply", target),
     )
-
-
-def _stale_start(request: HttpRequest, target: CanaryTarget, expected_stable: str) -> bool:
-    """Warn and return True if the stable version moved since the confirmation page."""
-    if expected_stable == target.stable_pk:
-        return False
-    now = target.stable.label if target.stable else "nothing"
-    messages.warning(
-        request,
-        f"The stable version of {target.agent.slug} in {target.environment.slug} changed to "
-        f"{now} while you were reviewing. Check the comparison below again.",
-    )
-    return True
 
 
 @refusals_as_pages
@@ -255,24 +189,25 @@ def canary_start_apply_view(
     form = _start_form(request, target)
     if form is None or not form.is_valid():
         return _start_form_page(request, model_admin, target, form)
-    if _stale_start(request, target, form.cleaned_data["expected_active"]):
+    if stale_confirmation(
+        request,
+        target,
+        form.cleaned_data["expected_active"],
+        version="stable version",
+        check="the comparison",
+    ):
         return _start_confirmation_page(request, model_admin, target, form)
-    try:
-        rollout = canary_services.start_canary(
-            agent=target.agent,
-            environment=target.environment,
-            actor=Actor.of(request.user),
-            expected_active_id=form.cleaned_data["expected_active"],
-            **form.service_arguments(),
-        )
-    except ValidationError as exc:
-        apply_service_error(form, exc)
-        return _start_form_page(request, model_admin, target, form)
-    except Forbidden:
-        raise
-    except ServiceError as exc:
-        form.add_error(None, exc.message)
-        return _start_form_page(request, model_admin, target, form, exc.http_status)
+    rollout = call_service(
+        form,
+        canary_services.start_canary,
+        agent=target.agent,
+        environment=target.environment,
+        actor=Actor.of(request.user),
+        expected_active_id=form.cleaned_data["expected_active"],
+        **form.service_arguments(),
+    )
+    if isinstance(rollout, Refused):
+        return _start_form_page(request, model_admin, target, form, rollout.status)
     ramp = ", ".join(f"{bp / 100:g} %" for bp, _ in rollout.steps)
     return _done(
         request,
@@ -285,9 +220,7 @@ def canary_start_apply_view(
 # --- advance, promote, abort, change percentage ---------------------------------------
 
 
-def _action_form(
-    request: HttpRequest, target: CanaryTarget, action: str
-) -> CanaryActionForm | None:
+def _action_form(request: HttpRequest, target: Target, action: str) -> CanaryActionForm | None:
     if target.rollout is None:
         return None
     data = request.POST if request.method == "POST" else None
@@ -298,7 +231,7 @@ def _action_form(
 def _action_form_page(
     request: HttpRequest,
     model_admin: admin.ModelAdmin,
-    target: CanaryTarget,
+    target: Target,
     action: str,
     form: CanaryActionForm | None,
     status: int = 200,
@@ -316,11 +249,11 @@ def _action_form_page(
         form=form,
         steps=rollout_steps(target.rollout) if target.rollout else [],
         at_last_step=at_last_step(target.rollout),
-        submit_url=_url(model_admin, f"canary_{action}", target),
+        submit_url=agent_page_url(model_admin, f"canary_{action}", target),
     )
 
 
-def _check_action(target: CanaryTarget, action: str, form: CanaryActionForm) -> bool:
+def _check_action(target: Target, action: str, form: CanaryActionForm) -> bool:
     """Refuse on the form, before the confirmation, what the service would refuse for the state."""
     rollout = target.rollout
     if action == "advance" and rollout is not None and at_last_step(rollout):
@@ -335,7 +268,7 @@ def _check_action(target: CanaryTarget, action: str, form: CanaryActionForm) -> 
 def _action_confirmation_page(
     request: HttpRequest,
     model_admin: admin.ModelAdmin,
-    target: CanaryTarget,
+    target: Target,
     action: str,
     form: CanaryActionForm,
 ) -> TemplateResponse:
@@ -365,8 +298,8 @@ def _action_confirmation_page(
         form=form,
         steps=rollout_steps(rollout),
         canary_state=target.canary_state,
-        apply_url=_url(model_admin, f"canary_{action}_apply", target),
-        back_url=_url(model_admin, f"canary_{action}", target),
+        apply_url=agent_page_url(model_admin, f"canary_{action}_apply", target),
+        back_url=agent_page_url(model_admin, f"canary_{action}", target),
         **extra,
     )
 
@@ -400,7 +333,7 @@ def expected_step(canary_state: str) -> tuple[int, int] | None:
     return int(parts[1]), int(parts[2])
 
 
-def _apply_action(target: CanaryTarget, action: str, form: CanaryActionForm, actor: Actor) -> str:
+def _apply_action(target: Target, action: str, form: CanaryActionForm, actor: Actor) -> str:
     """Call the service for `action`; the success message."""
     common = {
         "agent": target.agent,
@@ -459,18 +392,10 @@ def canary_action_apply_view(
             "were reviewing (the analysis or a colleague moved it). Check the page below again.",
         )
         return _action_confirmation_page(request, model_admin, target, action, form)
-    try:
-        message = _apply_action(target, action, form, Actor.of(request.user))
-    except ValidationError as exc:
-        apply_service_error(form, exc)
-        return _action_form_page(request, model_admin, target, action, form)
-    except Forbidden:
-        raise
-    except ServiceError as exc:
+    message = call_service(form, _apply_action, target, action, form, Actor.of(request.user))
+    if isinstance(message, Refused):
         # The page shows the canary as it is now (the refusal may be that it moved).
-        target = CanaryTarget(
-            target.agent, target.environment, get_pointer(target.agent, target.environment)
+        return _action_form_page(
+            request, model_admin, target.reloaded(), action, form, message.status
         )
-        form.add_error(None, exc.message)
-        return _action_form_page(request, model_admin, target, action, form, exc.http_status)
     return _done(request, target, message)

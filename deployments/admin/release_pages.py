@@ -23,32 +23,26 @@ Invariants:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
 
 from agentconfig.core.actors import Actor
-from agentconfig.core.admin_pages import (
-    apply_service_error,
-    get_agent_for_page,
-    page_context,
-    refusals_as_pages,
+from agentconfig.core.admin_pages import Refused, call_service, refusals_as_pages
+from deployments.admin.agent_pages import (
+    Target,
+    agent_page_url,
+    load_target,
+    render_agent_page,
+    stale_confirmation,
 )
-from agentconfig.core.errors import Forbidden, NotFound, ServiceError
-from agentconfig.models import Agent
 from deployments.approvals import BREAK_GLASS_PERMISSION
 from deployments.diff_context import build_diff_context
 from deployments.forms import DeployForm, RollbackForm
-from deployments.models import Environment
 from deployments.selectors import (
-    get_environment,
-    get_pointer,
     list_open_requests,
     list_release_history,
     list_rollback_targets,
@@ -60,83 +54,6 @@ from versions.models import AgentVersion
 DEPLOY_PERMISSION = "deployments.deploy_version"
 ROLLBACK_PERMISSION = "deployments.rollback_version"
 RELEASE_HISTORY_SHOWN = 50
-
-
-@dataclass(frozen=True)
-class Target:
-    """The (agent, environment) a page acts on and the version active there now."""
-
-    agent: Agent
-    environment: Environment
-    active: AgentVersion | None
-
-    @property
-    def active_pk(self) -> str:
-        return str(self.active.pk) if self.active else ""
-
-
-def load_target(
-    model_admin: admin.ModelAdmin,
-    request: HttpRequest,
-    object_id: str,
-    environment: str,
-    permission: str,
-    action: str,
-) -> Target:
-    """The agent and environment of a page; 404 if unknown, Forbidden without `permission`."""
-    agent = get_agent_for_page(model_admin, request, object_id)
-    Actor.of(request.user).require(permission, action)
-    try:
-        env = get_environment(environment)
-    except NotFound as exc:
-        raise Http404(exc.message) from None
-    pointer = get_pointer(agent, env)
-    return Target(agent, env, pointer.stable_version if pointer else None)
-
-
-def render_agent_page(
-    request: HttpRequest,
-    model_admin: admin.ModelAdmin,
-    template: str,
-    target: Target,
-    title: str,
-    status: int = 200,
-    **extra: Any,
-) -> TemplateResponse:
-    """Render templates/admin/agentconfig/agent/<template>.html for `target`."""
-    context = page_context(
-        request,
-        model_admin,
-        title,
-        agent=target.agent,
-        environment=target.environment,
-        active=target.active,
-        **extra,
-    )
-    return TemplateResponse(
-        request, f"admin/agentconfig/agent/{template}.html", context, status=status
-    )
-
-
-def agent_page_url(model_admin: admin.ModelAdmin, page: str, target: Target) -> str:
-    """The URL of one of the agent's per-environment pages (deploy, rollback_apply, …)."""
-    return reverse(
-        f"{model_admin.admin_site.name}:agentconfig_agent_{page}",
-        args=[target.agent.pk, target.environment.slug],
-    )
-
-
-def stale_confirmation(request: HttpRequest, target: Target, expected_active: str) -> bool:
-    """Warn and return True if the active version moved since the confirmation page was shown."""
-    if expected_active == target.active_pk:
-        return False
-    now = target.active.label if target.active else "nothing"
-    messages.warning(
-        request,
-        f"The active version of {target.agent.slug} in {target.environment.slug} changed to "
-        f"{now} while you were reviewing. Check the changes below again.",
-    )
-    return True
 
 
 # --- deploy --------------------------------------------------------------------------
@@ -229,23 +146,18 @@ def deploy_apply_view(
         return _deploy_form_page(request, model_admin, target, form)
     if stale_confirmation(request, target, form.cleaned_data["expected_active"]):
         return _deploy_confirmation_page(request, model_admin, target, form)
-    try:
-        entry = deploy_version(
-            agent=target.agent,
-            environment=target.environment,
-            version=form.cleaned_data["version"],
-            actor=Actor.of(request.user),
-            reason=form.cleaned_data["reason"],
-            expected_active_id=form.cleaned_data["expected_active"],
-        )
-    except ValidationError as exc:
-        apply_service_error(form, exc)
-        return _deploy_form_page(request, model_admin, target, form)
-    except Forbidden:
-        raise
-    except ServiceError as exc:
-        form.add_error(None, exc.message)
-        return _deploy_form_page(request, model_admin, target, form, exc.http_status)
+    entry = call_service(
+        form,
+        deploy_version,
+        agent=target.agent,
+        environment=target.environment,
+        version=form.cleaned_data["version"],
+        actor=Actor.of(request.user),
+        reason=form.cleaned_data["reason"],
+        expected_active_id=form.cleaned_data["expected_active"],
+    )
+    if isinstance(entry, Refused):
+        return _deploy_form_page(request, model_admin, target, form, entry.status)
     was = entry.from_version.label if entry.from_version else "nothing"
     messages.success(
         request,
@@ -333,23 +245,18 @@ def rollback_apply_view(
     if stale_confirmation(request, target, form.cleaned_data["expected_active"]):
         # The form was built for the current state: the same page, with the new diff.
         return _rollback_page(request, model_admin, target, form, chosen)
-    try:
-        entry = rollback(
-            agent=target.agent,
-            environment=target.environment,
-            actor=Actor.of(request.user),
-            reason=form.cleaned_data["reason"],
-            to_version=form.cleaned_data["to_version"],
-            expected_active_id=form.cleaned_data["expected_active"],
-        )
-    except ValidationError as exc:
-        apply_service_error(form, exc)
-        return _rollback_page(request, model_admin, target, form, chosen)
-    except Forbidden:
-        raise
-    except ServiceError as exc:
-        form.add_error(None, exc.message)
-        return _rollback_page(request, model_admin, target, form, chosen, exc.http_status)
+    entry = call_service(
+        form,
+        rollback,
+        agent=target.agent,
+        environment=target.environment,
+        actor=Actor.of(request.user),
+        reason=form.cleaned_data["reason"],
+        to_version=form.cleaned_data["to_version"],
+        expected_active_id=form.cleaned_data["expected_active"],
+    )
+    if isinstance(entry, Refused):
+        return _rollback_page(request, model_admin, target, form, chosen, entry.status)
     was = entry.from_version.label if entry.from_version else "nothing"
     messages.success(
         request,

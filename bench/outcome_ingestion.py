@@ -45,7 +45,6 @@ import math
 import multiprocessing
 import os
 import random
-import secrets
 import statistics
 import subprocess
 import sys
@@ -57,26 +56,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 # Exits with how to run the script when it is not started with the project's virtualenv.
-from pg_databases import LOOPBACK, bench_database_url, drop_database, recreate_database
+from pg_databases import (
+    BREAK_GLASS,
+    LOOPBACK,
+    bench_database_url,
+    drop_database,
+    production_env,
+    recreate_database,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENT = "production"
-BREAK_GLASS = "bench: throwaway benchmark database"
 WORKERS = 2
 BATCH = 1000
 # The revision whose outcomes.py takes the agent-row lock for every batch.
 OLD_REV = "a07ba87"
-# Settings read from the environment that must not leak from the caller's shell into a run.
-SETTINGS_VARIABLES = (
-    "DJANGO_SETTINGS_MODULE",
-    "DATABASE_URL",
-    "SECRET_KEY",
-    "DEBUG",
-    "ALLOWED_HOSTS",
-    "CACHE_URL",
-    "CONN_MAX_AGE",
-    "LOG_LEVEL",
-)
 
 
 class BenchError(Exception):
@@ -114,17 +108,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def setup_django(database_url: str) -> None:
-    for name in SETTINGS_VARIABLES:
-        os.environ.pop(name, None)
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "agentconfig.settings.production",
-            "DATABASE_URL": database_url,
-            "SECRET_KEY": secrets.token_urlsafe(50),
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "LOG_LEVEL": "WARNING",
-        }
-    )
+    env = production_env(database_url)
+    os.environ.clear()
+    os.environ.update(env)
     sys.path.insert(0, str(ROOT))
     import django
 

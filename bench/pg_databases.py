@@ -1,4 +1,5 @@
-"""Create and drop the throwaway PostgreSQL databases the benchmarks run in.
+"""Create and drop the throwaway PostgreSQL databases the benchmarks run in, and the
+environment the project's settings are read from in a run.
 
 Imported by the benchmark scripts (run as `.venv/bin/python bench/<script>.py`, so this
 folder is on the path); each script checks the name contains "bench" before calling.
@@ -6,6 +7,8 @@ folder is on the path); each script checks the name contains "bench" before call
 
 from __future__ import annotations
 
+import os
+import secrets
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -22,6 +25,46 @@ except ImportError as exc:  # pragma: no cover - depends on how the script is st
 
 # The only hosts a benchmark may contact.
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+# The reason for releasing to production without approvals in a bench database.
+BREAK_GLASS = "bench: throwaway benchmark database"
+# Settings read from the environment that must not leak from the caller's shell into a run.
+SETTINGS_VARIABLES = (
+    "DJANGO_SETTINGS_MODULE",
+    "DATABASE_URL",
+    "SECRET_KEY",
+    "DEBUG",
+    "ALLOWED_HOSTS",
+    "CACHE_URL",
+    "CACHE_TIMEOUT",
+    "CSRF_TRUSTED_ORIGINS",
+    "CONN_MAX_AGE",
+    "LOG_LEVEL",
+)
+SETTINGS_PREFIXES = ("AGENTCONFIG_", "SECURE_", "EVAL_", "GRANIAN_", "GUNICORN_", "BENCH_")
+
+
+def clean_environ() -> dict[str, str]:
+    """The caller's environment without anything the project's settings would read."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in SETTINGS_VARIABLES and not name.startswith(SETTINGS_PREFIXES)
+    }
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def production_env(database_url: str) -> dict[str, str]:
+    """Production settings as the brief deploys them: no CACHE_URL, plain HTTP on loopback."""
+    return {
+        **clean_environ(),
+        "DJANGO_SETTINGS_MODULE": "agentconfig.settings.production",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "false",
+        "DATABASE_URL": database_url,
+        "LOG_LEVEL": "WARNING",
+    }
 
 
 def bench_database_url(admin_url: str, name: str) -> str:

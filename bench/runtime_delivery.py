@@ -44,7 +44,6 @@ import json
 import os
 import platform
 import random
-import secrets
 import shutil
 import signal
 import socket
@@ -62,7 +61,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 # Exits with how to run the script when it is not started with the project's virtualenv.
-from pg_databases import LOOPBACK, bench_database_url, drop_database, recreate_database
+from pg_databases import (
+    BREAK_GLASS,
+    LOOPBACK,
+    bench_database_url,
+    clean_environ,
+    drop_database,
+    production_env,
+    recreate_database,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -83,21 +90,6 @@ BIG_VERSIONS = 2000
 # The 304 scenario and the bare view's body use this user: small-agent has no canary and
 # no flags, so every user gets the stable answer.
 STABLE_USER = "bench-stable-user"
-BREAK_GLASS = "bench: throwaway benchmark database"
-# Settings read from the environment that must not leak from the caller's shell into a run.
-SETTINGS_VARIABLES = (
-    "DJANGO_SETTINGS_MODULE",
-    "DATABASE_URL",
-    "SECRET_KEY",
-    "DEBUG",
-    "ALLOWED_HOSTS",
-    "CACHE_URL",
-    "CACHE_TIMEOUT",
-    "CSRF_TRUSTED_ORIGINS",
-    "CONN_MAX_AGE",
-    "LOG_LEVEL",
-)
-SETTINGS_PREFIXES = ("AGENTCONFIG_", "SECURE_", "EVAL_", "GRANIAN_", "GUNICORN_", "BENCH_")
 
 PROMPT_VOCABULARY = (
     "customer account billing invoice refund policy order shipping delivery warranty "
@@ -328,30 +320,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
-
-
-def clean_environ() -> dict[str, str]:
-    """The caller's environment without anything the project's settings would read."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in SETTINGS_VARIABLES and not name.startswith(SETTINGS_PREFIXES)
-    }
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return env
-
-
-def production_env(database_url: str) -> dict[str, str]:
-    """Production settings as the brief deploys them: no CACHE_URL, plain HTTP on loopback."""
-    return {
-        **clean_environ(),
-        "DJANGO_SETTINGS_MODULE": "agentconfig.settings.production",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SECURE_SSL_REDIRECT": "false",
-        "DATABASE_URL": database_url,
-        "LOG_LEVEL": "WARNING",
-    }
 
 
 def dev_env(sqlite_file: Path) -> dict[str, str]:

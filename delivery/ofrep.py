@@ -67,16 +67,10 @@ class _BadRequest(Exception):
 @csrf_exempt
 def evaluate_flag(request: HttpRequest, key: str) -> HttpResponse:
     """POST /ofrep/v1/evaluate/flags/{key}: one flag for the context in the body."""
-    refusal = _refuse_method(request)
-    if refusal is not None:
-        return refusal
-    authenticated = _authenticate(request)
-    if isinstance(authenticated, HttpResponse):
-        return authenticated
-    try:
-        targeting_key, context = _read_context(request)
-    except _BadRequest as exc:
-        return _json(400, {"key": key, "errorCode": exc.code, "errorDetails": exc.details})
+    started = _start(request, key)
+    if isinstance(started, HttpResponse):
+        return started
+    authenticated, targeting_key, context = started
     if key.startswith(AGENT_FLAG_PREFIX):
         return _agent_config(authenticated, key, targeting_key, context)
     flags = _snapshot(authenticated.environment_id)
@@ -107,16 +101,10 @@ def evaluate_flag(request: HttpRequest, key: str) -> HttpResponse:
 @csrf_exempt
 def evaluate_flags(request: HttpRequest) -> HttpResponse:
     """POST /ofrep/v1/evaluate/flags: every flag of the environment, with an ETag."""
-    refusal = _refuse_method(request)
-    if refusal is not None:
-        return refusal
-    authenticated = _authenticate(request)
-    if isinstance(authenticated, HttpResponse):
-        return authenticated
-    try:
-        targeting_key, context = _read_context(request)
-    except _BadRequest as exc:
-        return _json(400, {"errorCode": exc.code, "errorDetails": exc.details})
+    started = _start(request, None)
+    if isinstance(started, HttpResponse):
+        return started
+    authenticated, targeting_key, context = started
     flags = _snapshot(authenticated.environment_id)
     if isinstance(flags, HttpResponse):
         return flags
@@ -181,6 +169,25 @@ def _agent_config(
         "metadata": {"configHash": version["config_hash"], "track": answer.track},
     }
     return _json(200, body)
+
+
+def _start(
+    request: HttpRequest, key: str | None
+) -> tuple[runtime.KeyEntry, str | None, dict[str, Any]] | HttpResponse:
+    """The request's API key and its body's targeting key and context; or the response
+    refusing the method, the key or the body (naming the flag `key`, if one was asked for)."""
+    refusal = _refuse_method(request)
+    if refusal is not None:
+        return refusal
+    authenticated = _authenticate(request)
+    if isinstance(authenticated, HttpResponse):
+        return authenticated
+    try:
+        targeting_key, context = _read_context(request)
+    except _BadRequest as exc:
+        named = {"key": key} if key is not None else {}
+        return _json(400, {**named, "errorCode": exc.code, "errorDetails": exc.details})
+    return authenticated, targeting_key, context
 
 
 def _refuse_method(request: HttpRequest) -> HttpResponse | None:

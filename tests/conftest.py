@@ -1,9 +1,11 @@
 """Fixtures shared by every test module. Models with invariants are built through services."""
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.db import connection
 from django.test import Client
 
@@ -26,23 +28,33 @@ def _fresh_state():
 CACHE_METHODS = ("get", "get_many", "set", "set_many", "add", "incr", "delete", "delete_many")
 
 
+@contextlib.contextmanager
+def spying_on_cache(calls: list[str]) -> Iterator[None]:
+    """Record in `calls` every call made to Django's default cache, as configured now."""
+    # The cache object itself, not the `cache` proxy: undone on this object even if the
+    # settings change meanwhile.
+    target = caches["default"]
+    with pytest.MonkeyPatch.context() as patch:
+        for name in CACHE_METHODS:
+            method = getattr(target, name)
+
+            def spy(*args, _name=name, _method=method, **kwargs):
+                calls.append(_name)
+                return _method(*args, **kwargs)
+
+            patch.setattr(target, name, spy)
+        yield
+
+
 @pytest.fixture
-def cache_calls():
+def cache_calls() -> Iterator[list[str]]:
     """Every call made to Django's cache (locmem or Redis) while the test runs.
 
     Its own MonkeyPatch, undone before pytest-django restores changed settings: the spies
     sit on the cache object the test used.
     """
     calls: list[str] = []
-    with pytest.MonkeyPatch.context() as patch:
-        for name in CACHE_METHODS:
-            method = getattr(cache, name)
-
-            def spy(*args, _name=name, _method=method, **kwargs):
-                calls.append(_name)
-                return _method(*args, **kwargs)
-
-            patch.setattr(cache, name, spy)
+    with spying_on_cache(calls):
         yield calls
 
 
@@ -95,6 +107,36 @@ def viewer_client(db) -> Client:
         "deployments.view_releaselogentry",
         "deployments.view_apikey",
     )
+
+
+@pytest.fixture
+def user_with(db) -> Callable[..., Any]:
+    """Make a user holding exactly the given permissions ('app.codename') and groups."""
+    return factories.user_with
+
+
+@pytest.fixture
+def people(db) -> factories.People:
+    """The role users (editor, reviewer, deployer, admin, ...), made when first asked for."""
+    return factories.People()
+
+
+@pytest.fixture
+def boss(db):
+    """A member of Admins (may create users and change roles), not a superuser."""
+    return factories.member("boss", "Admins")
+
+
+@pytest.fixture
+def root(db):
+    """A superuser."""
+    return factories.user_with(username="root", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def alice(db):
+    """An editor."""
+    return factories.member("alice", "Editors")
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from django.contrib.auth.models import Group, Permission
 from django.test import Client
 
 from agentconfig.core.actors import Actor
-from agentconfig.core.roles import ROLES
+from agentconfig.core.roles import ADMIN_APPS, ADMIN_EXTRA, ROLES
 from agentconfig.models import Agent
 from deployments.models import ApiKey, Environment, ReleaseLogEntry
 from deployments.services import api_keys
@@ -40,6 +40,14 @@ def ensure_roles() -> None:
         group, created = Group.objects.get_or_create(name=role)
         if created:
             group.permissions.set(_permission(name) for name in names)
+    admins, created = Group.objects.get_or_create(name="Admins")
+    if created:
+        admins.permissions.set(
+            [
+                *Permission.objects.filter(content_type__app_label__in=ADMIN_APPS),
+                *(_permission(name) for name in ADMIN_EXTRA),
+            ]
+        )
 
 
 def _permission(name: str) -> Permission:
@@ -68,6 +76,36 @@ def login(user: Any) -> Client:
     client = Client()
     client.force_login(user)
     return client
+
+
+class People:
+    """The role users of a test, each made the first time it is asked for: people["reviewer"]."""
+
+    CAST: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+        # role: (username, groups, extra permissions)
+        "editor": ("editor", ("Editors",), ()),
+        "editor2": ("editor2", ("Editors",), ()),
+        "reviewer": ("reviewer", ("Reviewers",), ()),
+        "reviewer2": ("reviewer2", ("Reviewers",), ()),
+        "deployer": ("deployer", ("Deployers",), ()),
+        "deployer2": ("deployer2", ("Deployers",), ()),
+        # Asks for deployments and reviews other people's: not their own.
+        "editor_reviewer": ("editor-reviewer", ("Editors", "Reviewers"), ()),
+        "all_in_one": ("all-in-one", ("Editors", "Reviewers", "Deployers"), ()),
+        "firefighter": ("firefighter", ("Deployers",), ("deployments.break_glass",)),
+        "admin": ("ana", ("Admins",), ()),
+        "admin2": ("bea", ("Admins",), ()),
+        "admin3": ("cem", ("Admins",), ()),
+    }
+
+    def __init__(self) -> None:
+        self._made: dict[str, Any] = {}
+
+    def __getitem__(self, role: str) -> Any:
+        if role not in self._made:
+            username, groups, permissions = self.CAST[role]
+            self._made[role] = member(username, *groups, permissions=permissions)
+        return self._made[role]
 
 
 def client_for(*permissions: str) -> Client:

@@ -31,22 +31,6 @@ def _roles(user) -> dict:
     return people.roles_of(User.objects.get(pk=user.pk)).as_record()
 
 
-@pytest.fixture
-def boss(db):
-    """A member of Admins (may create users and change roles), not a superuser."""
-    return member("boss", "Admins")
-
-
-@pytest.fixture
-def root(db):
-    return factories.UserFactory(username="root", is_staff=True, is_superuser=True)
-
-
-@pytest.fixture
-def alice(db):
-    return member("alice", "Editors")
-
-
 # --- create_user ----------------------------------------------------------------------
 
 

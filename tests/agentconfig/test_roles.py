@@ -10,12 +10,6 @@ from deployments.services import requests
 from tests import factories
 
 
-def member_of(group: str):
-    user = factories.UserFactory(is_staff=True)
-    user.groups.add(Group.objects.get(name=group))
-    return type(user).objects.get(pk=user.pk)
-
-
 @pytest.mark.parametrize("group", [*ROLES, "Admins"])
 def test_roles__after_migrate__groups_exist_with_permissions(db, group):
     assert Group.objects.get(name=group).permissions.exists()
@@ -48,7 +42,7 @@ def test_roles__after_migrate__groups_exist_with_permissions(db, group):
     ],
 )
 def test_roles__members__hold_exactly_their_role_permissions(db, group, allowed, refused):
-    user = member_of(group)
+    user = factories.user_with(groups=(group,), is_staff=True)
 
     assert all(user.has_perm(p) for p in allowed)
     assert not any(user.has_perm(p) for p in refused)
@@ -57,7 +51,10 @@ def test_roles__members__hold_exactly_their_role_permissions(db, group, allowed,
 def test_roles__editor_asks_reviewer_approves__editor_cannot_approve(agent, production):
     v1, v2 = factories.create_version(agent), factories.create_version(agent)
     factories.deploy(v1, production)
-    editor, reviewer = Actor.of(member_of("Editors")), Actor.of(member_of("Reviewers"))
+    editor, reviewer = (
+        Actor.of(factories.user_with(groups=("Editors",), is_staff=True)),
+        Actor.of(factories.user_with(groups=("Reviewers",), is_staff=True)),
+    )
     request = requests.create_request(
         agent=agent, environment=production, version=v2, actor=editor, reason="fix"
     )

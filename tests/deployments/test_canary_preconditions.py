@@ -12,9 +12,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.test import Client
 from django.urls import reverse
 
 from agentconfig.core.errors import Conflict
@@ -226,9 +224,7 @@ def test_canary_apply__canary_moves_between_page_check_and_lock__409_on_the_page
     agent = factories.create_agent(slug="race-bot")
     rollout = _canary(agent, production)
     state = _hidden_state(rollout)
-    user = get_user_model().objects.create_superuser("boss", "boss@example.com", "pw")
-    client = Client()
-    client.force_login(user)
+    client = factories.login(factories.user_with(username="boss", is_staff=True, is_superuser=True))
     responses: list[object] = []
 
     def operator() -> None:

@@ -37,7 +37,6 @@ from deployments.services.environments import (
     update_environment,
 )
 from tests import factories
-from tests.deployments.governance_helpers import admin_user
 from tests.factories import login, member
 
 pytestmark = pytest.mark.django_db
@@ -72,8 +71,8 @@ POLICY = {
 
 
 @pytest.fixture
-def admins(db):
-    return admin_user("ana"), admin_user("bea"), admin_user("cem")
+def admins(people):
+    return people["admin"], people["admin2"], people["admin3"]
 
 
 def _raise_to(environment: Environment, value: int, admin) -> Environment:
@@ -1015,7 +1014,7 @@ def _race(*calls) -> list[str]:
 def test_apply_settings_request__two_admins_at_once__one_applies_the_other_conflicts():
     # Given an approved request to lower production's approvals
     production = factories.environment("production")
-    ana, bea, cem = admin_user("ana"), admin_user("bea"), admin_user("cem")
+    ana, bea, cem = member("ana", "Admins"), member("bea", "Admins"), member("cem", "Admins")
     change_request = _propose_lowering(production, 0, ana)
     _approve(change_request, bea)
 
@@ -1039,7 +1038,7 @@ def test_apply_settings_request__two_admins_at_once__one_applies_the_other_confl
 def test_update_environment__two_admins_at_once_on_the_same_page__the_second_conflicts():
     # Given two admins who read production's settings at the same state
     production = factories.environment("production")
-    ana, bea, cem = admin_user("ana"), admin_user("bea"), admin_user("cem")
+    ana, bea, cem = member("ana", "Admins"), member("bea", "Admins"), member("cem", "Admins")
     seen = settings_state(production)
 
     # When both save a different raise at the same moment
@@ -1068,7 +1067,7 @@ def test_update_environment__two_admins_at_once_on_the_same_page__the_second_con
 @pytest.mark.django_db(transaction=True)
 def test_set_canary_policy__two_admins_create_at_once__one_policy_the_other_conflicts():
     production = factories.environment("production")
-    ana, bea = admin_user("ana"), admin_user("bea")
+    ana, bea = member("ana", "Admins"), member("bea", "Admins")
 
     outcomes = _race(
         *(

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Permission
-from django.test import Client
 
-from tests import factories
 from tests.evaluations.chat_server import JUDGE_MODEL, ChatServer, ScriptedLLM
 
 
@@ -48,22 +45,3 @@ def no_endpoint(settings: Any) -> Any:
     settings.EVAL_API_BASE_URL = ""
     settings.EVAL_API_KEY = ""
     return settings
-
-
-def client_for(*permissions: str) -> Client:
-    """A logged-in staff user holding exactly the given permissions ('app.codename')."""
-    user = factories.UserFactory(is_staff=True)
-    user.save()
-    for permission in permissions:
-        app_label, codename = permission.split(".")
-        user.user_permissions.add(
-            Permission.objects.get(content_type__app_label=app_label, codename=codename)
-        )
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def client_with_permissions(db) -> Callable[..., Client]:
-    return client_for

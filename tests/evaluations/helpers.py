@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentconfig.core.actors import Actor
 from agentconfig.models import Agent
 from deployments.models import Environment
 from evaluations.models import EvaluationPolicy, EvaluationRun, SuiteVersion
 from evaluations.runner import execute_run
 from evaluations.services import suites as suite_services
+from tests import factories
 from versions.models import AgentVersion
 
-ACTOR = Actor.system("tests")
+ACTOR = factories.ACTOR
 
 
 def case(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
 
 from agentconfig.core.actors import Actor
@@ -188,10 +187,7 @@ def test_override__reviewer_with_permission__recorded_and_the_gate_allows(
     require_evaluation(production, tolerance=0.0)
     _answer_yes(llm, "worse", 2)
     run_now(candidate, suite_version)
-    reviewer = factories.UserFactory()
-    reviewer.save()
-    reviewer.user_permissions.add(Permission.objects.get(codename="override_gate"))
-    reviewer = type(reviewer).objects.get(pk=reviewer.pk)  # fresh permission cache
+    reviewer = factories.user_with("evaluations.override_gate")
 
     # When
     override = record_gate_override(

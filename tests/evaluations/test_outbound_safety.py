@@ -19,7 +19,6 @@ from evaluations.runner import MAX_RESPONSE_BYTES, execute_run
 from evaluations.services import suites
 from evaluations.services.policies import set_evaluation_policy
 from tests import factories
-from tests.deployments.governance_helpers import admin_user
 from tests.evaluations.chat_server import Reply, error
 from tests.evaluations.helpers import ACTOR, case, make_suite, run_now
 from tests.factories import login, member
@@ -129,7 +128,7 @@ def test_set_evaluation_policy__base_url_not_allowed__refused_naming_the_field(
         set_evaluation_policy(
             environment=production,
             values={"base_url": url},
-            actor=Actor.of(admin_user("ana")),
+            actor=Actor.of(member("ana", "Admins")),
             reason="point at the model server",
         )
 
@@ -138,7 +137,7 @@ def test_set_evaluation_policy__base_url_not_allowed__refused_naming_the_field(
 
 
 def test_policy_form__metadata_base_url__error_on_the_field(production):
-    response = login(admin_user("ana")).post(
+    response = login(member("ana", "Admins")).post(
         reverse("admin:evaluations_evaluationpolicy_add"),
         {
             "environment": str(production.pk),
@@ -164,7 +163,7 @@ def test_set_evaluation_policy__server_secret_as_key_variable__refused(productio
         set_evaluation_policy(
             environment=production,
             values={"api_key_env": name},
-            actor=Actor.of(admin_user("ana")),
+            actor=Actor.of(member("ana", "Admins")),
             reason="use another key",
         )
 
@@ -176,7 +175,7 @@ def test_set_evaluation_policy__server_secret_as_key_variable__refused(productio
 
 @pytest.mark.parametrize("name", SECRET_NAMES)
 def test_policy_form__server_secret_as_key_variable__error_on_the_field(production, name):
-    response = login(admin_user("ana")).post(
+    response = login(member("ana", "Admins")).post(
         reverse("admin:evaluations_evaluationpolicy_add"),
         {
             "environment": str(production.pk),
@@ -195,7 +194,7 @@ def test_policy_form__saved_name_no_longer_allowed__shown_as_such_not_silently_c
     EvaluationPolicy.objects.create(environment=production, api_key_env="SECRET_KEY")
     policy = EvaluationPolicy.objects.get()
 
-    response = login(admin_user("ana")).get(
+    response = login(member("ana", "Admins")).get(
         reverse("admin:evaluations_evaluationpolicy_change", args=[policy.pk])
     )
 
@@ -258,7 +257,7 @@ def test_run__allowed_local_server_and_key_variable__still_works(
     set_evaluation_policy(
         environment=staging,
         values={"base_url": chat_server.base_url, "api_key_env": "EVAL_API_KEY_STAGING"},
-        actor=Actor.of(admin_user("ana")),
+        actor=Actor.of(member("ana", "Admins")),
         reason="staging runs on the local model server",
     )
 
@@ -350,7 +349,7 @@ def test_compare_page__editor_and_admin__body_only_for_the_admin(agent, suite, f
 
     # When
     as_editor = login(member("eddie", "Editors")).get(url).content.decode()
-    as_admin = login(admin_user("ana")).get(url).content.decode()
+    as_admin = login(member("ana", "Admins")).get(url).content.decode()
 
     # Then
     assert "pwned" not in as_editor

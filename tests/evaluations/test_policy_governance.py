@@ -19,7 +19,6 @@ from evaluations.services.policies import (
     set_evaluation_policy,
 )
 from tests import factories
-from tests.deployments.governance_helpers import admin_user
 from tests.factories import login, member
 
 pytestmark = pytest.mark.django_db
@@ -28,8 +27,8 @@ GATE = {"required": True, "tolerance": 0.05, "suite_slug": "smoke"}
 
 
 @pytest.fixture
-def admins(db):
-    return admin_user("ana"), admin_user("bea")
+def admins(people):
+    return people["admin"], people["admin2"]
 
 
 def _records() -> list[AuditRecord]:
@@ -214,7 +213,7 @@ def test_policy_admin__delete__refused(admin_client, production, admins):
 def test_set_evaluation_policy__two_admins_at_once_on_the_same_page__the_second_conflicts():
     # Given two admins who read the same policy
     production = factories.environment("production")
-    ana, bea = admin_user("ana"), admin_user("bea")
+    ana, bea = member("ana", "Admins"), member("bea", "Admins")
     _set(production, ana)
     seen = evaluation_policy_state(production)
     barrier = threading.Barrier(2)

@@ -1,18 +1,18 @@
-"""Flag test data built through the real services, and clients holding chosen permissions."""
+"""Flag test data built through the real services."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from django.contrib.auth.models import Permission
 from django.test import Client
+from django.urls import reverse
 
-from agentconfig.core.actors import Actor
 from flags.models import Flag
 from flags.services import flags as flag_services
 from tests import factories
 
-ACTOR = Actor.system("tests")
+ACTOR = factories.ACTOR
 
 
 def make_flag(key: str = "web-search", kind: str = "boolean", **fields: Any) -> Flag:
@@ -53,14 +53,11 @@ def gate(agent, tool_name: str, flag: Flag, **fields: Any):
     )
 
 
-def client_for(*permissions: str) -> Client:
-    user = factories.UserFactory(is_staff=True)
-    user.save()  # the factory sets the password after its save; the session hash needs it
-    for permission in permissions:
-        app_label, codename = permission.split(".")
-        user.user_permissions.add(
-            Permission.objects.get(content_type__app_label=app_label, codename=codename)
-        )
-    client = Client()
-    client.force_login(user)
-    return client
+def evaluate_at_runtime(key: str, flag_key: str, user: str = "ana") -> Any:
+    """What a runtime holding `key` is told about the flag for `user` (OFREP, one flag)."""
+    return Client().post(
+        reverse("ofrep-evaluate-flag", args=[flag_key]),
+        data=json.dumps({"context": {"targetingKey": user}}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+    )

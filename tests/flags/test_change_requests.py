@@ -23,18 +23,8 @@ from flags.models import FlagEnvironment, ToolGate
 from flags.services import flags as flag_services
 from flags.services.requests import describe_change, propose_flag_change
 from tests import factories
-from tests.factories import member
+from tests.factories import login
 from tests.flags.helpers import make_flag, set_rules, turn_on
-
-
-@pytest.fixture
-def people(db):
-    return {
-        "pm": member("pm", "Editors"),
-        "reviewer": member("reviewer", "Reviewers"),
-        "second": member("second-reviewer", "Reviewers"),
-        "operator": member("operator", "Deployers"),
-    }
 
 
 @pytest.fixture
@@ -69,14 +59,14 @@ def test_tool_gate_by_an_editor__production_needs_approval__request_then_tools_c
 ):
     # Given an editor who gates escalate_to_human behind a new, off flag
     flag = make_flag("human-handoff")
-    pm = Actor.of(people["pm"])
+    pm = Actor.of(people["editor"])
     with pytest.raises(ApprovalRequired) as refused:
         flag_services.create_tool_gate(
             agent=agent, tool_name="escalate_to_human", flag=flag, actor=pm
         )
 
     # When the refusal is proposed as a change request
-    change_request = propose(refused.value, people["pm"])
+    change_request = propose(refused.value, people["editor"])
 
     # Then production's runtimes are unchanged until it is approved and applied
     assert not ToolGate.objects.exists()
@@ -84,7 +74,7 @@ def test_tool_gate_by_an_editor__production_needs_approval__request_then_tools_c
     assert change_request.kind == RequestKind.FLAG
     assert change_request.environment == production
     approve(change_request, people["reviewer"])
-    request_services.apply_request(request=change_request, actor=Actor.of(people["operator"]))
+    request_services.apply_request(request=change_request, actor=Actor.of(people["deployer"]))
     assert "escalate_to_human" not in tools_for(client, served, "user-1")
     change_request.refresh_from_db()
     assert change_request.status == RequestStatus.APPLIED
@@ -95,7 +85,7 @@ def test_turn_on_by_an_editor__production__refused_then_proposed(agent, producti
 
     with pytest.raises(ApprovalRequired, match="production requires 1 approval"):
         flag_services.set_flag_enabled(
-            flag=flag, environment=production, enabled=True, actor=Actor.of(people["pm"])
+            flag=flag, environment=production, enabled=True, actor=Actor.of(people["editor"])
         )
 
     assert not FlagEnvironment.objects.get(flag=flag, environment=production).enabled
@@ -105,7 +95,7 @@ def test_turn_on_by_an_editor__staging_needs_no_approval__applied_at_once(stagin
     flag = make_flag("web-search")
 
     flag_services.set_flag_enabled(
-        flag=flag, environment=staging, enabled=True, actor=Actor.of(people["pm"])
+        flag=flag, environment=staging, enabled=True, actor=Actor.of(people["editor"])
     )
 
     assert FlagEnvironment.objects.get(flag=flag, environment=staging).enabled
@@ -123,7 +113,7 @@ def test_json_variant_edit__served_in_every_environment__needs_approval(producti
     with pytest.raises(ApprovalRequired) as refused:
         flag_services.update_flag(
             flag=flag,
-            actor=Actor.of(people["pm"]),
+            actor=Actor.of(people["editor"]),
             description=flag.description,
             owner=flag.owner,
             variants=[
@@ -144,9 +134,9 @@ def test_kill_switch__editor_cannot_undo_it_even_where_no_approval_is_needed(sta
     flag = make_flag("web-search")
     turn_on(flag, staging)
     flag_services.kill_flag(
-        flag=flag, environment=staging, actor=Actor.of(people["operator"]), reason="loops"
+        flag=flag, environment=staging, actor=Actor.of(people["deployer"]), reason="loops"
     )
-    pm = Actor.of(people["pm"])
+    pm = Actor.of(people["editor"])
 
     # Then the editor can neither turn it back on nor serve "on" while it is off
     with pytest.raises(Forbidden, match="undo the kill switch"):
@@ -160,12 +150,12 @@ def test_kill_switch__editor_cannot_undo_it_even_where_no_approval_is_needed(sta
 def test_kill_switch__operator__immediate_without_approval_and_may_undo(staging, people):
     flag = make_flag("web-search")
     turn_on(flag, staging)
-    operator = Actor.of(people["operator"])
+    operator = Actor.of(people["deployer"])
 
     flag_services.kill_flag(flag=flag, environment=staging, actor=operator, reason="loops")
     # A deployer holds the kill-switch permission but not flags.change_flag: undoing it
     # needs both, so an admin (or an editor with the operator) brings it back.
-    admin = Actor.of(member("admin", "Admins"))
+    admin = Actor.of(people["admin"])
     flag_services.set_flag_enabled(flag=flag, environment=staging, enabled=True, actor=admin)
 
     state = FlagEnvironment.objects.get(flag=flag, environment=staging)
@@ -177,7 +167,7 @@ def test_kill_switch__production__immediate_without_a_request(production, people
     turn_on(flag, production)
 
     flag_services.kill_flag(
-        flag=flag, environment=production, actor=Actor.of(people["operator"]), reason="loops"
+        flag=flag, environment=production, actor=Actor.of(people["deployer"]), reason="loops"
     )
 
     assert not FlagEnvironment.objects.get(flag=flag, environment=production).enabled
@@ -190,21 +180,21 @@ def _proposed_turn_on(production, people):
     flag = make_flag("web-search")
     with pytest.raises(ApprovalRequired) as refused:
         flag_services.set_flag_enabled(
-            flag=flag, environment=production, enabled=True, actor=Actor.of(people["pm"])
+            flag=flag, environment=production, enabled=True, actor=Actor.of(people["editor"])
         )
-    return flag, propose(refused.value, people["pm"])
+    return flag, propose(refused.value, people["editor"])
 
 
 def test_apply__without_approval__refused(production, people):
     _, change_request = _proposed_turn_on(production, people)
 
     with pytest.raises(Forbidden, match="has 0 of the 1 approval"):
-        request_services.apply_request(request=change_request, actor=Actor.of(people["operator"]))
+        request_services.apply_request(request=change_request, actor=Actor.of(people["deployer"]))
 
 
 def test_approve__by_the_requester__refused(production, people):
     _, change_request = _proposed_turn_on(production, people)
-    pm_as_reviewer = member("pm-reviewer", "Editors", "Reviewers")
+    pm_as_reviewer = people["editor_reviewer"]
     own = propose_flag_change(
         required=ApprovalRequired(
             "", change={**change_request.proposal["change"]}, environment=production
@@ -229,7 +219,7 @@ def test_apply__flag_moved_after_the_approval__approval_stale_and_refused(
 
     # Then the approval no longer counts
     with pytest.raises(Forbidden, match="no longer count"):
-        request_services.apply_request(request=change_request, actor=Actor.of(people["operator"]))
+        request_services.apply_request(request=change_request, actor=Actor.of(people["deployer"]))
 
 
 def test_apply__confirmed_state_moved__conflict(production, staging, people):
@@ -240,7 +230,7 @@ def test_apply__confirmed_state_moved__conflict(production, staging, people):
 
     with pytest.raises(Conflict, match="moved while you were reviewing"):
         request_services.apply_request(
-            request=change_request, actor=Actor.of(people["operator"]), expected_state=seen
+            request=change_request, actor=Actor.of(people["deployer"]), expected_state=seen
         )
 
 
@@ -249,9 +239,9 @@ def test_apply__by_an_editor__refused_deployers_apply(production, people):
     approve(change_request, people["reviewer"])
 
     with pytest.raises(Forbidden, match="apply approved change requests"):
-        request_services.apply_request(request=change_request, actor=Actor.of(people["pm"]))
+        request_services.apply_request(request=change_request, actor=Actor.of(people["editor"]))
 
-    request_services.apply_request(request=change_request, actor=Actor.of(people["operator"]))
+    request_services.apply_request(request=change_request, actor=Actor.of(people["deployer"]))
     assert FlagEnvironment.objects.get(flag=flag, environment=production).enabled
 
 
@@ -264,7 +254,7 @@ def test_service__request_for_another_change__refused(production, people):
             flag,
             production,
             [{"users": ["ana"], "variant": "on"}],
-            actor=Actor.of(people["operator"]),
+            actor=Actor.of(people["deployer"]),
             request=change_request,
         )
 
@@ -277,7 +267,7 @@ def test_withdraw__only_the_requester_or_an_admin(production, people):
             request=change_request, actor=Actor.of(people["reviewer"])
         )
 
-    request_services.withdraw_request(request=change_request, actor=Actor.of(people["pm"]))
+    request_services.withdraw_request(request=change_request, actor=Actor.of(people["editor"]))
     change_request.refresh_from_db()
     assert change_request.status == RequestStatus.WITHDRAWN
 
@@ -334,14 +324,10 @@ def test_describe__thirty_percent_split__about_seventy_percent_lose_it(agent, pr
 def test_apply__two_operators_at_once__one_applies_the_other_conflicts():
     production = factories.environment("production")
     factories.create_agent(slug="support-bot")
-    people = {
-        "pm": member("pm", "Editors"),
-        "reviewer": member("reviewer", "Reviewers"),
-        "operator": member("operator", "Deployers"),
-    }
+    people = factories.People()
     flag, change_request = _proposed_turn_on(production, people)
     approve(change_request, people["reviewer"])
-    operators = [Actor.of(people["operator"]), Actor.of(member("operator-2", "Deployers"))]
+    operators = [Actor.of(people["deployer"]), Actor.of(people["deployer2"])]
     barrier = threading.Barrier(2)
     outcomes: list[str] = []
 
@@ -370,11 +356,7 @@ def test_apply__two_operators_at_once__one_applies_the_other_conflicts():
 def test_approve_and_state_change_at_once__approval_never_counts_for_the_new_state():
     # Given a request, and a reviewer approving while the flag's state moves
     production, staging = factories.environment("production"), factories.environment("staging")
-    people = {
-        "pm": member("pm", "Editors"),
-        "reviewer": member("reviewer", "Reviewers"),
-        "operator": member("operator", "Deployers"),
-    }
+    people = factories.People()
     flag, change_request = _proposed_turn_on(production, people)
     seen = change_request.base_state
     barrier = threading.Barrier(2)
@@ -412,7 +394,7 @@ def test_approve_and_state_change_at_once__approval_never_counts_for_the_new_sta
     if outcomes == ["approved"]:
         with pytest.raises(Forbidden, match="no longer count"):
             request_services.apply_request(
-                request=change_request, actor=Actor.of(people["operator"])
+                request=change_request, actor=Actor.of(people["deployer"])
             )
     else:
         assert outcomes == ["refused"]
@@ -433,8 +415,6 @@ def test_requests_list__flag_request_without_agent__listed_not_a_500(
 def test_request_page__flag_request__says_what_changes_and_offers_review(
     production, people, served
 ):
-    from tests.factories import login
-
     _, change_request = _proposed_turn_on(production, people)
 
     page = login(people["reviewer"]).get(

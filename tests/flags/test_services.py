@@ -12,25 +12,9 @@ from flags.models import Flag, FlagEnvironment, ToolGate
 from flags.services import flags as flag_services
 from tests import factories
 from tests.factories import SETUP_BREAK_GLASS
-from tests.flags.helpers import ACTOR, make_flag, set_rules, turn_on
+from tests.flags.helpers import ACTOR, evaluate_at_runtime, make_flag, set_rules, turn_on
 
 ROLLOUT_10 = [{"split": [{"variant": "on", "weight": 1000}, {"variant": "off", "weight": 9000}]}]
-
-
-@pytest.fixture
-def user_with(db):
-    def make(*permissions: str):
-        from django.contrib.auth.models import Permission
-
-        user = factories.UserFactory()
-        for permission in permissions:
-            app_label, codename = permission.split(".")
-            user.user_permissions.add(
-                Permission.objects.get(content_type__app_label=app_label, codename=codename)
-            )
-        return type(user).objects.get(pk=user.pk)  # fresh permission cache
-
-    return make
 
 
 def flags_generation() -> int:
@@ -44,9 +28,13 @@ def flags_generation() -> int:
 
 
 def test_create_flag__boolean__off_in_every_environment_with_history(
-    production, staging, django_capture_on_commit_callbacks
+    production, staging, django_capture_on_commit_callbacks, settings
 ):
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+    key = factories.create_api_key(production)[1]
+    settings.AGENTCONFIG_REFRESH_INTERVAL = 60  # the change itself must reach this process
+    assert evaluate_at_runtime(key, "web-search").status_code == 404  # a runtime, warm
+
+    with django_capture_on_commit_callbacks(execute=True):
         flag = make_flag("web-search", description="Lets the agent search the web", owner="search")
 
     assert flag.variants == [{"name": "on", "value": True}, {"name": "off", "value": False}]
@@ -58,7 +46,8 @@ def test_create_flag__boolean__off_in_every_environment_with_history(
     )
     assert flag.history.get().history_type == "+"
     assert flag.history.get().updated_by_label == "tests"
-    assert len(callbacks) == 1
+    served = evaluate_at_runtime(key, "web-search")  # knows the new flag at once, off
+    assert (served.status_code, served.json()["value"]) == (200, False)
 
 
 def test_create_flag__string_flag__first_variant_is_default_and_off(production):

@@ -1,7 +1,7 @@
 """Deployment requests in the admin: asking, the request page, review, apply, withdraw.
 
 People are members of the role groups the migration creates (Editors, Reviewers,
-Deployers), so the tests check the permissions a real team gets.
+Deployers), so the tests check the permissions a real people gets.
 """
 
 from __future__ import annotations
@@ -29,19 +29,6 @@ SCRIPT = '<script>alert("x")</script>'
 
 
 @pytest.fixture
-def team(db):
-    return {
-        "editor": member("ed", "Editors"),
-        "reviewer": member("rev", "Reviewers"),
-        "reviewer2": member("rev2", "Reviewers"),
-        "deployer": member("dep", "Deployers"),
-        # Asks for deployments and reviews other people's: not their own.
-        "editor_reviewer": member("edrev", "Editors", "Reviewers"),
-        "firefighter": member("fire", "Deployers", permissions=("deployments.break_glass",)),
-    }
-
-
-@pytest.fixture
 def live(agent, production):
     """support-bot: v1 active in production, v2 made since."""
     v1, v2 = factories.create_version(agent), factories.create_version(agent)
@@ -50,13 +37,13 @@ def live(agent, production):
 
 
 @pytest.fixture
-def open_request(live, production, team) -> DeploymentRequest:
+def open_request(live, production, people) -> DeploymentRequest:
     """The editor's request to deploy v2 to production."""
     return requests.create_request(
         agent=live[1].agent,
         environment=production,
         version=live[1],
-        actor=Actor.of(team["editor"]),
+        actor=Actor.of(people["editor"]),
         reason="billing paragraph restored",
     )
 
@@ -95,13 +82,15 @@ def _apply_data(request: DeploymentRequest) -> dict[str, str]:
 
 
 def test_agent_page__editor_on_guarded_environment__request_button_and_approval_rule(
-    live, team, production
+    live, people, production
 ):
     # Given
     agent = live[0].agent
 
     # When
-    content = login(team["editor"]).get(reverse("admin:agentconfig_agent_change", args=[agent.pk]))
+    content = login(people["editor"]).get(
+        reverse("admin:agentconfig_agent_change", args=[agent.pk])
+    )
 
     # Then production offers a request (not a deploy) and says why; no break glass
     page = content.content.decode()
@@ -111,11 +100,11 @@ def test_agent_page__editor_on_guarded_environment__request_button_and_approval_
     assert "Break glass" not in page
 
 
-def test_agent_page__break_glass_holder__red_break_glass_apart_from_deploy(live, team):
+def test_agent_page__break_glass_holder__red_break_glass_apart_from_deploy(live, people):
     agent = live[0].agent
 
     page = (
-        login(team["firefighter"])
+        login(people["firefighter"])
         .get(reverse("admin:agentconfig_agent_change", args=[agent.pk]))
         .content.decode()
     )
@@ -125,9 +114,9 @@ def test_agent_page__break_glass_holder__red_break_glass_apart_from_deploy(live,
     assert _agent_url("break_glass", agent, "staging") not in page  # staging needs no approval
 
 
-def test_agent_page__open_requests__listed_with_approvals_and_link(open_request, team):
+def test_agent_page__open_requests__listed_with_approvals_and_link(open_request, people):
     page = (
-        login(team["reviewer"])
+        login(people["reviewer"])
         .get(reverse("admin:agentconfig_agent_change", args=[open_request.agent.pk]))
         .content.decode()
     )
@@ -137,7 +126,7 @@ def test_agent_page__open_requests__listed_with_approvals_and_link(open_request,
     assert "1 open request" in page
 
 
-def test_deploy_page__guarded_environment__explains_and_leads_to_request(live, team):
+def test_deploy_page__guarded_environment__explains_and_leads_to_request(live, people):
     # Given an admin-like user who may deploy and request
     user = member("boss", "Editors", "Deployers")
 
@@ -153,10 +142,10 @@ def test_deploy_page__guarded_environment__explains_and_leads_to_request(live, t
 # --- asking ------------------------------------------------------------------------
 
 
-def test_request__editor__form_then_diff_then_opened(live, team, production):
+def test_request__editor__form_then_diff_then_opened(live, people, production):
     # Given
     v1, v2 = live
-    client = login(team["editor"])
+    client = login(people["editor"])
     data = {"version": str(v2.pk), "kind": "stable", "reason": "Restore the billing rules."}
 
     # When the form is shown and posted, the confirmation shows the diff and writes nothing
@@ -175,16 +164,16 @@ def test_request__editor__form_then_diff_then_opened(live, team, production):
     assert submitted.status_code == 302
     assert submitted.url == _request_url(request)
     assert (request.status, request.version, request.kind) == ("open", v2, RequestKind.STABLE)
-    assert request.requested_by == team["editor"]
+    assert request.requested_by == people["editor"]
     assert request.reason == "Restore the billing rules."
     assert "Opened request" in client.get(submitted.url).content.decode()
 
 
-def test_request__canary_with_steps__opened_as_canary(live, team, production):
+def test_request__canary_with_steps__opened_as_canary(live, people, production):
     v1, v2 = live
     data = {"version": str(v2.pk), "kind": "canary", "canary_plan": "1,5,25", "reason": "try"}
 
-    response = login(team["editor"]).post(_agent_url("request_submit", v1.agent), data)
+    response = login(people["editor"]).post(_agent_url("request_submit", v1.agent), data)
 
     request = DeploymentRequest.objects.get()
     assert response.status_code == 302
@@ -200,11 +189,11 @@ def test_request__canary_with_steps__opened_as_canary(live, team, production):
     ],
 )
 def test_request_submit__bad_input__message_and_nothing_written(
-    live, team, production, data, message
+    live, people, production, data, message
 ):
     v1, v2 = live
 
-    response = login(team["editor"]).post(
+    response = login(people["editor"]).post(
         _agent_url("request_submit", v1.agent), {"version": str(v2.pk), **data}
     )
 
@@ -213,9 +202,9 @@ def test_request_submit__bad_input__message_and_nothing_written(
     assert not DeploymentRequest.objects.exists()
 
 
-def test_request_pages__reviewer_without_request_permission__403(live, team):
+def test_request_pages__reviewer_without_request_permission__403(live, people):
     v1, v2 = live
-    client = login(team["reviewer"])
+    client = login(people["reviewer"])
     data = {"version": str(v2.pk), "kind": "stable", "reason": "x"}
 
     responses = [
@@ -228,8 +217,8 @@ def test_request_pages__reviewer_without_request_permission__403(live, team):
     assert not DeploymentRequest.objects.exists()
 
 
-def test_request_submit__get__405(live, team):
-    response = login(team["editor"]).get(_agent_url("request_submit", live[0].agent))
+def test_request_submit__get__405(live, people):
+    response = login(people["editor"]).get(_agent_url("request_submit", live[0].agent))
 
     assert response.status_code == 405
 
@@ -238,14 +227,14 @@ def test_request_submit__get__405(live, team):
 
 
 def test_request_page__reviewer__what_is_asked_diff_against_active_and_review_form(
-    open_request, team, live
+    open_request, people, live
 ):
-    response = login(team["reviewer"]).get(_request_url(open_request))
+    response = login(people["reviewer"]).get(_request_url(open_request))
 
     assert response.status_code == 200
     content = response.content.decode()
     assert "billing paragraph restored" in content
-    assert "asked by <strong>ed</strong>" in content
+    assert "asked by <strong>editor</strong>" in content
     assert "requires 1 approval" in content
     diff = response.context["version_diff"]
     assert (diff.old, diff.new) == live
@@ -254,12 +243,12 @@ def test_request_page__reviewer__what_is_asked_diff_against_active_and_review_fo
     assert "Waiting for 1 approval" in content
 
 
-def test_request_page__diff_follows_the_version_active_now(open_request, team, live, production):
+def test_request_page__diff_follows_the_version_active_now(open_request, people, live, production):
     # Given the editor asked against v1, and v3 was deployed since
     v3 = factories.create_version(open_request.agent)
     factories.deploy(v3, production)
 
-    response = login(team["reviewer"]).get(_request_url(open_request))
+    response = login(people["reviewer"]).get(_request_url(open_request))
 
     # Then the reviewer sees what applying would change now: v3 -> v2
     diff = response.context["version_diff"]
@@ -267,16 +256,16 @@ def test_request_page__diff_follows_the_version_active_now(open_request, team, l
     assert "was v1 when asked" in response.content.decode()
 
 
-def test_request_page__requester_who_also_reviews__no_review_form_and_says_why(live, team):
+def test_request_page__requester_who_also_reviews__no_review_form_and_says_why(live, people):
     request = requests.create_request(
         agent=live[0].agent,
         environment=live[0].agent.pointers.get().environment,
         version=live[1],
-        actor=Actor.of(team["editor_reviewer"]),
+        actor=Actor.of(people["editor_reviewer"]),
         reason="mine",
     )
 
-    content = login(team["editor_reviewer"]).get(_request_url(request)).content.decode()
+    content = login(people["editor_reviewer"]).get(_request_url(request)).content.decode()
 
     assert 'id="review_form"' not in content
     assert "You asked for this deployment, so another reviewer must approve it." in content
@@ -289,8 +278,8 @@ def test_request_page__staff_without_view_permission__403(open_request, staff_cl
     assert response.status_code == 403
 
 
-def test_request_page__unknown_id__404(db, team):
-    response = login(team["reviewer"]).get(
+def test_request_page__unknown_id__404(db, people):
+    response = login(people["reviewer"]).get(
         reverse("admin:deployments_deploymentrequest_change", args=[999])
     )
 
@@ -300,8 +289,8 @@ def test_request_page__unknown_id__404(db, team):
 # --- review ----------------------------------------------------------------------------
 
 
-def test_review__reviewer_approves__recorded_with_comment_and_counts(open_request, team):
-    client = login(team["reviewer"])
+def test_review__reviewer_approves__recorded_with_comment_and_counts(open_request, people):
+    client = login(people["reviewer"])
 
     response = client.post(
         _request_url(open_request, "review"),
@@ -310,7 +299,7 @@ def test_review__reviewer_approves__recorded_with_comment_and_counts(open_reques
 
     assert response.status_code == 302
     review = RequestReview.objects.get()
-    assert (review.reviewer, review.decision) == (team["reviewer"], "approve")
+    assert (review.reviewer, review.decision) == (people["reviewer"], "approve")
     assert review.comment == "Read the diff: the paragraph is back."
     page = client.get(response.url).content.decode()
     assert "You approved request" in page
@@ -318,8 +307,8 @@ def test_review__reviewer_approves__recorded_with_comment_and_counts(open_reques
     assert "counts</span>" in page
 
 
-def test_review__reviewer_rejects__request_closed(open_request, team):
-    response = login(team["reviewer"]).post(
+def test_review__reviewer_rejects__request_closed(open_request, people):
+    response = login(people["reviewer"]).post(
         _request_url(open_request, "review"),
         _review_data(open_request, decision="reject", comment="tone is wrong"),
     )
@@ -329,8 +318,8 @@ def test_review__reviewer_rejects__request_closed(open_request, team):
     assert open_request.status == RequestStatus.REJECTED
 
 
-def test_review__editor_without_review_permission__403_and_nothing_recorded(open_request, team):
-    other_editor = member("ed2", "Editors")
+def test_review__editor_without_review_permission__403_and_nothing_recorded(open_request, people):
+    other_editor = people["editor2"]
 
     response = login(other_editor).post(
         _request_url(open_request, "review"), _review_data(open_request)
@@ -341,18 +330,18 @@ def test_review__editor_without_review_permission__403_and_nothing_recorded(open
     assert not RequestReview.objects.exists()
 
 
-def test_review__requester_who_is_a_reviewer__refusal_shown_and_nothing_recorded(live, team):
+def test_review__requester_who_is_a_reviewer__refusal_shown_and_nothing_recorded(live, people):
     # Given a request by someone who also holds the review permission
     request = requests.create_request(
         agent=live[0].agent,
         environment=live[0].agent.pointers.get().environment,
         version=live[1],
-        actor=Actor.of(team["editor_reviewer"]),
+        actor=Actor.of(people["editor_reviewer"]),
         reason="mine",
     )
 
     # When they try to approve it anyway (the form is hidden; the POST is hand-made)
-    response = login(team["editor_reviewer"]).post(
+    response = login(people["editor_reviewer"]).post(
         _request_url(request, "review"), _review_data(request)
     )
 
@@ -364,8 +353,8 @@ def test_review__requester_who_is_a_reviewer__refusal_shown_and_nothing_recorded
     assert not RequestReview.objects.exists()
 
 
-def test_review__missing_comment__message_and_nothing_recorded(open_request, team):
-    response = login(team["reviewer"]).post(
+def test_review__missing_comment__message_and_nothing_recorded(open_request, people):
+    response = login(people["reviewer"]).post(
         _request_url(open_request, "review"), _review_data(open_request, comment="   ")
     )
 
@@ -375,7 +364,7 @@ def test_review__missing_comment__message_and_nothing_recorded(open_request, tea
 
 
 def test_review__active_version_moved_since_page__nothing_recorded_and_new_diff(
-    open_request, team, live, production
+    open_request, people, live, production
 ):
     # Given the reviewer read "v1 -> v2", then someone deployed v3
     data = _review_data(open_request)
@@ -383,7 +372,7 @@ def test_review__active_version_moved_since_page__nothing_recorded_and_new_diff(
     factories.deploy(v3, production)
 
     # When the approval is posted
-    response = login(team["reviewer"]).post(_request_url(open_request, "review"), data)
+    response = login(people["reviewer"]).post(_request_url(open_request, "review"), data)
 
     # Then nothing is recorded and the page shows the real diff (v3 -> v2)
     assert response.status_code == 200
@@ -392,10 +381,10 @@ def test_review__active_version_moved_since_page__nothing_recorded_and_new_diff(
     assert not RequestReview.objects.exists()
 
 
-def test_review__twice__conflict_shown(open_request, team):
-    _approve(open_request, team["reviewer"])
+def test_review__twice__conflict_shown(open_request, people):
+    _approve(open_request, people["reviewer"])
 
-    response = login(team["reviewer"]).post(
+    response = login(people["reviewer"]).post(
         _request_url(open_request, "review"), _review_data(open_request)
     )
 
@@ -404,23 +393,23 @@ def test_review__twice__conflict_shown(open_request, team):
     assert RequestReview.objects.count() == 1
 
 
-def test_request_page__script_in_reason_and_comment__escaped(live, team, production):
+def test_request_page__script_in_reason_and_comment__escaped(live, people, production):
     # Given a request and a review whose texts hold markup
     request = requests.create_request(
         agent=live[0].agent,
         environment=production,
         version=live[1],
-        actor=Actor.of(team["editor"]),
+        actor=Actor.of(people["editor"]),
         reason=f"reason {SCRIPT}",
     )
     requests.approve_request(
-        request=request, actor=Actor.of(team["reviewer"]), comment=f"comment {SCRIPT}"
+        request=request, actor=Actor.of(people["reviewer"]), comment=f"comment {SCRIPT}"
     )
 
     pages = [
-        login(team["reviewer2"]).get(_request_url(request)),
-        login(team["reviewer2"]).get(reverse("admin:deployments_deploymentrequest_changelist")),
-        login(team["reviewer2"]).get(
+        login(people["reviewer2"]).get(_request_url(request)),
+        login(people["reviewer2"]).get(reverse("admin:deployments_deploymentrequest_changelist")),
+        login(people["reviewer2"]).get(
             reverse("admin:agentconfig_agent_timeline", args=[live[0].agent.pk])
         ),
     ]
@@ -436,10 +425,12 @@ def test_request_page__script_in_reason_and_comment__escaped(live, team, product
 # --- apply -------------------------------------------------------------------------------
 
 
-def test_apply__deployer_after_approval__deploys_and_closes_request(open_request, team, production):
+def test_apply__deployer_after_approval__deploys_and_closes_request(
+    open_request, people, production
+):
     # Given an approved request
-    _approve(open_request, team["reviewer"])
-    client = login(team["deployer"])
+    _approve(open_request, people["reviewer"])
+    client = login(people["deployer"])
     page = client.get(_request_url(open_request)).content.decode()
     assert 'id="apply_form"' in page and "Ready to apply" in page
 
@@ -451,18 +442,18 @@ def test_apply__deployer_after_approval__deploys_and_closes_request(open_request
     assert _active(open_request.agent, production) == 2
     entry = ReleaseLogEntry.objects.filter(environment=production).first()
     assert entry.request == open_request
-    assert entry.actor == team["deployer"]
+    assert entry.actor == people["deployer"]
     open_request.refresh_from_db()
     assert open_request.status == RequestStatus.APPLIED
     assert "Applied request" in client.get(response.url).content.decode()
 
 
 def test_apply__reviewer_without_deploy_permission__403_and_nothing_moves(
-    open_request, team, production
+    open_request, people, production
 ):
-    _approve(open_request, team["reviewer"])
+    _approve(open_request, people["reviewer"])
 
-    response = login(team["reviewer2"]).post(
+    response = login(people["reviewer2"]).post(
         _request_url(open_request, "apply"), _apply_data(open_request)
     )
 
@@ -471,8 +462,8 @@ def test_apply__reviewer_without_deploy_permission__403_and_nothing_moves(
     assert _active(open_request.agent, production) == 1
 
 
-def test_apply__without_approval__refusal_shown_and_nothing_moves(open_request, team, production):
-    response = login(team["deployer"]).post(
+def test_apply__without_approval__refusal_shown_and_nothing_moves(open_request, people, production):
+    response = login(people["deployer"]).post(
         _request_url(open_request, "apply"), _apply_data(open_request)
     )
 
@@ -483,13 +474,13 @@ def test_apply__without_approval__refusal_shown_and_nothing_moves(open_request, 
 
 
 def test_request_page__approval_stale__shown_as_not_counting_and_apply_refused(
-    open_request, team, production
+    open_request, people, production
 ):
     # Given an approval given against v1, then v3 deployed by break glass
-    _approve(open_request, team["reviewer"])
+    _approve(open_request, people["reviewer"])
     v3 = factories.create_version(open_request.agent)
     factories.deploy(v3, production)
-    client = login(team["deployer"])
+    client = login(people["deployer"])
 
     # When the deployer opens the request
     page = client.get(_request_url(open_request)).content.decode()
@@ -507,21 +498,21 @@ def test_request_page__approval_stale__shown_as_not_counting_and_apply_refused(
     assert _active(open_request.agent, production) == 3
 
 
-def test_apply__canary_request__canary_starts_at_first_step(live, team, production):
+def test_apply__canary_request__canary_starts_at_first_step(live, people, production):
     # Given an approved canary request
     request = requests.create_request(
         agent=live[0].agent,
         environment=production,
         version=live[1],
-        actor=Actor.of(team["editor"]),
+        actor=Actor.of(people["editor"]),
         reason="try it",
         kind=RequestKind.CANARY,
         canary_plan="5,50",
     )
-    _approve(request, team["reviewer"])
+    _approve(request, people["reviewer"])
 
     # When
-    response = login(team["deployer"]).post(_request_url(request, "apply"), _apply_data(request))
+    response = login(people["deployer"]).post(_request_url(request, "apply"), _apply_data(request))
 
     # Then
     assert response.status_code == 302
@@ -530,8 +521,8 @@ def test_apply__canary_request__canary_starts_at_first_step(live, team, producti
     assert (rollout.canary_version, rollout.percent) == (live[1], 5)
 
 
-def test_apply__active_version_moved_since_page__nothing_applied(open_request, team, production):
-    _approve(open_request, team["reviewer"])
+def test_apply__active_version_moved_since_page__nothing_applied(open_request, people, production):
+    _approve(open_request, people["reviewer"])
     data = _apply_data(open_request)
     deploy_version(
         agent=open_request.agent,
@@ -542,7 +533,7 @@ def test_apply__active_version_moved_since_page__nothing_applied(open_request, t
         break_glass="incident",
     )
 
-    response = login(team["deployer"]).post(_request_url(open_request, "apply"), data)
+    response = login(people["deployer"]).post(_request_url(open_request, "apply"), data)
 
     assert response.status_code == 200
     assert "changed while you were reading" in response.content.decode()
@@ -550,8 +541,8 @@ def test_apply__active_version_moved_since_page__nothing_applied(open_request, t
 
 
 @pytest.mark.parametrize("action", ["review", "apply", "withdraw", "override_gate"])
-def test_request_actions__get__405_and_nothing_written(open_request, action):
-    user = member("all", "Editors", "Reviewers", "Deployers")
+def test_request_actions__get__405_and_nothing_written(open_request, action, people):
+    user = people["all_in_one"]
 
     response = login(user).get(_request_url(open_request, action))
 
@@ -561,10 +552,10 @@ def test_request_actions__get__405_and_nothing_written(open_request, action):
     assert not RequestReview.objects.exists()
 
 
-def test_apply__without_csrf_token__refused(open_request, team, production):
-    _approve(open_request, team["reviewer"])
+def test_apply__without_csrf_token__refused(open_request, people, production):
+    _approve(open_request, people["reviewer"])
     client = Client(enforce_csrf_checks=True)
-    client.force_login(team["deployer"])
+    client.force_login(people["deployer"])
 
     response = client.post(_request_url(open_request, "apply"), _apply_data(open_request))
 
@@ -575,16 +566,16 @@ def test_apply__without_csrf_token__refused(open_request, team, production):
 # --- withdraw ------------------------------------------------------------------------------
 
 
-def test_withdraw__requester__request_withdrawn(open_request, team):
-    response = login(team["editor"]).post(_request_url(open_request, "withdraw"))
+def test_withdraw__requester__request_withdrawn(open_request, people):
+    response = login(people["editor"]).post(_request_url(open_request, "withdraw"))
 
     open_request.refresh_from_db()
     assert response.status_code == 302
     assert open_request.status == RequestStatus.WITHDRAWN
 
 
-def test_withdraw__someone_else_without_review_permission__403(open_request, team):
-    response = login(member("ed2", "Editors")).post(_request_url(open_request, "withdraw"))
+def test_withdraw__someone_else_without_review_permission__403(open_request, people):
+    response = login(people["editor2"]).post(_request_url(open_request, "withdraw"))
 
     open_request.refresh_from_db()
     assert response.status_code == 403
@@ -594,9 +585,9 @@ def test_withdraw__someone_else_without_review_permission__403(open_request, tea
 # --- the requests list ---------------------------------------------------------------------
 
 
-def test_requests_list__open_first_then_newest_with_approvals(live, team, production, staging):
+def test_requests_list__open_first_then_newest_with_approvals(live, people, production, staging):
     # Given an applied request (older) and an open one
-    editor = Actor.of(team["editor"])
+    editor = Actor.of(people["editor"])
     v3 = factories.create_version(live[0].agent)
     applied = requests.create_request(
         agent=v3.agent, environment=staging, version=v3, actor=editor, reason="staging first"
@@ -606,7 +597,7 @@ def test_requests_list__open_first_then_newest_with_approvals(live, team, produc
         agent=v3.agent, environment=production, version=live[1], actor=editor, reason="prod"
     )
 
-    response = login(team["reviewer"]).get(
+    response = login(people["reviewer"]).get(
         reverse("admin:deployments_deploymentrequest_changelist")
     )
 
@@ -626,9 +617,9 @@ def test_requests_list__open_first_then_newest_with_approvals(live, team, produc
     ],
 )
 def test_requests_list__filters__only_matching_requests(
-    live, team, production, staging, query, expected
+    live, people, production, staging, query, expected
 ):
-    editor = Actor.of(team["editor"])
+    editor = Actor.of(people["editor"])
     v3 = factories.create_version(live[0].agent)
     withdrawn = requests.create_request(
         agent=v3.agent, environment=staging, version=v3, actor=editor, reason="staging v3"
@@ -639,16 +630,16 @@ def test_requests_list__filters__only_matching_requests(
     )
 
     url = reverse("admin:deployments_deploymentrequest_changelist")
-    response = login(team["reviewer"]).get(f"{url}?{query.format(staging=staging.pk)}")
+    response = login(people["reviewer"]).get(f"{url}?{query.format(staging=staging.pk)}")
 
     assert [r.reason for r in response.context["cl"].result_list] == expected
 
 
 def test_requests_list__many_requests__queries_do_not_grow(
-    team, production, staging, django_assert_max_num_queries
+    people, production, staging, django_assert_max_num_queries
 ):
     # Given eight agents, each with an open and an approved request and reviews
-    editor, reviewer = Actor.of(team["editor"]), Actor.of(team["reviewer"])
+    editor, reviewer = Actor.of(people["editor"]), Actor.of(people["reviewer"])
     for _ in range(8):
         agent = factories.create_agent()
         v1, v2 = factories.create_version(agent), factories.create_version(agent)
@@ -660,7 +651,7 @@ def test_requests_list__many_requests__queries_do_not_grow(
         requests.create_request(
             agent=agent, environment=staging, version=v2, actor=editor, reason="s"
         )
-    client = login(team["reviewer"])
+    client = login(people["reviewer"])
     url = reverse("admin:deployments_deploymentrequest_changelist")
 
     # When / Then: session, user, permissions, counts, filters, the page and its reviews

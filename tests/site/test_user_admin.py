@@ -20,24 +20,6 @@ from tests.factories import login, member
 User = get_user_model()
 
 
-@pytest.fixture
-def boss(db):
-    """An Admins member, not a superuser: may add users and change roles."""
-    return member("boss", "Admins")
-
-
-@pytest.fixture
-def root(db):
-    user = factories.UserFactory(username="root", is_staff=True, is_superuser=True)
-    user.save()  # the factory sets the password after its save; the session hash needs it
-    return user
-
-
-@pytest.fixture
-def alice(db):
-    return member("alice", "Editors")
-
-
 def _roles_url(user) -> str:
     return reverse("admin:auth_user_roles", args=[user.pk])
 

@@ -12,7 +12,6 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, transaction
 
@@ -819,10 +818,7 @@ def test_command__deploy_to_environment_needing_approval__refused_naming_request
 
 def test_sync_from_git__deploy_refused__sync_rolled_back_too(db, repo, staging):
     # Given a user who may create agents and versions but not deploy
-    user = factories.UserFactory()
-    user.user_permissions.add(
-        *Permission.objects.filter(codename__in=["add_agent", "add_agentversion"])
-    )
+    user = factories.user_with("agentconfig.add_agent", "versions.add_agentversion")
 
     with pytest.raises(SyncError) as excinfo:
         sync_and_release(

@@ -3,7 +3,6 @@
 import threading
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 
@@ -131,9 +130,7 @@ def test_create_version__user_without_permission__forbidden(agent):
 
 
 def test_create_version__user_with_permission__records_creator(agent):
-    user = factories.UserFactory()
-    user.user_permissions.add(Permission.objects.get(codename="add_agentversion"))
-    user = type(user).objects.get(pk=user.pk)  # drop the permission cache
+    user = factories.user_with("versions.add_agentversion")
 
     version = factories.create_version(agent, actor=Actor.of(user))
 

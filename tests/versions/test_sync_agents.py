@@ -5,7 +5,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
 from django.db import OperationalError, connection
 from django.urls import reverse
@@ -468,8 +467,7 @@ def test_sync_agents__database_error_half_way__nothing_written(db, folder):
 
 
 def test_sync_agents__user_without_add_agent__refused_before_writing(db, folder):
-    user = factories.UserFactory()
-    user.user_permissions.add(Permission.objects.get(codename="add_agentversion"))
+    user = factories.user_with("versions.add_agentversion")
 
     with pytest.raises(Forbidden, match="may not create agents"):
         sync_agents(path=folder, actor=Actor.of(user))
@@ -478,10 +476,7 @@ def test_sync_agents__user_without_add_agent__refused_before_writing(db, folder)
 
 
 def test_sync_agents__user_with_permissions__versions_credited_to_the_user(db, folder):
-    user = factories.UserFactory()
-    user.user_permissions.add(
-        *Permission.objects.filter(codename__in=["add_agent", "add_agentversion"])
-    )
+    user = factories.user_with("agentconfig.add_agent", "versions.add_agentversion")
 
     sync_agents(path=folder, actor=Actor.of(user))
 

@@ -8,7 +8,7 @@ from django.urls import reverse
 from deployments.models import ReleaseLogEntry
 from deployments.selectors import get_pointer
 from tests import factories
-from tests.factories import login, member
+from tests.factories import login
 
 
 @pytest.fixture
@@ -17,11 +17,6 @@ def live(agent, production):
     v1, v2 = factories.create_version(agent), factories.create_version(agent)
     factories.deploy(v1, production)
     return v1, v2
-
-
-@pytest.fixture
-def firefighter(db):
-    return member("fire", "Deployers", permissions=("deployments.break_glass",))
 
 
 def _url(name: str, agent, environment: str = "production") -> str:
@@ -41,10 +36,10 @@ def _data(version, **overrides) -> dict[str, str]:
     }
 
 
-def test_break_glass__holder__form_diff_then_deployed_and_recorded(live, firefighter, production):
+def test_break_glass__holder__form_diff_then_deployed_and_recorded(live, people, production):
     # Given
     v1, v2 = live
-    client = login(firefighter)
+    client = login(people["firefighter"])
     assert client.get(_url("break_glass", v1.agent)).status_code == 200
 
     # When the form is posted, the red confirmation shows the diff and writes nothing
@@ -68,18 +63,16 @@ def test_break_glass__holder__form_diff_then_deployed_and_recorded(live, firefig
     entry = ReleaseLogEntry.objects.filter(environment=production).first()
     assert entry.details["break_glass"] == "INC-4711: refunds answered wrongly"
     assert entry.reason == "hotfix the refund paragraph"
-    assert entry.actor == firefighter
+    assert entry.actor == people["firefighter"]
     timeline = client.get(reverse("admin:agentconfig_agent_timeline", args=[v1.agent.pk]))
     assert "Break glass</span>" in timeline.content.decode()
 
 
 @pytest.mark.parametrize("missing", ["emergency", "reason"])
-def test_break_glass__missing_text__message_and_nothing_deployed(
-    live, firefighter, production, missing
-):
+def test_break_glass__missing_text__message_and_nothing_deployed(live, people, production, missing):
     v1, v2 = live
 
-    response = login(firefighter).post(
+    response = login(people["firefighter"]).post(
         _url("break_glass_apply", v1.agent),
         {**_data(v2, **{missing: " "}), "expected_active": str(v1.pk)},
     )
@@ -89,10 +82,12 @@ def test_break_glass__missing_text__message_and_nothing_deployed(
     assert _active(v1.agent, production) == 1
 
 
-def test_break_glass__deployer_without_permission__not_offered_and_refused(live, production):
+def test_break_glass__deployer_without_permission__not_offered_and_refused(
+    live, production, people
+):
     # Given a deployer without deployments.break_glass
     v1, v2 = live
-    client = login(member("dep", "Deployers"))
+    client = login(people["deployer"])
 
     # When
     agent_page = client.get(reverse("admin:agentconfig_agent_change", args=[v1.agent.pk]))
@@ -112,19 +107,21 @@ def test_break_glass__deployer_without_permission__not_offered_and_refused(live,
     )
 
 
-def test_break_glass_apply__get__405(live, firefighter, production):
-    response = login(firefighter).get(_url("break_glass_apply", live[0].agent), _data(live[1]))
+def test_break_glass_apply__get__405(live, people, production):
+    response = login(people["firefighter"]).get(
+        _url("break_glass_apply", live[0].agent), _data(live[1])
+    )
 
     assert response.status_code == 405
     assert _active(live[0].agent, production) == 1
 
 
-def test_break_glass_apply__active_version_moved__confirmation_again(live, firefighter, production):
+def test_break_glass_apply__active_version_moved__confirmation_again(live, people, production):
     v1, v2 = live
     v3 = factories.create_version(v1.agent)
     factories.deploy(v3, production)
 
-    response = login(firefighter).post(
+    response = login(people["firefighter"]).post(
         _url("break_glass_apply", v1.agent), {**_data(v2), "expected_active": str(v1.pk)}
     )
 

@@ -14,14 +14,15 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from agentconfig.core.actors import Actor
 from agentconfig.core.change_feed import record_change
 from agentconfig.models import AuditAction, AuditRecord, ChangeTopic
-from delivery.snapshot import Snapshot, _load_keys
+from delivery.snapshot import Snapshot
 from deployments.canary_analysis import Verdict
 from deployments.models import (
     ApiKey,
@@ -157,18 +158,26 @@ def test_config__scoped_key_warm__no_query(
         assert config(client, key, slug="billing-bot").status_code == 403
 
 
-def test_load_keys__many_scoped_keys__one_query(two_teams, production, django_assert_num_queries):
+def test_snapshot_load__many_scoped_keys__scopes_known_without_a_query_per_key(
+    two_teams, production
+):
     agent, billing, *_ = two_teams
-    new_key(production, agent, billing)
-    new_key(production, billing, can_read=False)
-    new_key(production)
 
-    with django_assert_num_queries(1):
-        entries = sorted(
-            (entry for _, entry in _load_keys(None)), key=lambda e: len(e.entry.agent_slugs)
-        )
+    def cold_load_queries() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            Snapshot().ensure_fresh()
+        return len(queries)
 
-    scopes = [(e.entry.agent_slugs, e.entry.can_read, e.entry.can_report) for e in entries]
+    _, every_agent = new_key(production)
+    one_key = cold_load_queries()
+    _, both_teams = new_key(production, agent, billing)
+    _, report_only = new_key(production, billing, can_read=False)
+
+    assert cold_load_queries() == one_key
+    snapshot = Snapshot()
+    snapshot.ensure_fresh()
+    entries = [snapshot.authenticate(key) for key in (every_agent, report_only, both_teams)]
+    scopes = [(e.agent_slugs, e.can_read, e.can_report) for e in entries if e is not None]
     assert scopes == [
         (frozenset(), True, True),
         (frozenset({"billing-bot"}), False, True),

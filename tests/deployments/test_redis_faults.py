@@ -30,7 +30,7 @@ from agentconfig.settings.base import cache_from_env
 from delivery.snapshot import snapshot
 from deployments.services.api_keys import key_id_of, revoke_api_key
 from tests import factories
-from tests.conftest import CACHE_METHODS
+from tests.conftest import spying_on_cache
 from tests.flags.helpers import make_flag, set_rules, turn_on
 
 REAL_REDIS = "redis://127.0.0.1:6379/13"
@@ -83,24 +83,6 @@ def blackhole() -> Iterator[int]:
         for conn in held:
             conn.close()
         listener.close()
-
-
-@contextlib.contextmanager
-def spying_on_cache(calls: list[str]) -> Iterator[None]:
-    """Record in `calls` every call made to Django's default cache, as configured now."""
-    # The cache object itself, not the `cache` proxy: undone on this object even if the
-    # settings change meanwhile.
-    target = caches["default"]
-    with pytest.MonkeyPatch.context() as patch:
-        for name in CACHE_METHODS:
-            method = getattr(target, name)
-
-            def spy(*args, _name=name, _method=method, **kwargs):
-                calls.append(_name)
-                return _method(*args, **kwargs)
-
-            patch.setattr(target, name, spy)
-        yield
 
 
 def real_redis_reachable() -> bool:

@@ -11,8 +11,9 @@ from django.urls import reverse
 from deployments.models import DeploymentRequest, Environment
 from flags.models import Flag, FlagEnvironment, ToolGate
 from flags.services import flags as flag_services
+from tests import factories
 from tests.factories import SETUP_BREAK_GLASS
-from tests.flags.helpers import ACTOR, make_flag, set_rules, turn_on
+from tests.flags.helpers import ACTOR, evaluate_at_runtime, make_flag, set_rules, turn_on
 
 VIEW = "flags.view_flag"
 CHANGE = "flags.change_flag"
@@ -324,11 +325,14 @@ def test_kill_switch__get__confirmation_with_required_reason_changes_nothing(
 
 
 def test_kill_switch__post_with_reason__off_recorded_with_user_and_reason(
-    client_with_permissions, flag, production, django_capture_on_commit_callbacks
+    client_with_permissions, flag, production, django_capture_on_commit_callbacks, settings
 ):
     client = client_with_permissions(VIEW, KILL)
+    key = factories.create_api_key(production)[1]
+    settings.AGENTCONFIG_REFRESH_INTERVAL = 60  # the change itself must reach this process
+    assert evaluate_at_runtime(key, "web-search").json()["value"] is True  # a runtime serves it
 
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+    with django_capture_on_commit_callbacks(execute=True):
         response = client.post(url("kill", flag, "production"), {"reason": "search loops"})
 
     assert response.status_code == 302
@@ -338,7 +342,7 @@ def test_kill_switch__post_with_reason__off_recorded_with_user_and_reason(
     row = current.history.first()
     assert row.history_change_reason == "Kill switch: search loops"
     assert row.history_user is not None and row.history_user.has_perm(KILL)
-    assert len(callbacks) == 1  # the runtime cache invalidation
+    assert evaluate_at_runtime(key, "web-search").json()["value"] is False  # at once, for all
     assert "Kill switch: web-search is off in production" in messages_of(response)[0]
 
 

@@ -71,6 +71,12 @@ class _VersionChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj: AgentVersion) -> str:
         return version_choice_label(obj, "active here" if obj.pk == self.active_pk else "")
 
+    def clean(self, value: Any) -> AgentVersion | None:
+        # The choices load only the label columns; the confirmation page compares every
+        # configuration field: load the chosen version's full row once.
+        version = super().clean(value)
+        return None if version is None else AgentVersion.objects.get(pk=version.pk)
+
 
 class DeployForm(_ReasonForm):
     """Which version of the agent to make active in one environment, and why."""
@@ -93,10 +99,6 @@ class DeployForm(_ReasonForm):
             first_inactive = next((v for v in versions if not active or v.pk != active.pk), None)
             if first_inactive is not None:
                 self.fields["version"].initial = first_inactive.pk
-
-    def clean_version(self) -> AgentVersion:
-        # The confirmation page compares every configuration field: load the full row once.
-        return AgentVersion.objects.get(pk=self.cleaned_data["version"].pk)
 
 
 class RollbackForm(_ReasonForm):
@@ -193,10 +195,6 @@ class CanaryStartForm(_ReasonForm):
             f" Empty: {policy.bake_minutes} min, from the {policy.environment.slug} canary policy."
         )
         self.order_fields(self.field_order)
-
-    def clean_version(self) -> AgentVersion:
-        # The confirmation page compares every configuration field: load the full row once.
-        return AgentVersion.objects.get(pk=self.cleaned_data["version"].pk)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

@@ -87,12 +87,18 @@ def render_agent_page(
     status: int = 200,
     **extra: Any,
 ) -> TemplateResponse:
-    """Render templates/admin/agentconfig/agent/<template>.html for `target`; `extra` may
-    name another `active` (the side a comparison starts from)."""
+    """Render templates/admin/agentconfig/agent/<template>.html for `target`.
+
+    The context names the agent, the environment, the active version (also `stable`, as
+    the canary pages call it) and the running canary (`rollout`, loaded with the pointer);
+    `extra` may name another `active` (the side a comparison starts from).
+    """
     context = {
         "agent": target.agent,
         "environment": target.environment,
         "active": target.active,
+        "stable": target.active,
+        "rollout": target.rollout,
         **extra,
     }
     return TemplateResponse(

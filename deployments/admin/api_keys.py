@@ -23,6 +23,7 @@ from django.urls import URLPattern, reverse
 
 from agentconfig.core.actors import Actor
 from agentconfig.core.admin_pages import (
+    ChangePageMixin,
     HistoryAdmin,
     ServiceAddAdmin,
     apply_service_error,
@@ -55,7 +56,7 @@ class ApiKeyStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(ServiceAddAdmin, HistoryAdmin):
+class ApiKeyAdmin(ChangePageMixin, ServiceAddAdmin, HistoryAdmin):
     add_form = ApiKeyAddForm
     list_display = (
         "name",
@@ -152,15 +153,8 @@ class ApiKeyAdmin(ServiceAddAdmin, HistoryAdmin):
             *super().get_urls(),
         ]
 
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        extra_context = {**(extra_context or {}), "can_revoke": self.has_revoke_permission(request)}
-        return super().change_view(request, object_id, form_url, extra_context)
+    def change_page_context(self, request: HttpRequest, obj: ApiKey) -> dict[str, Any]:
+        return {"can_revoke": self.has_revoke_permission(request)}
 
     @refusals_as_pages
     def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:

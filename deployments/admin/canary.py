@@ -14,15 +14,19 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from agentconfig.core.actors import Actor
-from agentconfig.core.admin_pages import HistoryAdmin, ReadOnlyAdminMixin, text_column
+from agentconfig.core.admin_pages import (
+    ChangePageMixin,
+    HistoryAdmin,
+    ReadOnlyAdminMixin,
+    text_column,
+)
 from deployments.admin.core import json_block, percent_text
 from deployments.admin.governed import GovernedAdmin
 from deployments.forms import CanaryPolicyForm
@@ -128,7 +132,7 @@ class CanaryDecisionInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(CanaryRollout)
-class CanaryRolloutAdmin(ReadOnlyAdminMixin, HistoryAdmin):
+class CanaryRolloutAdmin(ChangePageMixin, ReadOnlyAdminMixin, HistoryAdmin):
     """Read-only: rollouts are created and changed only by deployments.services.canaries."""
 
     list_display = (
@@ -185,30 +189,22 @@ class CanaryRolloutAdmin(ReadOnlyAdminMixin, HistoryAdmin):
             kwargs["queryset"] = kwargs["queryset"].filter(pk__in=ids)
         return kwargs
 
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        rollout = self.get_object(request, unquote(object_id))
-        if rollout is not None:
-            count = CanaryDecision.objects.filter(rollout=rollout).count()
-            if count > DECISIONS_INLINE:
-                url = reverse("admin:deployments_canarydecision_changelist")
-                messages.info(
-                    request,
-                    format_html(
-                        'Showing the newest {} of {} decisions. <a href="{}?rollout={}">All '
-                        "decisions of this canary</a>.",
-                        DECISIONS_INLINE,
-                        count,
-                        url,
-                        rollout.pk,
-                    ),
-                )
-        return super().change_view(request, object_id, form_url, extra_context)
+    def change_page_context(self, request: HttpRequest, rollout: CanaryRollout) -> dict[str, Any]:
+        count = CanaryDecision.objects.filter(rollout=rollout).count()
+        if count > DECISIONS_INLINE:
+            url = reverse("admin:deployments_canarydecision_changelist")
+            messages.info(
+                request,
+                format_html(
+                    'Showing the newest {} of {} decisions. <a href="{}?rollout={}">All '
+                    "decisions of this canary</a>.",
+                    DECISIONS_INLINE,
+                    count,
+                    url,
+                    rollout.pk,
+                ),
+            )
+        return {}
 
     @admin.display(description="canary version", ordering="canary_version__version_number")
     def canary_link(self, obj: CanaryRollout) -> SafeString | str:

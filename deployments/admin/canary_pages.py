@@ -79,27 +79,6 @@ def _load_target(
     )
 
 
-def _render(
-    request: HttpRequest,
-    model_admin: admin.ModelAdmin,
-    template: str,
-    target: Target,
-    title: str,
-    status: int = 200,
-    **extra: Any,
-) -> TemplateResponse:
-    """A canary page: the agent page's context with the stable version and running canary."""
-    return render_agent_page(
-        request,
-        model_admin,
-        template,
-        target,
-        title,
-        status,
-        **{"stable": target.active, "rollout": target.rollout, **extra},
-    )
-
-
 def _done(request: HttpRequest, target: Target, message: str) -> HttpResponse:
     messages.success(request, message)
     url = reverse("admin:agentconfig_agent_change", args=[target.agent.pk])
@@ -130,7 +109,7 @@ def _start_form_page(
 ) -> TemplateResponse:
     if form is None and request.method == "POST":
         status = 409  # nothing to start against, or one is already running
-    return _render(
+    return render_agent_page(
         request,
         model_admin,
         "canary_start",
@@ -150,7 +129,7 @@ def _start_confirmation_page(
 ) -> TemplateResponse:
     version: AgentVersion = form.cleaned_data["version"]
     plan = step_rows([(bp, form.bake_seconds) for bp in form.cleaned_data["plan"]])
-    return _render(
+    return render_agent_page(
         request,
         model_admin,
         "canary_start_confirmation",
@@ -238,7 +217,7 @@ def _action_form_page(
 ) -> TemplateResponse:
     if form is None:
         status = 404  # no canary runs here (any more)
-    return _render(
+    return render_agent_page(
         request,
         model_admin,
         "canary_action",
@@ -288,7 +267,7 @@ def _action_confirmation_page(
             version=rollout.canary_version,
             **build_diff_context(rollout.stable_version, rollout.canary_version),
         )
-    return _render(
+    return render_agent_page(
         request,
         model_admin,
         "canary_action_confirmation",

@@ -14,7 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -55,6 +56,7 @@ from versions.models import AgentVersion
 
 MANAGE_PERMISSION = "deployments.manage_canary"
 ANALYSIS_ACTOR = Actor.system("canary analysis")
+_T = TypeVar("_T")
 
 
 # --- percentages and steps -----------------------------------------------------------
@@ -249,11 +251,7 @@ def advance_canary(
     expected_step: tuple[int, int] | None = None,
 ) -> CanaryRollout:
     """Move the running canary to its next step (from `expected_step`, if given)."""
-    actor.require(MANAGE_PERMISSION, "advance canaries")
-    reason = validate_reason(reason)
-    with transaction.atomic():
-        pointer, rollout = _lock_running(agent, environment, expected_step)
-        return _advance(pointer, rollout, actor, reason)
+    return _on_running(agent, environment, actor, reason, "advance", expected_step, _advance)
 
 
 def promote_canary(
@@ -266,22 +264,18 @@ def promote_canary(
 ) -> ReleaseLogEntry:
     """Make the canary version the stable version now and end the canary (if it is still
     at `expected_step`, when given)."""
-    actor.require(MANAGE_PERMISSION, "promote canaries")
-    reason = validate_reason(reason)
-    with transaction.atomic():
-        pointer, rollout = _lock_running(agent, environment, expected_step)
-        return _promote(pointer, rollout, actor, reason)
+    return _on_running(agent, environment, actor, reason, "promote", expected_step, _promote)
 
 
 def abort_canary(
     *, agent: Agent, environment: Environment, actor: Actor, reason: str
 ) -> ReleaseLogEntry:
     """End the canary; every user gets the stable version again."""
-    actor.require(MANAGE_PERMISSION, "abort canaries")
-    reason = validate_reason(reason)
-    with transaction.atomic():
-        pointer, _ = _lock_running(agent, environment)
+
+    def abort(pointer: Pointer, _: CanaryRollout, actor: Actor, reason: str) -> ReleaseLogEntry:
         return end_canary(pointer, CanaryStatus.ABORTED, actor, reason)
+
+    return _on_running(agent, environment, actor, reason, "abort", None, abort)
 
 
 def evaluate_canary(
@@ -435,6 +429,24 @@ def step_state(rollout: CanaryRollout, *, now: dt.datetime) -> StepState:
 
 
 # --- internals ----------------------------------------------------------------------------
+
+
+def _on_running(
+    agent: Agent,
+    environment: Environment,
+    actor: Actor,
+    reason: str,
+    verb: str,
+    expected_step: tuple[int, int] | None,
+    act: Callable[[Pointer, CanaryRollout, Actor, str], _T],
+) -> _T:
+    """`act` on the running canary, for a person who may manage canaries, with a reason,
+    under the pointer's lock (and only if it is still at `expected_step`, when given)."""
+    actor.require(MANAGE_PERMISSION, f"{verb} canaries")
+    reason = validate_reason(reason)
+    with transaction.atomic():
+        pointer, rollout = _lock_running(agent, environment, expected_step)
+        return act(pointer, rollout, actor, reason)
 
 
 def _lock_running(

@@ -86,15 +86,7 @@ def create_api_key(
             # In the key's own transaction: no process can ever load the key without its
             # agents, which would read as "every agent".
             key.agents.set(agents)
-            record_change(topic=ChangeTopic.API_KEY, api_key_id=key_id)
-            record_audit(
-                action=AuditAction.API_KEY_CREATED,
-                actor=actor,
-                reason=reason,
-                subject_label=f"key {name}",
-                environment_id=environment.pk,
-                after=_key_record(key),
-            )
+            _record(key, AuditAction.API_KEY_CREATED, actor, reason, before={})
     except IntegrityError:
         raise ValidationError(
             {"name": f"an active API key named {name!r} already exists; pick another name."}
@@ -116,17 +108,25 @@ def revoke_api_key(*, key: ApiKey, actor: Actor, reason: str) -> ApiKey:
         key.revoked_at = timezone.now()
         key.revoked_by_label = actor.label
         key.save()
-        record_change(topic=ChangeTopic.API_KEY, api_key_id=key.key_id)
-        record_audit(
-            action=AuditAction.API_KEY_REVOKED,
-            actor=actor,
-            reason=reason,
-            subject_label=f"key {key.name}",
-            environment_id=key.environment_id,
-            before=before,
-            after=_key_record(key),
-        )
+        _record(key, AuditAction.API_KEY_REVOKED, actor, reason, before=before)
     return key
+
+
+def _record(
+    key: ApiKey, action: AuditAction, actor: Actor, reason: str, *, before: dict[str, Any]
+) -> None:
+    """A key's change-feed row (every process reloads it) and its audit record, in the
+    transaction of the change."""
+    record_change(topic=ChangeTopic.API_KEY, api_key_id=key.key_id)
+    record_audit(
+        action=action,
+        actor=actor,
+        reason=reason,
+        subject_label=f"key {key.name}",
+        environment_id=key.environment_id,
+        before=before,
+        after=_key_record(key),
+    )
 
 
 def _key_record(key: ApiKey) -> dict[str, Any]:

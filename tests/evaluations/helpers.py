@@ -58,3 +58,30 @@ def require_evaluation(
         environment=environment,
         defaults={"required": True, "tolerance": tolerance, "suite_slug": suite_slug},
     )[0]
+
+
+# Four "contains yes" cases: a version answering "yes" to k of them scores k/4.
+YES_CASES = [case(f"c{i}", f"q{i}?", golden="yes", scorer="contains") for i in range(1, 5)]
+
+
+def answer_yes(llm: Any, model: str, count: int) -> None:
+    """The scripted `model` answers "yes" to the first `count` of YES_CASES, "no" to the rest."""
+    for i in range(1, 5):
+        llm.answers[(model, f"q{i}?")] = "yes" if i <= count else "no"
+
+
+def stable_and_candidate(
+    agent: Agent, production: Environment, llm: Any, candidate_yes: int | None = None
+) -> tuple[AgentVersion, AgentVersion, SuiteVersion]:
+    """v1 (model good) stable in production and scored 1.0 on YES_CASES; v2 (model worse),
+    scored too when `candidate_yes` says how many cases it answers "yes" to."""
+    stable = factories.create_version(agent, model="good")
+    candidate = factories.create_version(agent, model="worse")
+    factories.deploy(stable, production)
+    suite_version = make_suite(agent, YES_CASES)
+    answer_yes(llm, "good", 4)
+    run_now(stable, suite_version)
+    if candidate_yes is not None:
+        answer_yes(llm, "worse", candidate_yes)
+        run_now(candidate, suite_version)
+    return stable, candidate, suite_version

@@ -11,30 +11,24 @@ from evaluations.gate import GateStatus, check_gate
 from evaluations.models import GateOverride
 from evaluations.services.gate_overrides import record_gate_override
 from tests import factories
-from tests.evaluations.helpers import ACTOR, case, make_suite, require_evaluation, run_now
+from tests.evaluations.helpers import (
+    ACTOR,
+    YES_CASES,
+    answer_yes,
+    case,
+    make_suite,
+    require_evaluation,
+    run_now,
+    stable_and_candidate,
+)
 
 pytestmark = pytest.mark.django_db
-
-# Four "contains yes" cases: a version answering "yes" to k of them scores k/4.
-CASES = [case(f"c{i}", f"q{i}?", golden="yes", scorer="contains") for i in range(1, 5)]
 
 
 @pytest.fixture
 def released(agent, production, eval_settings, llm):
     """support-bot: v1 (model good) stable in production and scored 1.0; v2 (model worse)."""
-    stable = factories.create_version(agent, model="good")
-    candidate = factories.create_version(agent, model="worse")
-    factories.deploy(stable, production)
-    suite_version = make_suite(agent, CASES)
-    for i in range(1, 5):
-        llm.answers[("good", f"q{i}?")] = "yes"
-    run_now(stable, suite_version)
-    return stable, candidate, suite_version
-
-
-def _answer_yes(llm, model: str, count: int) -> None:
-    for i in range(1, 5):
-        llm.answers[(model, f"q{i}?")] = "yes" if i <= count else "no"
+    return stable_and_candidate(agent, production, llm)
 
 
 def test_gate__environment_without_policy__allowed_not_required(agent, production):
@@ -50,7 +44,7 @@ def test_gate__candidate_within_tolerance__allowed_with_both_runs(released, agen
     # Given the stable scored 1.0, tolerance 0.25, the candidate 0.75
     stable, candidate, suite_version = released
     require_evaluation(production, tolerance=0.25)
-    _answer_yes(llm, "worse", 3)
+    answer_yes(llm, "worse", 3)
     candidate_run = run_now(candidate, suite_version)
 
     # When
@@ -69,7 +63,7 @@ def test_gate__regression_beyond_tolerance__refused_as_evaluation_regression(
     # Given the stable scored 1.0, tolerance 0.1, the candidate 0.5
     _, candidate, suite_version = released
     require_evaluation(production, tolerance=0.1)
-    _answer_yes(llm, "worse", 2)
+    answer_yes(llm, "worse", 2)
     run_now(candidate, suite_version)
 
     # When
@@ -87,9 +81,9 @@ def test_gate__latest_completed_run_counts__a_newer_good_run_lifts_the_block(
 ):
     _, candidate, suite_version = released
     require_evaluation(production, tolerance=0.0)
-    _answer_yes(llm, "worse", 2)
+    answer_yes(llm, "worse", 2)
     run_now(candidate, suite_version)
-    _answer_yes(llm, "worse", 4)
+    answer_yes(llm, "worse", 4)
     run_now(candidate, suite_version)
 
     result = check_gate(agent=agent, environment=production, version=candidate)
@@ -114,7 +108,7 @@ def test_gate__stable_has_no_run_on_the_candidates_suite_version__refused(
     _, candidate, _ = released
     require_evaluation(production)
     newer = make_suite(
-        agent, [*CASES, case("c5", "q5?", golden="yes", scorer="contains")], description="more"
+        agent, [*YES_CASES, case("c5", "q5?", golden="yes", scorer="contains")], description="more"
     )
     run_now(candidate, newer)
 
@@ -149,7 +143,7 @@ def test_gate__first_release_in_the_environment__allowed_once_evaluated(
     agent, production, eval_settings, llm
 ):
     version = factories.create_version(agent)
-    suite_version = make_suite(agent, CASES)
+    suite_version = make_suite(agent, YES_CASES)
     require_evaluation(production)
     run_now(version, suite_version)
 
@@ -170,7 +164,7 @@ def test_gate__recorded_answer_runs__do_not_count(released, agent, production):
 
 def test_gate__policy_names_a_missing_suite__refused_saying_which(agent, production):
     version = factories.create_version(agent)
-    make_suite(agent, CASES)
+    make_suite(agent, YES_CASES)
     require_evaluation(production, suite_slug="release")
 
     result = check_gate(agent=agent, environment=production, version=version)
@@ -185,7 +179,7 @@ def test_override__reviewer_with_permission__recorded_and_the_gate_allows(
     # Given a regression
     _, candidate, suite_version = released
     require_evaluation(production, tolerance=0.0)
-    _answer_yes(llm, "worse", 2)
+    answer_yes(llm, "worse", 2)
     run_now(candidate, suite_version)
     reviewer = factories.user_with("evaluations.override_gate")
 
@@ -273,9 +267,11 @@ def test_gate__candidate_ran_only_on_an_older_suite_version__refused(
     # Given the candidate passed on suite v1, and the suite has a v2 since
     _, candidate, suite_v1 = released
     require_evaluation(production, tolerance=0.25)
-    _answer_yes(llm, "worse", 4)
+    answer_yes(llm, "worse", 4)
     run_now(candidate, suite_v1)
-    make_suite(agent, [*CASES, case("c5", "q5?", golden="yes", scorer="contains")], description="+")
+    make_suite(
+        agent, [*YES_CASES, case("c5", "q5?", golden="yes", scorer="contains")], description="+"
+    )
 
     # When / Then: only the suite's current version counts, whatever the candidate picked
     result = check_gate(agent=agent, environment=production, version=candidate)
@@ -287,7 +283,7 @@ def test_gate__candidate_ran_only_on_an_older_suite_version__refused(
 def test_gate__candidate_ran_against_another_endpoint__refused(released, agent, production, llm):
     # Given a candidate run against the global endpoint, and a policy naming another one
     _, candidate, suite_version = released
-    _answer_yes(llm, "worse", 4)
+    answer_yes(llm, "worse", 4)
     run_now(candidate, suite_version)
     policy = require_evaluation(production, tolerance=0.25)
     policy.base_url = "https://models.example.org/v1"

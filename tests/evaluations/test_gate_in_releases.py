@@ -12,26 +12,20 @@ from deployments.services.canaries import start_canary
 from deployments.services.releases import deploy_version
 from evaluations.services.gate_overrides import record_gate_override
 from tests import factories
-from tests.evaluations.helpers import case, make_suite, require_evaluation, run_now
+from tests.evaluations.helpers import (
+    require_evaluation,
+    stable_and_candidate,
+)
 
 pytestmark = pytest.mark.django_db
 
-CASES = [case(f"c{i}", f"q{i}?", golden="yes", scorer="contains") for i in range(1, 5)]
 OPS = Actor.system("ops")
 
 
 @pytest.fixture
 def regression(agent, production, eval_settings, llm):
     """v1 stable in production scoring 1.0; v2 scoring 0.25; evaluation required."""
-    stable = factories.create_version(agent, model="good")
-    candidate = factories.create_version(agent, model="worse")
-    factories.deploy(stable, production)
-    suite_version = make_suite(agent, CASES)
-    for i in range(1, 5):
-        llm.answers[("good", f"q{i}?")] = "yes"
-        llm.answers[("worse", f"q{i}?")] = "yes" if i == 1 else "no"
-    run_now(stable, suite_version)
-    run_now(candidate, suite_version)
+    stable, candidate, _ = stable_and_candidate(agent, production, llm, candidate_yes=1)
     require_evaluation(production, tolerance=0.05)
     return stable, candidate
 

@@ -9,24 +9,17 @@ from agentconfig.core.actors import Actor
 from deployments.services import requests
 from evaluations.models import GateOverride
 from tests import factories
-from tests.evaluations.helpers import case, make_suite, require_evaluation, run_now
+from tests.evaluations.helpers import (
+    require_evaluation,
+    stable_and_candidate,
+)
 from tests.factories import login, member
-
-CASES = [case(f"c{i}", f"q{i}?", golden="yes", scorer="contains") for i in range(1, 5)]
 
 
 @pytest.fixture
 def regressed(agent, production, eval_settings, llm):
     """v1 stable in production scoring 1.0; v2 scoring 0.5; an open request for v2."""
-    stable = factories.create_version(agent, model="good")
-    candidate = factories.create_version(agent, model="worse")
-    factories.deploy(stable, production)
-    suite_version = make_suite(agent, CASES)
-    for i in range(1, 5):
-        llm.answers[("good", f"q{i}?")] = "yes"
-        llm.answers[("worse", f"q{i}?")] = "yes" if i <= 2 else "no"
-    run_now(stable, suite_version)
-    run_now(candidate, suite_version)
+    _, candidate, _ = stable_and_candidate(agent, production, llm, candidate_yes=2)
     require_evaluation(production, tolerance=0.1)
     editor = member("ed", "Editors")
     return requests.create_request(

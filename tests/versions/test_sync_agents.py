@@ -13,35 +13,13 @@ from agentconfig.core.actors import Actor
 from agentconfig.core.errors import Forbidden
 from agentconfig.models import Agent
 from tests import factories
+from tests.versions.git_helpers import agent_yaml
 from versions.models import AgentVersion, Source
 from versions.services import create_version
 from versions.sync import SyncError, sync_agents
 
 FIXTURES = Path(__file__).parent / "fixtures" / "agents"
 ACTOR = Actor.system("tests")
-
-
-def agent_yaml(
-    slug: str = "support-bot",
-    *,
-    prompt: str = "You are helpful.",
-    name: str | None = None,
-    extra: str = "",
-    config_extra: str = "",
-) -> str:
-    """A valid agent file; `extra` and `config_extra` are appended at their level."""
-    return (
-        f"slug: {slug}\n"
-        f"name: {name or slug.replace('-', ' ').title()}\n"
-        f"{extra}"
-        "config:\n"
-        "  model: gpt-4o-mini\n"
-        "  temperature: 0.2\n"
-        "  max_tokens: 800\n"
-        f"{config_extra}"
-        "  system_prompt: |\n"
-        f"    {prompt}\n"
-    )
 
 
 def write(folder: Path, name: str, text: str) -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -20,7 +19,6 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from agentconfig.core.actors import Actor
 from agentconfig.core.admin_pages import (
     ChangePageMixin,
     HistoryAdmin,
@@ -28,19 +26,19 @@ from agentconfig.core.admin_pages import (
     text_column,
 )
 from deployments.admin.core import json_block, percent_text
-from deployments.admin.governed import GovernedAdmin
+from deployments.admin.governed import EnvironmentPolicyAdmin
 from deployments.forms import CanaryPolicyForm
 from deployments.models import CanaryDecision, CanaryPolicy, CanaryRollout
 from deployments.services import environments as environment_services
-from deployments.services.environments import NO_POLICY_STATE
 from versions.admin_links import version_link, without_version_text
 
 DECISIONS_INLINE = 50
 
 
 @admin.register(CanaryPolicy)
-class CanaryPolicyAdmin(GovernedAdmin):
+class CanaryPolicyAdmin(EnvironmentPolicyAdmin):
     form = CanaryPolicyForm
+    policy_fields = environment_services.CANARY_POLICY_FIELDS
     list_display = (
         "environment",
         "default_steps",
@@ -88,24 +86,8 @@ class CanaryPolicyAdmin(GovernedAdmin):
         ("Why", {"fields": ("reason", "expected_state")}),
     )
 
-    def get_readonly_fields(
-        self, request: HttpRequest, obj: CanaryPolicy | None = None
-    ) -> tuple[str, ...]:
-        # A policy belongs to its environment; another environment gets its own policy.
-        return ("environment",) if obj is not None else ()
-
-    def save_via_service(
-        self, request: HttpRequest, form: forms.ModelForm, change: bool
-    ) -> CanaryPolicy:
-        data = form.cleaned_data
-        return environment_services.set_canary_policy(
-            environment=form.instance.environment if change else data["environment"],
-            values={field: data[field] for field in environment_services.CANARY_POLICY_FIELDS},
-            actor=Actor.of(request.user),
-            reason=data["reason"],
-            # An add page saw no policy: one saved meanwhile is not overwritten.
-            expected_state=data["expected_state"] or (None if change else NO_POLICY_STATE),
-        )
+    def set_policy(self, **kwargs: Any) -> CanaryPolicy:
+        return environment_services.set_canary_policy(**kwargs)
 
 
 class CanaryDecisionInline(ReadOnlyAdminMixin, admin.TabularInline):

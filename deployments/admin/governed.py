@@ -27,7 +27,10 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.safestring import SafeString
 
+from agentconfig.core.actors import Actor
 from agentconfig.core.admin_pages import HistoryAdmin, ServiceChangeMixin
+from deployments.models import Environment
+from deployments.services.environments import NO_POLICY_STATE
 
 # Attributes of the HttpRequest (never of the shared ModelAdmin).
 _NOTICE = "_governed_notice"
@@ -89,3 +92,39 @@ class GovernedAdmin(ServiceChangeMixin, HistoryAdmin):
     # Deleting would change what governs releases without a reason or an audit record.
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class EnvironmentPolicyAdmin(GovernedAdmin):
+    """The admin of a policy each environment has one of (canary, evaluation): the
+    environment is fixed once saved, and `set_policy` (the policy's service) saves
+    `policy_fields` with a reason."""
+
+    policy_fields: tuple[str, ...] = ()
+
+    def set_policy(
+        self,
+        *,
+        environment: Environment,
+        values: dict[str, Any],
+        actor: Actor,
+        reason: str,
+        expected_state: str | None,
+    ) -> models.Model:
+        raise NotImplementedError
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        # A policy belongs to its environment; another environment gets its own policy.
+        return ("environment",) if obj is not None else ()
+
+    def save_via_service(
+        self, request: HttpRequest, form: forms.ModelForm, change: bool
+    ) -> models.Model:
+        data = form.cleaned_data
+        return self.set_policy(
+            environment=form.instance.environment if change else data["environment"],
+            values={field: data[field] for field in self.policy_fields},
+            actor=Actor.of(request.user),
+            reason=data["reason"],
+            # An add page saw no policy: one saved meanwhile is not overwritten.
+            expected_state=data["expected_state"] or (None if change else NO_POLICY_STATE),
+        )

@@ -27,6 +27,19 @@ from tests.factories import member
 User = get_user_model()
 
 
+def _set_roles(user, by, groups, *, reason, is_staff=True, is_superuser=False, **kwargs):
+    """people.set_roles of `user` by `by`; staff, not superuser, unless said otherwise."""
+    return people.set_roles(
+        user=user,
+        groups=groups,
+        is_staff=is_staff,
+        is_superuser=is_superuser,
+        actor=Actor.of(by),
+        reason=reason,
+        **kwargs,
+    )
+
+
 def _roles(user) -> dict:
     return people.roles_of(User.objects.get(pk=user.pk)).as_record()
 
@@ -121,13 +134,8 @@ def test_create_user__group_with_permissions_the_actor_lacks__forbidden(boss):
 
 def test_set_roles__admin_promotes_someone_else__changed_and_recorded(boss, alice):
     # When
-    updated = people.set_roles(
-        user=alice,
-        groups=["Editors", "Reviewers"],
-        is_staff=True,
-        is_superuser=False,
-        actor=Actor.of(boss),
-        reason="second reviewer for billing",
+    updated = _set_roles(
+        alice, boss, ["Editors", "Reviewers"], reason="second reviewer for billing"
     )
 
     # Then
@@ -161,13 +169,8 @@ def test_set_roles__own_roles_upwards__forbidden_nothing_written(
     before = _roles(boss)
 
     with pytest.raises(Forbidden, match=words):
-        people.set_roles(
-            user=boss,
-            groups=groups,
-            is_staff=is_staff,
-            is_superuser=is_superuser,
-            actor=Actor.of(boss),
-            reason="I need it",
+        _set_roles(
+            boss, boss, groups, reason="I need it", is_staff=is_staff, is_superuser=is_superuser
         )
 
     assert _roles(boss) == before
@@ -181,14 +184,7 @@ def test_set_roles__own_staff_flag_upwards__forbidden(db):
     admin.save()
 
     with pytest.raises(Forbidden, match="make yourself staff"):
-        people.set_roles(
-            user=admin,
-            groups=["Admins"],
-            is_staff=True,
-            is_superuser=False,
-            actor=Actor.of(admin),
-            reason="I need the admin",
-        )
+        _set_roles(admin, admin, ["Admins"], reason="I need the admin")
 
     assert not User.objects.get(pk=admin.pk).is_staff
     assert not AuditRecord.objects.exists()
@@ -196,27 +192,13 @@ def test_set_roles__own_staff_flag_upwards__forbidden(db):
 
 def test_set_roles__superuser_joins_a_group_themselves__forbidden(root):
     with pytest.raises(Forbidden, match="join Reviewers"):
-        people.set_roles(
-            user=root,
-            groups=["Reviewers"],
-            is_staff=True,
-            is_superuser=True,
-            actor=Actor.of(root),
-            reason="approve my own",
-        )
+        _set_roles(root, root, ["Reviewers"], reason="approve my own", is_superuser=True)
 
     assert not AuditRecord.objects.exists()
 
 
 def test_set_roles__lowering_own_roles__allowed_and_recorded(root):
-    updated = people.set_roles(
-        user=root,
-        groups=[],
-        is_staff=True,
-        is_superuser=False,
-        actor=Actor.of(root),
-        reason="no standing superusers",
-    )
+    updated = _set_roles(root, root, [], reason="no standing superusers")
 
     assert not updated.is_superuser
     assert AuditRecord.objects.get().after["is_superuser"] is False
@@ -224,28 +206,14 @@ def test_set_roles__lowering_own_roles__allowed_and_recorded(root):
 
 def test_set_roles__non_superuser_grants_superuser__forbidden(boss, alice):
     with pytest.raises(Forbidden, match="only a superuser"):
-        people.set_roles(
-            user=alice,
-            groups=["Editors"],
-            is_staff=True,
-            is_superuser=True,
-            actor=Actor.of(boss),
-            reason="help out",
-        )
+        _set_roles(alice, boss, ["Editors"], reason="help out", is_superuser=True)
 
     assert not User.objects.get(pk=alice.pk).is_superuser
     assert not AuditRecord.objects.exists()
 
 
 def test_set_roles__superuser_grants_superuser__allowed(root, alice):
-    updated = people.set_roles(
-        user=alice,
-        groups=["Editors"],
-        is_staff=True,
-        is_superuser=True,
-        actor=Actor.of(root),
-        reason="on-call lead",
-    )
+    updated = _set_roles(alice, root, ["Editors"], reason="on-call lead", is_superuser=True)
 
     assert updated.is_superuser
     assert AuditRecord.objects.get().actor == root
@@ -253,14 +221,7 @@ def test_set_roles__superuser_grants_superuser__allowed(root, alice):
 
 def test_set_roles__non_superuser_changes_a_superuser__forbidden(boss, root):
     with pytest.raises(Forbidden, match="is a superuser"):
-        people.set_roles(
-            user=root,
-            groups=[],
-            is_staff=True,
-            is_superuser=False,
-            actor=Actor.of(boss),
-            reason="lock them out",
-        )
+        _set_roles(root, boss, [], reason="lock them out")
 
     assert User.objects.get(pk=root.pk).is_superuser
 
@@ -270,14 +231,7 @@ def test_set_roles__group_with_permissions_the_actor_lacks__forbidden(boss, alic
     group.permissions.add(Permission.objects.get(codename="delete_user"))
 
     with pytest.raises(Forbidden, match=r"auth\.delete_user"):
-        people.set_roles(
-            user=alice,
-            groups=["Editors", "Janitors"],
-            is_staff=True,
-            is_superuser=False,
-            actor=Actor.of(boss),
-            reason="x",
-        )
+        _set_roles(alice, boss, ["Editors", "Janitors"], reason="x")
 
     assert _roles(alice)["groups"] == ["Editors"]
 
@@ -286,14 +240,7 @@ def test_set_roles__without_change_user__forbidden(alice):
     bob = member("bob", "Editors")
 
     with pytest.raises(Forbidden, match=r"auth\.change_user"):
-        people.set_roles(
-            user=bob,
-            groups=["Editors", "Reviewers"],
-            is_staff=True,
-            is_superuser=False,
-            actor=Actor.of(alice),
-            reason="x",
-        )
+        _set_roles(bob, alice, ["Editors", "Reviewers"], reason="x")
 
     assert not AuditRecord.objects.exists()
 
@@ -308,14 +255,7 @@ def test_set_roles__without_change_user__forbidden(alice):
 )
 def test_set_roles__invalid__validation_error_nothing_written(boss, alice, reason, groups, message):
     with pytest.raises(ValidationError, match=message):
-        people.set_roles(
-            user=alice,
-            groups=groups,
-            is_staff=True,
-            is_superuser=False,
-            actor=Actor.of(boss),
-            reason=reason,
-        )
+        _set_roles(alice, boss, groups, reason=reason)
 
     assert _roles(alice)["groups"] == ["Editors"]
     assert not AuditRecord.objects.exists()
@@ -334,14 +274,8 @@ def test_set_roles__roles_moved_since_the_confirmation__conflict(boss, alice):
     )
 
     with pytest.raises(Conflict, match="changed while you were confirming"):
-        people.set_roles(
-            user=alice,
-            groups=["Editors", "Deployers"],
-            is_staff=True,
-            is_superuser=False,
-            actor=Actor.of(boss),
-            reason="deployer instead",
-            expected_before=shown,
+        _set_roles(
+            alice, boss, ["Editors", "Deployers"], reason="deployer instead", expected_before=shown
         )
 
     assert AuditRecord.objects.count() == 1
@@ -401,14 +335,7 @@ def test_red_team__requester_makes_someone_a_reviewer_after_asking__does_not_cou
     boss, alice, live, production
 ):
     request = _ask(boss, live, production)
-    people.set_roles(
-        user=alice,
-        groups=["Editors", "Reviewers"],
-        is_staff=True,
-        is_superuser=False,
-        actor=Actor.of(boss),
-        reason="she can approve this",
-    )
+    _set_roles(alice, boss, ["Editors", "Reviewers"], reason="she can approve this")
     requests.approve_request(request=request, actor=Actor.of(alice), comment="ok")
 
     assert _counting(request, live) == []
@@ -420,14 +347,7 @@ def test_red_team__superuser_requester_makes_someone_superuser__does_not_count(
     root, alice, live, production
 ):
     request = _ask(root, live, production)
-    alice = people.set_roles(
-        user=alice,
-        groups=["Editors"],
-        is_staff=True,
-        is_superuser=True,
-        actor=Actor.of(root),
-        reason="help",
-    )
+    alice = _set_roles(alice, root, ["Editors"], reason="help", is_superuser=True)
     requests.approve_request(request=request, actor=Actor.of(alice), comment="ok")
 
     assert _counting(request, live) == []
@@ -438,14 +358,7 @@ def test_approval__reviewer_promoted_by_someone_else__counts_and_applies(
 ):
     # Given boss asks and another administrator makes alice a reviewer
     request = _ask(boss, live, production)
-    people.set_roles(
-        user=alice,
-        groups=["Editors", "Reviewers"],
-        is_staff=True,
-        is_superuser=False,
-        actor=Actor.of(root),
-        reason="second reviewer",
-    )
+    _set_roles(alice, root, ["Editors", "Reviewers"], reason="second reviewer")
 
     # When alice approves
     requests.approve_request(request=request, actor=Actor.of(alice), comment="read the diff")
@@ -459,14 +372,7 @@ def test_approval__reviewer_promoted_by_someone_else__counts_and_applies(
 def test_approval__reviewer_made_by_requester_before_asking__counts(boss, alice, live, production):
     # The rule covers grants at or after the request was opened: long-standing reviewers
     # whom the requester once promoted keep their voice.
-    people.set_roles(
-        user=alice,
-        groups=["Editors", "Reviewers"],
-        is_staff=True,
-        is_superuser=False,
-        actor=Actor.of(boss),
-        reason="new reviewer",
-    )
+    _set_roles(alice, boss, ["Editors", "Reviewers"], reason="new reviewer")
     request = _ask(boss, live, production)
     requests.approve_request(request=request, actor=Actor.of(alice), comment="ok")
 
@@ -485,14 +391,7 @@ def test_approval__requester_changes_roles_without_giving_review__still_counts(
 ):
     reviewer = member("rita", *start)
     request = _ask(boss, live, production)
-    people.set_roles(
-        user=reviewer,
-        groups=end,
-        is_staff=True,
-        is_superuser=False,
-        actor=Actor.of(boss),
-        reason="more duties",
-    )
+    _set_roles(reviewer, boss, end, reason="more duties")
     requests.approve_request(request=request, actor=Actor.of(reviewer), comment="ok")
 
     assert _counting(request, live) == [reviewer.pk]
@@ -508,16 +407,7 @@ def test_valid_approvals__many_reviewers__queries_do_not_grow(
     reviewers = [member(f"r{i}", "Reviewers") for i in range(2)]
     for i in range(3):
         editor = member(f"e{i}", "Editors")
-        reviewers.append(
-            people.set_roles(
-                user=editor,
-                groups=["Editors", "Reviewers"],
-                is_staff=True,
-                is_superuser=False,
-                actor=Actor.of(boss),
-                reason="x",
-            )
-        )
+        reviewers.append(_set_roles(editor, boss, ["Editors", "Reviewers"], reason="x"))
     for reviewer in reviewers:
         requests.approve_request(request=request, actor=Actor.of(reviewer), comment="ok")
     loaded = DeploymentRequest.objects.prefetch_related("reviews").get(pk=request.pk)

@@ -13,8 +13,8 @@ from django.test import Client
 from agentconfig.core.actors import Actor
 from agentconfig.core.roles import ADMIN_APPS, ADMIN_EXTRA, ROLES
 from agentconfig.models import Agent
-from deployments.models import ApiKey, Environment, ReleaseLogEntry
-from deployments.services import api_keys
+from deployments.models import ApiKey, DeploymentRequest, Environment, ReleaseLogEntry
+from deployments.services import api_keys, requests
 from deployments.services import releases as deployment_services
 from versions import services as version_services
 from versions.models import AgentVersion
@@ -167,6 +167,29 @@ def deploy(
         reason=reason,
         break_glass=SETUP_BREAK_GLASS if environment.required_approvals else "",
     )
+
+
+def deploy_by_request(
+    version: AgentVersion,
+    environment: Environment,
+    *,
+    requested_by: Actor,
+    reviewed_by: Actor,
+    reason: str = "test request",
+    comment: str = "ok",
+    applied_by: Actor = ACTOR,
+) -> DeploymentRequest:
+    """Release the way a guarded environment takes it: asked for, approved, applied."""
+    request = requests.create_request(
+        agent=version.agent,
+        environment=environment,
+        version=version,
+        actor=requested_by,
+        reason=reason,
+    )
+    requests.approve_request(request=request, actor=reviewed_by, comment=comment)
+    requests.apply_request(request=request, actor=applied_by)
+    return request
 
 
 def create_api_key(

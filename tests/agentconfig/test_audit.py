@@ -32,11 +32,15 @@ def test_timeline__full_story__newest_first_with_who_what_why(agent, production,
     reviewer = Actor.of(factories.user_with("deployments.review_deploymentrequest", username="rev"))
     v1, v2, v3 = (factories.create_version(agent) for _ in range(3))
     factories.deploy(v1, production)
-    request = requests.create_request(
-        agent=agent, environment=production, version=v2, actor=editor, reason="fix billing"
+    request = factories.deploy_by_request(
+        v2,
+        production,
+        requested_by=editor,
+        reviewed_by=reviewer,
+        reason="fix billing",
+        comment="paragraph is back",
+        applied_by=OPS,
     )
-    requests.approve_request(request=request, actor=reviewer, comment="paragraph is back")
-    requests.apply_request(request=request, actor=OPS)
     deploy_version(
         agent=agent,
         environment=production,

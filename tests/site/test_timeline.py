@@ -11,7 +11,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agentconfig.core.actors import Actor
-from deployments.services import requests
 from deployments.services.releases import deploy_version, rollback
 from tests import factories
 from tests.factories import login, member
@@ -28,15 +27,15 @@ def story(agent, production, staging):
     v1, v2, v3 = (factories.create_version(agent) for _ in range(3))
     factories.deploy(v1, staging)
     factories.deploy(v1, production)
-    request = requests.create_request(
-        agent=agent,
-        environment=production,
-        version=v2,
-        actor=Actor.of(editor),
+    factories.deploy_by_request(
+        v2,
+        production,
+        requested_by=Actor.of(editor),
+        reviewed_by=Actor.of(reviewer),
         reason=f"billing restored {SCRIPT}",
+        comment=f"ok {SCRIPT}",
+        applied_by=OPS,
     )
-    requests.approve_request(request=request, actor=Actor.of(reviewer), comment=f"ok {SCRIPT}")
-    requests.apply_request(request=request, actor=OPS)
     deploy_version(
         agent=agent,
         environment=production,

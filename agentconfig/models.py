@@ -1,6 +1,8 @@
 """The Agent (the thing whose configuration is versioned and deployed), the change feed,
 and the audit record of governance changes."""
 
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
@@ -10,12 +12,23 @@ from simple_history.models import HistoricalRecords
 
 from agentconfig.core.append_only import AppendOnlyModel
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 slug_validator = RegexValidator(
     SLUG_PATTERN,
     "Use 1-64 lowercase letters, digits and hyphens, starting and ending with a letter or "
     "digit (for example 'support-bot').",
 )
+
+
+def person_field() -> "models.ForeignKey[User | None, User | None]":
+    """A user a row names (who did it, or whom it concerns): optional (the system acts
+    too), kept while rows name them (PROTECT), and no reverse accessor on the user."""
+    return models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
 
 
 class Agent(models.Model):
@@ -101,25 +114,13 @@ class AuditRecord(AppendOnlyModel):
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     action = models.CharField(max_length=32, choices=AuditAction.choices)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
+    actor = person_field()
     actor_label = models.CharField(max_length=200)
     reason = models.TextField()
     # What it concerns: an environment (id: environments live in a higher app, and are
     # never deleted), a person, and a label for either ("production", "key runtime-eu").
     environment_id = models.BigIntegerField(null=True, blank=True, db_index=True)
-    subject_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
+    subject_user = person_field()
     subject_label = models.CharField(max_length=200)
     before = models.JSONField(default=dict, blank=True)
     after = models.JSONField(default=dict, blank=True)

@@ -28,7 +28,7 @@ from simple_history.models import HistoricalRecords
 
 from agentconfig.core.append_only import AppendOnlyModel
 from agentconfig.core.outbound import OutboundRefused, check_url
-from agentconfig.models import Agent, slug_validator
+from agentconfig.models import Agent, person_field, slug_validator
 from deployments.models import Environment
 from versions.models import AgentVersion
 
@@ -100,9 +100,7 @@ class SuiteVersion(AppendOnlyModel):
     source_path = models.CharField(
         max_length=500, blank=True, help_text="The file this version was read from, if any."
     )
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
-    )
+    created_by = person_field()
     created_by_label = models.CharField(max_length=200)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
@@ -297,9 +295,7 @@ class EvaluationRun(models.Model):
 
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     cancelled_by_label = models.CharField(max_length=200, blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
-    )
+    created_by = person_field()
     created_by_label = models.CharField(max_length=200)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -400,9 +396,7 @@ class GateOverride(AppendOnlyModel):
     baseline_run = models.ForeignKey(
         EvaluationRun, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
-    )
+    actor = person_field()
     actor_label = models.CharField(max_length=200)
     reason = models.TextField()
     created_at = models.DateTimeField(default=timezone.now, editable=False)

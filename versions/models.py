@@ -16,7 +16,6 @@ Invariants:
 import uuid
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
@@ -24,7 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agentconfig.core.append_only import AppendOnlyModel
-from agentconfig.models import Agent
+from agentconfig.models import Agent, person_field
 from versions.config import CONFIG_FIELDS, MAX_TEMPERATURE, MIN_TEMPERATURE
 
 
@@ -80,9 +79,7 @@ class AgentVersion(AppendOnlyModel, GitProvenance):
     derived_from = models.ForeignKey(
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
-    )
+    created_by = person_field()
     created_by_label = models.CharField(max_length=200)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
@@ -141,9 +138,7 @@ class GitConfirmation(AppendOnlyModel, GitProvenance):
         AgentVersion, on_delete=models.PROTECT, related_name="git_confirmation"
     )
     source_path = models.CharField(max_length=500, help_text="The file, from the repository root.")
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
-    )
+    created_by = person_field()
     created_by_label = models.CharField(max_length=200)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 

@@ -7,13 +7,12 @@ Invariants:
   transaction as the move, saying from which version to which, the kind, who and why.
 """
 
-from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from agentconfig.core.append_only import AppendOnlyModel
-from agentconfig.models import Agent, slug_validator
+from agentconfig.models import Agent, person_field, slug_validator
 from versions.models import AgentVersion
 
 
@@ -104,9 +103,7 @@ class ReleaseLogEntry(AppendOnlyModel):
         AgentVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     to_version = models.ForeignKey(AgentVersion, on_delete=models.PROTECT, related_name="+")
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
-    )
+    actor = person_field()
     actor_label = models.CharField(max_length=200)
     reason = models.TextField()
     # The request this release applied, and the canary rollout it started, moved or ended:

@@ -159,19 +159,28 @@ def refusals_as_pages(view: AdminPageView) -> AdminPageView:
     return wrapper
 
 
-def read_only_page(view: AdminPageView) -> AdminPageView:
-    """A page that only shows: GET and HEAD (anything else a 405), Forbidden as the 403 page."""
-
+def _page_for_methods(methods: tuple[str, ...], view: AdminPageView) -> AdminPageView:
     @refusals_as_pages
     @wraps(view)
     def wrapper(
         model_admin: admin.ModelAdmin, request: HttpRequest, *args: Any, **kwargs: Any
     ) -> HttpResponse:
-        if request.method not in ("GET", "HEAD"):
-            return HttpResponseNotAllowed(["GET", "HEAD"])
+        if request.method not in methods:
+            return HttpResponseNotAllowed(list(methods))
         return view(model_admin, request, *args, **kwargs)
 
     return wrapper
+
+
+def read_only_page(view: AdminPageView) -> AdminPageView:
+    """A page that only shows: GET and HEAD (anything else a 405), Forbidden as the 403 page."""
+    return _page_for_methods(("GET", "HEAD"), view)
+
+
+def apply_step(view: AdminPageView) -> AdminPageView:
+    """The step of a page that writes: POST only (any other method is a 405 and changes
+    nothing), Forbidden as the 403 page."""
+    return _page_for_methods(("POST",), view)
 
 
 def get_agent_for_page(

@@ -24,13 +24,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from agentconfig.core.actors import Actor
-from agentconfig.core.admin_pages import Refused, call_service, refusals_as_pages
+from agentconfig.core.admin_pages import Refused, apply_step, call_service, refusals_as_pages
 from agentconfig.core.errors import Conflict
 from deployments.admin.agent_pages import (
     Target,
@@ -157,13 +157,11 @@ def canary_start_view(
     return _start_form_page(request, model_admin, target, form)
 
 
-@refusals_as_pages
+@apply_step
 def canary_start_apply_view(
     model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str, environment: str
 ) -> HttpResponse:
     """Step 3: start the canary through deployments.services.canaries.start_canary."""
-    if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
     target = _load_target(model_admin, request, object_id, environment, "start")
     form = _start_form(request, target)
     if form is None or not form.is_valid():
@@ -347,7 +345,7 @@ def _apply_action(target: Target, action: str, form: CanaryActionForm, actor: Ac
     return f"The canary of {name} now runs at {changed.percent:g} %."
 
 
-@refusals_as_pages
+@apply_step
 def canary_action_apply_view(
     model_admin: admin.ModelAdmin,
     request: HttpRequest,
@@ -356,8 +354,6 @@ def canary_action_apply_view(
     action: str,
 ) -> HttpResponse:
     """Step 3 of advance / promote / abort / percent: call deployments.services.canaries."""
-    if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
     target = _load_target(model_admin, request, object_id, environment, action)
     form = _action_form(request, target, action)
     if form is None or not form.is_valid():

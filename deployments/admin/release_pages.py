@@ -26,12 +26,18 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 
 from agentconfig.core.actors import Actor
-from agentconfig.core.admin_pages import Refused, call_service, refusals_as_pages
+from agentconfig.core.admin_pages import (
+    Refused,
+    apply_step,
+    call_service,
+    read_only_page,
+    refusals_as_pages,
+)
 from deployments.admin.agent_pages import (
     Target,
     agent_page_url,
@@ -131,13 +137,11 @@ def deploy_view(
     return _deploy_form_page(request, model_admin, target, form)
 
 
-@refusals_as_pages
+@apply_step
 def deploy_apply_view(
     model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str, environment: str
 ) -> HttpResponse:
     """Step 3 of a deploy: move the pointer through deployments.services.releases.deploy_version."""
-    if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
     target = load_target(
         model_admin, request, object_id, environment, DEPLOY_PERMISSION, "deploy versions"
     )
@@ -205,13 +209,11 @@ def _rollback_form(target: Target, data: Any = None, chosen: str | None = None) 
     return form
 
 
-@refusals_as_pages
+@read_only_page
 def rollback_view(
     model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str, environment: str
 ) -> HttpResponse:
     """The rollback page: history, target (?to=), the diff it causes, reason and button."""
-    if request.method not in ("GET", "HEAD"):
-        return HttpResponseNotAllowed(["GET", "HEAD"])
     target = load_target(
         model_admin, request, object_id, environment, ROLLBACK_PERMISSION, "roll back"
     )
@@ -228,13 +230,11 @@ def rollback_view(
     return _rollback_page(request, model_admin, target, form, form.targets.get(initial))
 
 
-@refusals_as_pages
+@apply_step
 def rollback_apply_view(
     model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str, environment: str
 ) -> HttpResponse:
     """Apply the rollback the page showed, through deployments.services.releases.rollback."""
-    if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
     target = load_target(
         model_admin, request, object_id, environment, ROLLBACK_PERMISSION, "roll back"
     )

@@ -2,6 +2,7 @@
 
 import contextlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from django.test import Client
 from agentconfig.core.actors import Actor
 from delivery.snapshot import snapshot
 from tests import factories
+from tests.versions.git_helpers import isolate_git
 
 
 @pytest.fixture(autouse=True)
@@ -56,6 +58,12 @@ def cache_calls() -> Iterator[list[str]]:
     calls: list[str] = []
     with spying_on_cache(calls):
         yield calls
+
+
+@pytest.fixture
+def git_config(tmp_path, monkeypatch) -> Path:
+    """An empty global git config for the test and the code under test; its path."""
+    return isolate_git(tmp_path, monkeypatch)
 
 
 @pytest.fixture

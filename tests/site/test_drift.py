@@ -10,7 +10,7 @@ from django.urls import reverse
 from agentconfig.core.actors import Actor
 from agentconfig.models import Agent
 from tests import factories
-from tests.versions.git_helpers import agent_yaml, commit, init_repo, isolate_git
+from tests.versions.git_helpers import agent_yaml, commit, init_repo
 from versions.export import render_agent_file
 from versions.file_format import parse_agent_file
 from versions.git_sync import sync_agents_from_git
@@ -22,9 +22,7 @@ ACTOR = Actor.system("tests")
 SCRIPT = '<script>alert("x")</script>'
 
 
-@pytest.fixture(autouse=True)
-def _git_config(tmp_path, monkeypatch) -> Path:
-    return isolate_git(tmp_path, monkeypatch)
+pytestmark = pytest.mark.usefixtures("git_config")
 
 
 @pytest.fixture

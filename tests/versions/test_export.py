@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from agentconfig.core.actors import Actor
 from agentconfig.models import Agent
 from tests import factories
-from tests.versions.git_helpers import agent_yaml, commit, git, init_repo, isolate_git
+from tests.versions.git_helpers import agent_yaml, commit, git, init_repo
 from versions.export import export_agents, render_agent_file
 from versions.file_format import parse_agent_file
 from versions.git_sync import sync_agents_from_git
@@ -24,9 +24,7 @@ ACTOR = Actor.system("tests")
 PROMPT = "You are the support agent.\n\nRules:\n  - be brief\n  - never guess\n"
 
 
-@pytest.fixture(autouse=True)
-def _git_config(tmp_path, monkeypatch) -> Path:
-    return isolate_git(tmp_path, monkeypatch)
+pytestmark = pytest.mark.usefixtures("git_config")
 
 
 @pytest.fixture

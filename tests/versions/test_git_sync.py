@@ -28,7 +28,6 @@ from tests.versions.git_helpers import (
     commit_time,
     git,
     init_repo,
-    isolate_git,
 )
 from versions.export import render_agent_file
 from versions.git_source import GitError, check_location, open_repository, run_git
@@ -43,9 +42,7 @@ SUPPORT = "agents/support/support-bot.yaml"
 FAQ = "agents/faq-bot.yaml"
 
 
-@pytest.fixture(autouse=True)
-def _git_config(tmp_path, monkeypatch) -> Path:
-    return isolate_git(tmp_path, monkeypatch)
+pytestmark = pytest.mark.usefixtures("git_config")
 
 
 @pytest.fixture
@@ -629,13 +626,13 @@ def test_command__path_outside_repository__refused(db, repo):
 
 
 def test_sync_from_git__remote_url__cloned_to_temporary_folder_and_removed(
-    db, repo, tmp_path, monkeypatch, _git_config
+    db, repo, tmp_path, monkeypatch, git_config
 ):
     # Given a bare repository standing in for a server, reached through an https URL
     server = init_repo(tmp_path / "server.git", bare=True)
     git(repo, "push", "--quiet", str(server), "main")
     url = "https://git.example.com/team/agents.git"
-    _git_config.write_text(f'[url "{server}"]\n\tinsteadOf = {url}\n')
+    git_config.write_text(f'[url "{server}"]\n\tinsteadOf = {url}\n')
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setenv("TMPDIR", str(scratch))
@@ -654,7 +651,7 @@ def test_sync_from_git__remote_url__cloned_to_temporary_folder_and_removed(
 
 
 def test_sync_from_git__remote_commit_not_on_a_branch__fetched_by_sha(
-    db, repo, tmp_path, _git_config
+    db, repo, tmp_path, git_config
 ):
     # Given a server whose main is the first commit, and a newer commit only under a pull ref
     server = init_repo(tmp_path / "server.git", bare=True)
@@ -662,7 +659,7 @@ def test_sync_from_git__remote_commit_not_on_a_branch__fetched_by_sha(
     pull = commit(repo, "Proposed", {FAQ: agent_yaml("faq-bot", prompt="Proposed.")})
     git(repo, "push", "--quiet", str(server), f"{pull}:refs/pull/1/head")
     url = "https://git.example.com/team/agents.git"
-    _git_config.write_text(f'[url "{server}"]\n\tinsteadOf = {url}\n')
+    git_config.write_text(f'[url "{server}"]\n\tinsteadOf = {url}\n')
 
     results = sync(url, "refs/pull/1/head")
 
@@ -671,7 +668,7 @@ def test_sync_from_git__remote_commit_not_on_a_branch__fetched_by_sha(
 
 
 def test_sync_from_git__hooks_in_repository_and_clone_template__never_run(
-    db, repo, tmp_path, _git_config
+    db, repo, tmp_path, git_config
 ):
     # Given a post-checkout hook in the repository and in the clone template, which a
     # plain `git clone` runs (checked below, so the test can fail)
@@ -685,7 +682,7 @@ def test_sync_from_git__hooks_in_repository_and_clone_template__never_run(
     server = init_repo(tmp_path / "server.git", bare=True)
     git(repo, "push", "--quiet", str(server), "main")
     url = "https://git.example.com/team/agents.git"
-    _git_config.write_text(
+    git_config.write_text(
         f'[init]\n\ttemplateDir = {templates}\n[url "{server}"]\n\tinsteadOf = {url}\n'
     )
 

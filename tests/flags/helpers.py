@@ -61,3 +61,21 @@ def evaluate_at_runtime(key: str, flag_key: str, user: str = "ana") -> Any:
         content_type="application/json",
         HTTP_AUTHORIZATION=f"Bearer {key}",
     )
+
+
+def banner_and_limits(agent, environment) -> None:
+    """banner: a string flag on in `environment` (long, off: short); limits: a JSON flag
+    scoped to `agent`, off everywhere."""
+    banner = make_flag(
+        "banner",
+        kind="string",
+        variants=[{"name": "short", "value": "Hi"}, {"name": "long", "value": "Hello there"}],
+    )
+    set_rules(banner, environment, [], default_variant="long", off_variant="short")
+    turn_on(banner, environment)
+    make_flag(
+        "limits",
+        kind="json",
+        agent=agent,
+        variants=[{"name": "small", "value": {"max": 3}}, {"name": "large", "value": {"max": 20}}],
+    )

@@ -14,7 +14,7 @@ from agentconfig.core.actors import Actor
 from deployments.services.api_keys import revoke_api_key
 from flags.services import flags as flag_services
 from tests import factories
-from tests.flags.helpers import ACTOR, make_flag, set_rules, turn_on
+from tests.flags.helpers import ACTOR, banner_and_limits, make_flag, set_rules, turn_on
 from tests.flags.ofrep_schema import problems
 
 SINGLE = "ofrep-evaluate-flag"
@@ -61,22 +61,7 @@ def flags(agent, production, staging, django_capture_on_commit_callbacks):
             default_variant="off",
         )
         turn_on(search, production)
-        banner = make_flag(
-            "banner",
-            kind="string",
-            variants=[{"name": "short", "value": "Hi"}, {"name": "long", "value": "Hello there"}],
-        )
-        set_rules(banner, production, [], default_variant="long", off_variant="short")
-        turn_on(banner, production)
-        make_flag(
-            "limits",
-            kind="json",
-            agent=agent,
-            variants=[
-                {"name": "small", "value": {"max": 3}},
-                {"name": "large", "value": {"max": 20}},
-            ],
-        )
+        banner_and_limits(agent, production)
     return search
 
 

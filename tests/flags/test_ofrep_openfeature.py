@@ -15,7 +15,7 @@ from openfeature.flag_evaluation import Reason
 
 from flags.services import flags as flag_services
 from tests import factories
-from tests.flags.helpers import ACTOR, make_flag, set_rules, turn_on
+from tests.flags.helpers import ACTOR, banner_and_limits, make_flag, set_rules, turn_on
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,19 +44,7 @@ def production_key() -> str:
         default_variant="off",
     )
     turn_on(search, production)
-    banner = make_flag(
-        "banner",
-        kind="string",
-        variants=[{"name": "short", "value": "Hi"}, {"name": "long", "value": "Hello there"}],
-    )
-    set_rules(banner, production, [], default_variant="long", off_variant="short")
-    turn_on(banner, production)
-    make_flag(
-        "limits",
-        kind="json",
-        agent=agent,
-        variants=[{"name": "small", "value": {"max": 3}}, {"name": "large", "value": {"max": 20}}],
-    )
+    banner_and_limits(agent, production)
     return factories.create_api_key(environment=production)[1]
 
 

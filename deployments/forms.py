@@ -14,6 +14,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
+from agentconfig.core.admin_pages import shortened
 from agentconfig.core.reasons import validate_reason
 from agentconfig.models import Agent
 from deployments.models import CanaryPolicy, CanaryRollout, Environment
@@ -31,9 +32,8 @@ from versions.models import AgentVersion
 
 
 def version_choice_label(version: AgentVersion, note: str = "") -> str:
-    summary = version.change_description.splitlines()[0] if version.change_description else ""
-    if len(summary) > 70:
-        summary = f"{summary[:69]}…"
+    first_line = version.change_description.splitlines()[0] if version.change_description else ""
+    summary = shortened(first_line, 70)
     suffix = f" ({note})" if note else ""
     return f"{version.label}{suffix} · {version.created_at:%Y-%m-%d %H:%M} · {summary}"
 

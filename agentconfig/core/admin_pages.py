@@ -210,12 +210,21 @@ def page_context(
     }
 
 
-def text_column(field: str, description: str) -> Callable[[Any, Any], str]:
-    """A list/detail column showing a text field under a plainer heading (e.g. "created by")."""
+def shortened(text: str, limit: int) -> str:
+    """`text`, cut to `limit` characters with an ellipsis when longer."""
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
-    @admin.display(description=description, ordering=field)
+
+def text_column(
+    field: str, description: str, *, limit: int | None = None
+) -> Callable[[Any, Any], str]:
+    """A list/detail column showing a text field under a plainer heading (e.g. "created by");
+    with `limit`, shortened to that many characters (and not sortable)."""
+
+    @admin.display(description=description, ordering=field if limit is None else None)
     def column(model_admin: Any, obj: Any) -> str:
-        return getattr(obj, field)
+        text = getattr(obj, field)
+        return text if limit is None else shortened(text, limit)
 
     return column
 

@@ -227,6 +227,7 @@ class CanaryDecisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "inputs_json",
     )
     readonly_fields = fields
+    summary = text_column("explanation", "explanation", limit=120)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[CanaryDecision]:
         return without_version_text(
@@ -241,11 +242,6 @@ class CanaryDecisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="percent", ordering="basis_points")
     def percent(self, obj: CanaryDecision) -> str:
         return percent_text(obj.basis_points / 100)
-
-    @admin.display(description="explanation")
-    def summary(self, obj: CanaryDecision) -> str:
-        text = obj.explanation
-        return text if len(text) <= 120 else f"{text[:119]}…"
 
     @admin.display(description="inputs")
     def inputs_json(self, obj: CanaryDecision) -> SafeString:

@@ -217,6 +217,7 @@ class ReleaseLogEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     )
     readonly_fields = fields
     by = text_column("actor_label", "by")
+    reason_summary = text_column("reason", "reason", limit=80)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ReleaseLogEntry]:
         return without_version_text(
@@ -232,10 +233,6 @@ class ReleaseLogEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="to")
     def to_link(self, obj: ReleaseLogEntry) -> SafeString | str:
         return version_link(obj.to_version)
-
-    @admin.display(description="reason")
-    def reason_summary(self, obj: ReleaseLogEntry) -> str:
-        return obj.reason if len(obj.reason) <= 80 else f"{obj.reason[:79]}…"
 
     @admin.display(description="details")
     def details_summary(self, obj: ReleaseLogEntry) -> SafeString | str:

@@ -257,48 +257,40 @@ def test_sync_agents__unknown_top_level_key__refused_with_suggestion(db, folder)
     assert_nothing_written()
 
 
-def test_sync_agents__slug_differs_from_file_name__refused(db, folder):
-    write(folder, "faq-bot.yaml", agent_yaml("faq"))
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            agent_yaml("faq"),
+            "slug: 'faq' does not match the file name 'faq-bot.yaml'. "
+            "Rename the file to 'faq.yaml' or set slug: faq-bot.",
+            id="slug-differs-from-file-name",
+        ),
+        pytest.param(
+            "slug: faq-bot\nname: FAQ\nconfig:\n  model: a: b\n",
+            "line 4, column 11: invalid YAML: mapping values are not allowed here",
+            id="yaml-syntax-error-line-and-column",
+        ),
+        pytest.param(
+            agent_yaml("faq-bot", extra="name: Second name\n"),
+            "line 3, column 1: duplicate key 'name' (first defined on line 2). "
+            "Remove one of them: only one value can apply.",
+            id="duplicate-key-with-line",
+        ),
+        pytest.param(
+            "- slug: faq-bot\n",
+            "the top level must be a mapping with the keys slug, name, "
+            "description, change_description, config, not a list.",
+            id="top-level-is-a-list",
+        ),
+    ],
+)
+def test_sync_agents__malformed_file__refused_with_where_and_why(db, folder, text, message):
+    write(folder, "faq-bot.yaml", text)
 
     errors = errors_of(folder)
 
-    assert errors == [
-        f"{folder}/faq-bot.yaml: slug: 'faq' does not match the file name 'faq-bot.yaml'. "
-        "Rename the file to 'faq.yaml' or set slug: faq-bot."
-    ]
-
-
-def test_sync_agents__yaml_syntax_error__line_and_column_given(db, folder):
-    write(folder, "faq-bot.yaml", "slug: faq-bot\nname: FAQ\nconfig:\n  model: a: b\n")
-
-    errors = errors_of(folder)
-
-    assert errors == [
-        f"{folder}/faq-bot.yaml: line 4, column 11: invalid YAML: mapping values are not "
-        "allowed here"
-    ]
-
-
-def test_sync_agents__duplicate_key__refused_with_line(db, folder):
-    write(folder, "faq-bot.yaml", agent_yaml("faq-bot", extra="name: Second name\n"))
-
-    errors = errors_of(folder)
-
-    assert errors == [
-        f"{folder}/faq-bot.yaml: line 3, column 1: duplicate key 'name' (first defined on "
-        "line 2). Remove one of them: only one value can apply."
-    ]
-
-
-def test_sync_agents__top_level_is_a_list__refused(db, folder):
-    write(folder, "faq-bot.yaml", "- slug: faq-bot\n")
-
-    errors = errors_of(folder)
-
-    assert errors == [
-        f"{folder}/faq-bot.yaml: the top level must be a mapping with the keys slug, name, "
-        "description, change_description, config, not a list."
-    ]
+    assert errors == [f"{folder}/faq-bot.yaml: {message}"]
 
 
 def test_sync_agents__credential_in_prompt__refused_with_its_location(db, folder):

@@ -38,6 +38,14 @@ def version_choice_label(version: AgentVersion, note: str = "") -> str:
     return f"{version.label}{suffix} · {version.created_at:%Y-%m-%d %H:%M} · {summary}"
 
 
+def checked_reason(text: str) -> str:
+    """A form's reason, checked with the services' rule; its error as the field's own."""
+    try:
+        return validate_reason(text)
+    except ValidationError as exc:
+        raise ValidationError(exc.message_dict.get("reason", exc.messages)) from None
+
+
 class _ReasonForm(forms.Form):
     reason = forms.CharField(
         required=False,
@@ -49,10 +57,7 @@ class _ReasonForm(forms.Form):
     expected_active = forms.CharField(required=False, widget=forms.HiddenInput)
 
     def clean_reason(self) -> str:
-        try:
-            return validate_reason(self.cleaned_data["reason"].replace("\r\n", "\n"))
-        except ValidationError as exc:
-            raise ValidationError(exc.message_dict.get("reason", exc.messages)) from None
+        return checked_reason(self.cleaned_data["reason"].replace("\r\n", "\n"))
 
 
 def version_choices(form: forms.BaseForm) -> QuerySet[AgentVersion]:
@@ -295,10 +300,7 @@ class GovernedModelForm(forms.ModelForm):
         return ""
 
     def clean_reason(self) -> str:
-        try:
-            return validate_reason(self.cleaned_data["reason"])
-        except ValidationError as exc:
-            raise ValidationError(exc.message_dict.get("reason", exc.messages)) from None
+        return checked_reason(self.cleaned_data["reason"])
 
     def add_service_errors(self, error: ValidationError) -> None:
         """Attach a service's {field: messages} error, to fields without an error yet."""

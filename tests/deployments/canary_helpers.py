@@ -19,12 +19,12 @@ _event_ids = itertools.count(1)
 
 
 def start(version: AgentVersion, environment: Environment, **options: object) -> CanaryRollout:
+    """Start a canary of `version` (by ops, with break glass where approvals are needed)."""
     options.setdefault("reason", "try it on a few users")
+    options.setdefault("actor", OPS)
     if environment.required_approvals:
         options.setdefault("break_glass", "test setup")
-    return start_canary(
-        agent=version.agent, environment=environment, version=version, actor=OPS, **options
-    )
+    return start_canary(agent=version.agent, environment=environment, version=version, **options)
 
 
 def document_for(environment: Environment, agent_slug: str) -> runtime.Document:

@@ -10,9 +10,9 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from deployments.services import canaries as canary_services
 from deployments.services.outcomes import MAX_EVENTS, parse_events, record_outcomes
 from tests import factories
+from tests.deployments import canary_helpers
 
 
 def take_releases_directly(*environments) -> None:
@@ -45,10 +45,9 @@ def canary_agent(agent, production, direct_releases):
     v2 = factories.create_version(agent, change_description="second", model="gpt-4o")
     factories.create_version(agent, change_description="third", temperature=0.7)
     factories.deploy(v1, production)
-    canary_services.start_canary(
-        agent=agent,
-        environment=production,
-        version=v2,
+    canary_helpers.start(
+        v2,
+        production,
         actor=factories.ACTOR,
         reason="try v2 on a few users",
         steps="1,5,25,50",

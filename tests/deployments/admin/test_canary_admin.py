@@ -20,6 +20,7 @@ from deployments.models import (
 from deployments.selectors import get_pointer
 from deployments.services import canaries as canary_services
 from tests import factories
+from tests.deployments import canary_helpers
 
 pytestmark = pytest.mark.usefixtures("direct_releases")
 
@@ -201,14 +202,7 @@ def test_agent_page__markup_in_names_and_explanations__escaped_in_panel_and_char
     production.save()
     v1, v2 = factories.create_version(agent), factories.create_version(agent)
     factories.deploy(v1, production)
-    rollout = canary_services.start_canary(
-        agent=agent,
-        environment=production,
-        version=v2,
-        actor=factories.ACTOR,
-        reason="x",
-        steps="5",
-    )
+    rollout = canary_helpers.start(v2, production, actor=factories.ACTOR, reason="x", steps="5")
     report(agent, production, v1, ok=10)
     # A decision row as evaluate_canary writes it, with a hostile explanation.
     CanaryDecision.objects.create(
@@ -243,13 +237,7 @@ def test_agent_page__canaries_everywhere_with_many_decisions__query_count_bounde
         factories.deploy(versions[0], environment)
 
     def start(environment) -> CanaryRollout:
-        return canary_services.start_canary(
-            agent=agent,
-            environment=environment,
-            version=versions[1],
-            actor=factories.ACTOR,
-            reason="x",
-        )
+        return canary_helpers.start(versions[1], environment, actor=factories.ACTOR, reason="x")
 
     canary_services.evaluate_canary(start(environments[0]))
     report(agent, environments[0], versions[0], ok=20, failed=1)
@@ -416,13 +404,7 @@ def test_canary_start_apply__canary_started_elsewhere_meanwhile__conflict_shown_
     stable = get_pointer(released_agent, production).stable_version
     data = {"version": str(v3.pk), "mode": "steps", "steps": "1,5", "reason": "x"}
     admin_client.post(_url("start", released_agent), data)
-    canary_services.start_canary(
-        agent=released_agent,
-        environment=production,
-        version=v1,
-        actor=factories.ACTOR,
-        reason="other",
-    )
+    canary_helpers.start(v1, production, actor=factories.ACTOR, reason="other")
 
     response = admin_client.post(
         _url("start_apply", released_agent), {**data, "expected_active": str(stable.pk)}
@@ -640,14 +622,7 @@ def test_canary_advance__at_last_step__refused_with_message(admin_client, agent,
     # Given a one-step canary
     v1, v2 = factories.create_version(agent), factories.create_version(agent)
     factories.deploy(v1, production)
-    rollout = canary_services.start_canary(
-        agent=agent,
-        environment=production,
-        version=v2,
-        actor=factories.ACTOR,
-        reason="x",
-        percent="5",
-    )
+    rollout = canary_helpers.start(v2, production, actor=factories.ACTOR, reason="x", percent="5")
     count = _log_count()
 
     page = admin_client.get(_url("advance", agent))

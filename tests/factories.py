@@ -24,6 +24,26 @@ ACTOR = Actor.system("tests")
 SETUP_BREAK_GLASS = "test setup"
 _counter = itertools.count(1)
 
+# The canary policy form as a person fills it in: every field valid.
+CANARY_POLICY_FORM = {
+    "default_steps": "1,5,25,50",
+    "bake_minutes": "30",
+    "margin": "1.25",
+    "max_error_increase": "0.0025",
+    "promote_confidence": "0.95",
+    "rollback_ratio": "1.25",
+    "rollback_confidence": "0.99",
+    "min_regression": "0.5",
+    "power": "0.8",
+    "max_latency_ratio": "1.25",
+    "latency_quantile": "0.95",
+    "max_score_drop": "",
+    "srm_tolerance": "0.2",
+    "max_duration_minutes": "1440",
+    "deadline_action": "rollback",
+    "reason": "tuned after the incident review",
+}
+
 
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:

@@ -473,21 +473,8 @@ def test_canary_start_page__junk_plan__error_on_the_field_nothing_written(
 
 
 VALID_POLICY = {
-    "default_steps": "1,5,25,50",
-    "bake_minutes": "30",
-    "margin": "1.25",
-    "max_error_increase": "0.0025",
-    "promote_confidence": "0.95",
-    "rollback_ratio": "1.25",
-    "rollback_confidence": "0.99",
-    "min_regression": "0.5",
-    "power": "0.8",
+    **factories.CANARY_POLICY_FORM,
     "max_latency_ratio": "",
-    "latency_quantile": "0.95",
-    "max_score_drop": "",
-    "srm_tolerance": "0.2",
-    "max_duration_minutes": "1440",
-    "deadline_action": "rollback",
     "reason": "red-team values",
 }
 

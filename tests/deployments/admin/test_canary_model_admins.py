@@ -11,24 +11,7 @@ from tests import factories
 
 pytestmark = pytest.mark.usefixtures("direct_releases")
 
-VALID_POLICY = {
-    "default_steps": "1,5,25,50",
-    "bake_minutes": "30",
-    "margin": "1.25",
-    "max_error_increase": "0.0025",
-    "promote_confidence": "0.95",
-    "rollback_ratio": "1.25",
-    "rollback_confidence": "0.99",
-    "min_regression": "0.5",
-    "power": "0.8",
-    "max_latency_ratio": "1.25",
-    "latency_quantile": "0.95",
-    "max_score_drop": "",
-    "srm_tolerance": "0.2",
-    "max_duration_minutes": "1440",
-    "deadline_action": "rollback",
-    "reason": "tuned after the incident review",
-}
+VALID_POLICY = factories.CANARY_POLICY_FORM
 
 
 def _evaluated_rollout(agent) -> CanaryRollout:

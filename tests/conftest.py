@@ -148,6 +148,14 @@ def alice(db):
 
 
 @pytest.fixture
+def live(agent, production):
+    """support-bot: v1 active in production (one approval required), v2 made since."""
+    v1, v2 = factories.create_version(agent), factories.create_version(agent)
+    factories.deploy(v1, production)
+    return v1, v2
+
+
+@pytest.fixture
 def released_agent(agent, staging, production):
     """support-bot with v1..v3: production went v1 -> v2, staging runs v3."""
     v1 = factories.create_version(agent, change_description="first")

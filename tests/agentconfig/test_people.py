@@ -21,7 +21,6 @@ from deployments.approvals import valid_approvals
 from deployments.models import DeploymentRequest
 from deployments.selectors import get_pointer
 from deployments.services import requests
-from tests import factories
 from tests.factories import member
 
 User = get_user_model()
@@ -282,14 +281,6 @@ def test_set_roles__roles_moved_since_the_confirmation__conflict(boss, alice):
 
 
 # --- approvals from reviewers the requester made ---------------------------------------
-
-
-@pytest.fixture
-def live(agent, production):
-    """support-bot: v1 active in production (one approval required), v2 made since."""
-    v1, v2 = factories.create_version(agent), factories.create_version(agent)
-    factories.deploy(v1, production)
-    return v1, v2
 
 
 def _ask(requester, live, production) -> DeploymentRequest:

@@ -22,14 +22,6 @@ REVIEW = "deployments.review_deploymentrequest"
 DEPLOY = "deployments.deploy_version"
 
 
-@pytest.fixture
-def live(agent, production):
-    """v1 active in production, v2 waiting."""
-    v1, v2 = factories.create_version(agent), factories.create_version(agent)
-    factories.deploy(v1, production)
-    return v1, v2
-
-
 def ask(version, environment, actor, **options):
     options.setdefault("reason", "billing paragraph restored")
     return requests.create_request(

@@ -29,14 +29,6 @@ SCRIPT = '<script>alert("x")</script>'
 
 
 @pytest.fixture
-def live(agent, production):
-    """support-bot: v1 active in production, v2 made since."""
-    v1, v2 = factories.create_version(agent), factories.create_version(agent)
-    factories.deploy(v1, production)
-    return v1, v2
-
-
-@pytest.fixture
 def open_request(live, production, people) -> DeploymentRequest:
     """The editor's request to deploy v2 to production."""
     return requests.create_request(

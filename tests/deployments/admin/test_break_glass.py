@@ -11,14 +11,6 @@ from tests import factories
 from tests.factories import login
 
 
-@pytest.fixture
-def live(agent, production):
-    """support-bot: v1 active in production, v2 made since."""
-    v1, v2 = factories.create_version(agent), factories.create_version(agent)
-    factories.deploy(v1, production)
-    return v1, v2
-
-
 def _url(name: str, agent, environment: str = "production") -> str:
     return reverse(f"admin:agentconfig_agent_{name}", args=[agent.pk, environment])
 

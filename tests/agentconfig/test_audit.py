@@ -150,9 +150,9 @@ def test_timeline__request_for_a_global_flag__on_every_agents_timeline(agent, pr
         assert f"Approved request #{request.pk} (turn refunds on in production)" in titles
 
 
-def test_timeline__settings_request__on_every_agents_timeline(agent, production):
+def test_timeline__settings_request__on_every_agents_timeline(agent, production, root):
     other = factories.create_agent(slug="billing-bot")
-    admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw-123")
+    admin = root
 
     request = requests.propose_change(
         kind=RequestKind.SETTINGS,

@@ -88,17 +88,17 @@ class Case:
 
 @pytest.fixture
 def world(db) -> World:
-    user_model = get_user_model()
-    ada = user_model.objects.create_superuser("ada", "ada@example.com", "pw-ada-123")
-    bob = user_model.objects.create_superuser("bob", "bob@example.com", "pw-bob-123")
+    ada, bob = (
+        factories.user_with(username=name, is_staff=True, is_superuser=True)
+        for name in ("ada", "bob")
+    )
     production, staging = factories.environment("production"), factories.environment("staging")
     agent = factories.create_agent(slug="support-bot")
     other = factories.create_agent(slug="billing-bot")
     versions = [factories.create_version(agent) for _ in range(3)]
     factories.deploy(versions[0], production)
     factories.deploy(factories.create_version(other), production)
-    client = Client()
-    client.force_login(ada)
+    client = factories.login(ada)
     return World(
         agent=agent,
         other=other,

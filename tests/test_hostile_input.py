@@ -38,6 +38,7 @@ from evaluations.sync import sync_evals
 from flags.models import Flag, FlagEnvironment
 from tests import factories
 from tests.deployments.canary_helpers import start
+from tests.evaluations.helpers import post_add_suite
 from tests.flags.helpers import make_flag, set_rules
 from versions.file_format import AgentFileError, parse_agent_file
 from versions.models import AgentVersion
@@ -635,16 +636,8 @@ def test_sync_evals__deeply_nested_cases__error_names_the_file_nothing_written(
 
 
 def test_suite_add_form__deeply_nested_cases__form_error_nothing_written(admin_client, agent):
-    response = admin_client.post(
-        reverse("admin:evaluations_evaluationsuite_add"),
-        {
-            "agent": agent.pk,
-            "slug": "release",
-            "name": "",
-            "description": "",
-            "cases": "- id: a\n  input: " + deep_lists(5_000) + "\n  golden_answer: g\n",
-            "change_description": "x",
-        },
+    response = post_add_suite(
+        admin_client, agent, "- id: a\n  input: " + deep_lists(5_000) + "\n  golden_answer: g\n"
     )
 
     assert response.status_code == 200

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.urls import reverse
+
 from agentconfig.models import Agent
 from deployments.models import Environment
 from evaluations.models import EvaluationPolicy, EvaluationRun, SuiteVersion
@@ -85,3 +87,19 @@ def stable_and_candidate(
         answer_yes(llm, "worse", candidate_yes)
         run_now(candidate, suite_version)
     return stable, candidate, suite_version
+
+
+def post_add_suite(client: Any, agent: Agent, cases: str, **fields: Any) -> Any:
+    """Submit the admin's add-suite page: suite "release" of `agent` with these cases (YAML)."""
+    return client.post(
+        reverse("admin:evaluations_evaluationsuite_add"),
+        {
+            "agent": agent.pk,
+            "slug": "release",
+            "name": "",
+            "description": "",
+            "cases": cases,
+            "change_description": "x",
+            **fields,
+        },
+    )

@@ -16,7 +16,14 @@ from evaluations.models import (
 from evaluations.selectors import build_run_comparison
 from evaluations.services import suites
 from tests import factories
-from tests.evaluations.helpers import ACTOR, case, make_suite, require_evaluation, run_now
+from tests.evaluations.helpers import (
+    ACTOR,
+    case,
+    make_suite,
+    post_add_suite,
+    require_evaluation,
+    run_now,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -146,16 +153,12 @@ def test_new_suite_version__without_permission__403_names_it(
 
 
 def test_add_suite__with_cases__suite_and_v1_created(admin_client, agent):
-    response = admin_client.post(
-        reverse("admin:evaluations_evaluationsuite_add"),
-        {
-            "agent": agent.pk,
-            "slug": "release",
-            "name": "Release",
-            "description": "",
-            "cases": "- id: a\n  input: q\n  golden_answer: g\n",
-            "change_description": "First.",
-        },
+    response = post_add_suite(
+        admin_client,
+        agent,
+        "- id: a\n  input: q\n  golden_answer: g\n",
+        name="Release",
+        change_description="First.",
     )
 
     assert response.status_code == 302
@@ -164,17 +167,7 @@ def test_add_suite__with_cases__suite_and_v1_created(admin_client, agent):
 
 
 def test_add_suite__invalid_cases__nothing_created(admin_client, agent):
-    response = admin_client.post(
-        reverse("admin:evaluations_evaluationsuite_add"),
-        {
-            "agent": agent.pk,
-            "slug": "release",
-            "name": "",
-            "description": "",
-            "cases": "- input: q\n",
-            "change_description": "x",
-        },
-    )
+    response = post_add_suite(admin_client, agent, "- input: q\n")
 
     assert response.status_code == 200
     assert "cases[1].golden_answer: is required." in response.content.decode()

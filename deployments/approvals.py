@@ -1,9 +1,11 @@
 """Whether a release to an environment may go ahead: approvals, or breaking the glass.
 
 Invariants:
-- An environment with `required_approvals > 0` takes a deploy or a canary only with a
-  request approved for exactly that change, or with break glass (its own permission
-  and a reason, recorded in the release log and shown prominently in the audit).
+- An environment that requires approval (`Environment.requires_approval`) takes a deploy
+  or a canary only with a request approved for exactly that change, or with break glass
+  (its own permission and a reason, recorded in the release log and shown prominently in
+  the audit). Who may review, withdraw or apply a request: deployments.services.requests
+  (ApprovalState).
 - An approval counts only if it was given while the version now active in the target
   environment was active (otherwise the reviewer saw a diff that is no longer the real
   one), by a reviewer other than the requester, and the request has no rejection.
@@ -64,6 +66,16 @@ def valid_approvals(request: DeploymentRequest, current: object) -> list[Any]:
         permission="deployments.review_deploymentrequest",
     )
     return [reviewer for reviewer in reviewers if reviewer not in granted]
+
+
+def approvals_given(request: DeploymentRequest) -> int:
+    """Approvals given on `request`, whether they still count or not."""
+    return sum(review.decision == ReviewDecision.APPROVE for review in request.reviews.all())
+
+
+def is_rejected(request: DeploymentRequest) -> bool:
+    """Whether a reviewer rejected `request` (a rejection closes it)."""
+    return any(review.decision == ReviewDecision.REJECT for review in request.reviews.all())
 
 
 def clear_release(
@@ -134,12 +146,12 @@ def _check_open_and_approved(
 ) -> None:
     if request.status != RequestStatus.OPEN:
         raise Conflict(f"request #{request.pk} is {request.get_status_display().lower()}.")
-    if any(r.decision == ReviewDecision.REJECT for r in request.reviews.all()):
+    if is_rejected(request):
         raise Conflict(f"request #{request.pk} was rejected.")
     have = len(valid_approvals(request, current))
     needed = environment.required_approvals
     if have < needed:
-        stale = sum(r.decision == ReviewDecision.APPROVE for r in request.reviews.all()) - have
+        stale = approvals_given(request) - have
         note = (
             f" ({stale} approval(s) no longer count: {what} changed after they were given, "
             "so they approved another diff)"

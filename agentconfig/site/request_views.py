@@ -38,7 +38,7 @@ from agentconfig.core.actors import Actor
 from agentconfig.core.admin_pages import apply_service_error, page_context, refusals_as_pages
 from agentconfig.core.errors import Forbidden, ServiceError
 from agentconfig.core.people import users_granted_by
-from deployments.admin_views import (
+from deployments.admin.release_pages import (
     DEPLOY_PERMISSION,
     Target,
     agent_page_url,
@@ -46,7 +46,7 @@ from deployments.admin_views import (
     render_agent_page,
     stale_confirmation,
 )
-from deployments.approvals import BREAK_GLASS_PERMISSION, valid_approvals
+from deployments.approvals import BREAK_GLASS_PERMISSION
 from deployments.diff_context import build_diff_context
 from deployments.forms import version_choices
 from deployments.models import (
@@ -84,7 +84,7 @@ def plan_steps(request: DeploymentRequest) -> list[str]:
     return [part.strip() for part in request.canary_plan.split(",") if part.strip()]
 
 
-release_permission = request_services.apply_permission
+ApprovalState = request_services.ApprovalState
 
 
 @dataclass(frozen=True)
@@ -100,47 +100,22 @@ class ReviewRow:
         return self.review.decision == ReviewDecision.APPROVE
 
 
-@dataclass(frozen=True)
-class ApprovalState:
-    """How far a request is from being applicable, as deployments.approvals judges it."""
-
-    needed: int
-    valid: int
-    stale: int
-    rejected: bool
-
-    @property
-    def enough(self) -> bool:
-        return not self.rejected and self.valid >= self.needed
-
-    @property
-    def missing(self) -> int:
-        return max(self.needed - self.valid, 0)
+def approval_state(request: DeploymentRequest, current: object) -> ApprovalState:
+    """How far `request` is from its approvals against `current` (lists: no actor)."""
+    return ApprovalState(request, current=current)
 
 
-def approval_state(request: DeploymentRequest, active_id: object) -> ApprovalState:
-    """Valid, stale and missing approvals of `request` against the version active now."""
-    reviews = list(request.reviews.all())
-    valid = len(valid_approvals(request, active_id))
-    approvals = sum(1 for r in reviews if r.decision == ReviewDecision.APPROVE)
-    return ApprovalState(
-        needed=request.environment.required_approvals,
-        valid=valid,
-        stale=approvals - valid,
-        rejected=any(r.decision == ReviewDecision.REJECT for r in reviews),
-    )
-
-
-def _review_rows(
-    request: DeploymentRequest, active: AgentVersion | None, is_open: bool
-) -> list[ReviewRow]:
-    active_id = active.pk if active else None
-    counting = set(valid_approvals(request, active_id))
+def _review_rows(state: ApprovalState, active: AgentVersion | None = None) -> list[ReviewRow]:
+    """Each review of `state.request` and why it counts or not (`active`: releases)."""
+    request = state.request
+    counting = set(state.approvers) if request.is_open else set()
     # Why an approval that does not count does not: the requester made its reviewer.
     uncounted = {
         r.reviewer_id
         for r in request.reviews.all()
-        if is_open and r.decision == ReviewDecision.APPROVE and r.reviewer_id not in counting
+        if request.is_open
+        and r.decision == ReviewDecision.APPROVE
+        and r.reviewer_id not in counting
     }
     granted = users_granted_by(
         granter_id=request.requested_by_id,
@@ -148,39 +123,49 @@ def _review_rows(
         since=request.created_at,
         permission=REVIEW_PERMISSION,
     )
-    environment = request.environment.slug
-    rows = []
-    for review in request.reviews.all():
-        given_on = review.active_version.label if review.active_version else "nothing"
-        if review.decision == ReviewDecision.REJECT:
-            rows.append(ReviewRow(review, "rejection", "a rejection closes the request"))
-        elif not is_open:
-            rows.append(ReviewRow(review, "recorded", f"given while {given_on} was active"))
-        elif review.reviewer_id in counting:
-            rows.append(ReviewRow(review, "counts", f"given while {given_on} was active"))
-        elif review.reviewer_id == request.requested_by_id:
-            rows.append(ReviewRow(review, "own", "the requester's own approval never counts"))
-        elif review.reviewer_id in granted:
-            rows.append(
-                ReviewRow(
-                    review,
-                    "own",
-                    f"does not count: granted by the requester — {request.requested_by_label} "
-                    "created this reviewer or gave them review rights after opening the "
-                    "request, so it is the requester's own approval",
-                )
-            )
-        else:
-            now = active.label if active else "nothing"
-            rows.append(
-                ReviewRow(
-                    review,
-                    "stale",
-                    f"given while {given_on} was active in {environment}; {now} is active "
-                    "now, so it approved a diff that is no longer the real one",
-                )
-            )
-    return rows
+    return [
+        _review_row(request, review, counting, granted, active) for review in request.reviews.all()
+    ]
+
+
+def _review_row(
+    request: DeploymentRequest,
+    review: RequestReview,
+    counting: set[object],
+    granted: set[object],
+    active: AgentVersion | None,
+) -> ReviewRow:
+    if review.decision == ReviewDecision.REJECT:
+        return ReviewRow(review, "rejection", "a rejection closes the request")
+    if request.is_release:
+        given = "given while {} was active".format(
+            review.active_version.label if review.active_version else "nothing"
+        )
+        recorded = counts = given
+        stale = (
+            f"{given} in {request.environment.slug}; "
+            f"{active.label if active else 'nothing'} is active now, so it approved a diff "
+            "that is no longer the real one"
+        )
+    else:
+        recorded = "given on the state it was asked for"
+        counts = "given on the state that is live now"
+        stale = "given before what it changes moved, so it approved another change"
+    if not request.is_open:
+        return ReviewRow(review, "recorded", recorded)
+    if review.reviewer_id in counting:
+        return ReviewRow(review, "counts", counts)
+    if review.reviewer_id == request.requested_by_id:
+        return ReviewRow(review, "own", "the requester's own approval never counts")
+    if review.reviewer_id in granted:
+        return ReviewRow(
+            review,
+            "own",
+            f"does not count: granted by the requester — {request.requested_by_label} "
+            "created this reviewer or gave them review rights after opening the "
+            "request, so it is the requester's own approval",
+        )
+    return ReviewRow(review, "stale", stale)
 
 
 def _load_request(
@@ -224,14 +209,13 @@ def render_request_page(
         )
     # A release request names its agent and version (the release_requests_name_a_version check).
     assert request.agent is not None and request.version is not None  # noqa: S101
-    user = http_request.user
     pointer = get_pointer(request.agent, request.environment)
     active = pointer.stable_version if pointer else None
     running: CanaryRollout | None = pointer.canary if pointer else None
     is_open = request.is_open
     # An open request is judged against what is live now; a closed one shows what it asked.
     diff_base = active if is_open else request.base_version
-    state = approval_state(request, active.pk if active else None)
+    state = ApprovalState(request, Actor.of(http_request.user), active.pk if active else None)
     gate: GateResult | None = None
     comparison = None
     if is_open:
@@ -240,10 +224,6 @@ def render_request_page(
         )
         if gate.candidate_run is not None and gate.baseline_run is not None:
             comparison = build_run_comparison(gate.candidate_run, gate.baseline_run)
-    actor = Actor.of(user)
-    is_requester = request.requested_by_id is not None and request.requested_by_id == user.pk
-    has_reviewed = any(r.reviewer_id == user.pk for r in request.reviews.all())
-    may_review = user.has_perm(request_services.review_permission(request))
     release = None
     if not is_open:
         release = (
@@ -251,44 +231,34 @@ def render_request_page(
             .only("id", "created_at", "kind", "actor_label")
             .first()
         )
-    context = page_context(
-        http_request,
+    return _request_page(
         model_admin,
+        http_request,
+        state,
+        "detail",
         f"Request #{request.pk}: {request.agent.slug} {request.version.label} to "
         f"{request.environment.name}",
-        dr=request,
-        agent=request.agent,
-        environment=request.environment,
+        review_form=review_form,
+        seen=str(active.pk) if active else "",
+        error=error,
+        status=status,
+        reviews=_review_rows(state, active),
         active=active,
         running_canary=running,
         plan=plan_steps(request),
-        state=state,
-        reviews=_review_rows(request, active, is_open),
         gate=gate,
         comparison=comparison,
         release=release,
-        is_requester=is_requester,
-        has_reviewed=has_reviewed,
-        may_review=may_review,
-        can_review=is_open and request_services.may_review(request, actor) and not has_reviewed,
         can_override=bool(
-            is_open and gate is not None and not gate.allowed and user.has_perm(OVERRIDE_PERMISSION)
+            is_open
+            and gate is not None
+            and not gate.allowed
+            and http_request.user.has_perm(OVERRIDE_PERMISSION)
         ),
-        can_apply=is_open and request_services.may_apply(request, actor),
         ready=is_open and state.enough and (gate is None or gate.allowed) and running is None,
-        can_withdraw=is_open and request_services.may_withdraw(request, actor),
-        review_form=review_form
-        or ReviewForm(initial={"expected_active": active.pk if active else ""}),
         override_form=override_form or GateOverrideForm(),
-        action_error=error,
         agent_url=reverse("admin:agentconfig_agent_change", args=[request.agent.pk]),
         **build_diff_context(diff_base, request.version),
-    )
-    return TemplateResponse(
-        http_request,
-        "admin/deployments/deploymentrequest/detail.html",
-        context,
-        status=status,
     )
 
 
@@ -308,59 +278,58 @@ def _render_change_page(
     status: int,
 ) -> TemplateResponse:
     """The page of a request that is not a release: what changes for runtimes, in words."""
-    user = http_request.user
-    actor = Actor.of(user)
     is_open = request.is_open
     state_now = _subject_state(request) if is_open else ""
-    state = approval_state(request, state_now)
-    counting = set(valid_approvals(request, state_now))
-    reviews = []
-    for review in request.reviews.all():
-        if review.decision == ReviewDecision.REJECT:
-            reviews.append(ReviewRow(review, "rejection", "a rejection closes the request"))
-        elif not is_open:
-            reviews.append(ReviewRow(review, "recorded", "given on the state it was asked for"))
-        elif review.reviewer_id in counting:
-            reviews.append(ReviewRow(review, "counts", "given on the state that is live now"))
-        elif review.reviewer_id == request.requested_by_id:
-            reviews.append(ReviewRow(review, "own", "the requester's own approval never counts"))
-        else:
-            reviews.append(
-                ReviewRow(
-                    review,
-                    "stale",
-                    "given before what it changes moved, so it approved another change",
-                )
-            )
+    state = ApprovalState(request, Actor.of(http_request.user), state_now)
     subject = request_services.subject_of(request)
-    is_requester = request.requested_by_id is not None and request.requested_by_id == user.pk
-    has_reviewed = any(r.reviewer_id == user.pk for r in request.reviews.all())
-    may_review = user.has_perm(request_services.review_permission(request))
-    context = page_context(
-        http_request,
+    return _request_page(
         model_admin,
+        http_request,
+        state,
+        "change_detail",
         f"Request #{request.pk}: {request.proposal.get('summary', request.get_kind_display())}",
-        dr=request,
-        environment=request.environment,
-        agent=request.agent,
+        review_form=review_form,
+        seen=state_now,
+        error=error,
+        status=status,
+        reviews=_review_rows(state),
         what=subject.describe(request) if is_open else [request.proposal.get("summary", "")],
-        state=state,
-        reviews=reviews,
-        is_requester=is_requester,
-        has_reviewed=has_reviewed,
-        may_review=may_review,
-        can_review=is_open and request_services.may_review(request, actor) and not has_reviewed,
-        can_apply=is_open and request_services.may_apply(request, actor),
         ready=is_open and state.enough,
-        can_withdraw=is_open and request_services.may_withdraw(request, actor),
-        review_form=review_form or ReviewForm(initial={"expected_active": state_now}),
-        seen_state=state_now,
-        action_error=error,
     )
+
+
+def _request_page(
+    model_admin: admin.ModelAdmin,
+    http_request: HttpRequest,
+    state: ApprovalState,
+    template: str,
+    title: str,
+    *,
+    review_form: ReviewForm | None,
+    seen: str,
+    error: str,
+    status: int,
+    **context: object,
+) -> TemplateResponse:
+    """A request's page: `state` says what this user may do; `seen` is what the page shows
+    (the active version's id, or the subject's state), carried by its review and apply forms."""
+    request = state.request
     return TemplateResponse(
         http_request,
-        "admin/deployments/deploymentrequest/change_detail.html",
-        context,
+        f"admin/deployments/deploymentrequest/{template}.html",
+        page_context(
+            http_request,
+            model_admin,
+            title,
+            dr=request,
+            agent=request.agent,
+            environment=request.environment,
+            state=state,
+            review_form=review_form or ReviewForm(initial={"expected_active": seen}),
+            seen_state=seen,
+            action_error=error,
+            **context,
+        ),
         status=status,
     )
 
@@ -515,7 +484,7 @@ def apply_view(
         return HttpResponseNotAllowed(["POST"])
     request = _load_request(model_admin, http_request, object_id)
     actor = Actor.of(http_request.user)
-    actor.require(*release_permission(request))
+    ApprovalState(request, actor).require_apply()
     form = ApplyRequestForm(http_request.POST)
     form.is_valid()  # one optional hidden field: always valid
     expected = form.cleaned_data.get("expected_active", "")
@@ -525,8 +494,11 @@ def apply_view(
         result = request_services.apply_request(
             request=request,
             actor=actor,
-            **({"expected_active_id": expected} if request.is_release else {}),
-            **({} if request.is_release else {"expected_state": expected}),
+            **(
+                {"expected_active_id": expected}
+                if request.is_release
+                else {"expected_state": expected}
+            ),
         )
     except ServiceError as exc:
         return render_request_page(
@@ -684,7 +656,7 @@ def request_submit_view(
     next_step = (
         f"It needs {needed} approval{'s' if needed != 1 else ''} by a reviewer other than you; "
         "send them this page."
-        if needed
+        if target.environment.requires_approval
         else f"{target.environment.slug} needs no approval: a deployer can apply it now."
     )
     messages.success(http_request, f"Opened request #{created.pk}. {next_step}")

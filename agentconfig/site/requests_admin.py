@@ -30,7 +30,9 @@ from django.utils.safestring import SafeString
 from agentconfig.core.admin_pages import AdminPageView, HistoryAdmin, text_column
 from agentconfig.core.people import made_grants_since
 from agentconfig.site import request_views as request_pages
+from deployments.approvals import approvals_given
 from deployments.models import DeploymentRequest, Pointer, RequestStatus
+from deployments.services.requests import ApprovalState
 from versions.admin_links import version_link, without_version_text
 
 
@@ -149,10 +151,12 @@ class DeploymentRequestAdmin(HistoryAdmin):
     def approvals(self, obj: DeploymentRequest) -> SafeString:
         if not obj.is_release:
             # Whether they still count depends on the subject's state: the page says.
-            given = sum(r.decision == "approve" for r in obj.reviews.all())
-            needed = obj.environment.required_approvals
-            return format_html('<span class="quiet">{} of {} given</span>', given, needed)
-        state = request_pages.approval_state(obj, getattr(obj, "target_active_id", None))
+            return format_html(
+                '<span class="quiet">{} of {} given</span>',
+                approvals_given(obj),
+                obj.environment.required_approvals,
+            )
+        state = ApprovalState(obj, current=getattr(obj, "target_active_id", None))
         if obj.status != RequestStatus.OPEN:
             return format_html('<span class="quiet">{} given</span>', state.valid + state.stale)
         mark, css = ("✓", "ac-ok") if state.enough else ("…", "ac-waiting")

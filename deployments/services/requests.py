@@ -20,6 +20,8 @@ Invariants:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 from django.core.exceptions import ValidationError
@@ -30,6 +32,7 @@ from agentconfig.core.actors import Actor
 from agentconfig.core.errors import Conflict, Forbidden
 from agentconfig.core.reasons import validate_reason
 from agentconfig.models import Agent
+from deployments.approvals import approvals_given, is_rejected, valid_approvals
 from deployments.models import (
     CanaryRollout,
     DeploymentRequest,
@@ -98,14 +101,8 @@ def propose_change(
     subject = _subjects[kind]
     proposal, agent = subject.prepare(environment=environment, proposal=proposal, actor=actor)
     with transaction.atomic():
-        request = DeploymentRequest(
-            agent=agent,
-            environment=environment,
-            kind=kind,
-            reason=reason,
-            proposal=proposal,
-            requested_by=actor.user,
-            requested_by_label=actor.label,
+        request = _new_request(
+            actor, reason, agent=agent, environment=environment, kind=kind, proposal=proposal
         )
         request.base_state = subject.lock(request)
         request.save()
@@ -127,7 +124,7 @@ def create_request(
     reason = validate_reason(reason)
     version.require_of(agent)
     if kind not in (RequestKind.STABLE, RequestKind.CANARY):
-        raise ValidationError({"kind": f"unknown kind {kind!r}: use stable or canary_services."})
+        raise ValidationError({"kind": f"unknown kind {kind!r}: use stable or canary."})
     canary_plan = canary_plan.strip()
     if kind == RequestKind.CANARY:
         _validate_plan(canary_plan)
@@ -138,17 +135,18 @@ def create_request(
         raise Conflict(f"{version.label} is already active in {environment.slug}.")
     try:
         with transaction.atomic():
-            return DeploymentRequest.objects.create(
+            request = _new_request(
+                actor,
+                reason,
                 agent=agent,
                 environment=environment,
                 version=version,
                 kind=kind,
                 canary_plan=canary_plan,
-                reason=reason,
                 base_version=pointer.stable_version if pointer else None,
-                requested_by=actor.user,
-                requested_by_label=actor.label,
             )
+            request.save()
+            return request
     except IntegrityError:
         raise Conflict(
             f"an open request to release {agent.slug} {version.label} to {environment.slug} "
@@ -187,11 +185,7 @@ def reject_request(
 
 def withdraw_request(*, request: DeploymentRequest, actor: Actor) -> DeploymentRequest:
     """Withdraw an open request: its requester's right, or an administrator's."""
-    if not may_withdraw(request, actor):
-        raise Forbidden(
-            f"{actor.label} may not withdraw request #{request.pk}: only its requester "
-            f"({request.requested_by_label}) or an administrator can."
-        )
+    ApprovalState(request, actor).require_withdraw()
     with transaction.atomic():
         request = _lock_open(request)
         return _close(request, RequestStatus.WITHDRAWN, actor)
@@ -201,44 +195,165 @@ def review_permission(request: DeploymentRequest) -> str:
     """The permission reviewing `request` needs (a subject may ask more, e.g. an admin)."""
     if request.is_release:
         return REVIEW_PERMISSION
-    return getattr(subject_of(request), "review_permission", REVIEW_PERMISSION)
+    return str(getattr(subject_of(request), "review_permission", REVIEW_PERMISSION))
 
 
 def apply_permission(request: DeploymentRequest) -> tuple[str, str]:
     """The permission applying `request` needs, and the action for the refusal message."""
     if not request.is_release:
         subject = subject_of(request)
-        return getattr(subject, "apply_permission", DEPLOY_PERMISSION), "apply approved changes"
+        permission = str(getattr(subject, "apply_permission", DEPLOY_PERMISSION))
+        return permission, "apply approved change requests"
     if request.kind == RequestKind.CANARY:
         return canary_services.MANAGE_PERMISSION, "start canaries (apply a canary request)"
     return DEPLOY_PERMISSION, "deploy versions (apply a deployment request)"
 
 
-def may_review(request: DeploymentRequest, actor: Actor) -> bool:
-    """The one rule for reviewing: a person with the permission, never the requester.
+@dataclass(frozen=True)
+class ApprovalState:
+    """Who may review, withdraw and apply a request, and how far it is from its approvals.
 
-    (Whether the approval still counts later is deployments.approvals' question.)
+    The one home of "who may approve a request": the services refuse what it refuses
+    (`require_*`) and the pages offer exactly what it allows (`may_*`).
+    - Review: a person holding the review permission (a subject may ask more: settings
+      changes need an administrator), never the requester, once, while the request is open.
+    - Withdraw: the requester, or an administrator (WITHDRAW_ANY_PERMISSION), while open.
+    - Apply: the permission of the release or change it makes, while open; whether the
+      approvals suffice *now* is checked again by the release (deployments.approvals).
+    A system actor (the CLI) holds the database credentials: it may withdraw and apply,
+    but reviews are given by people. `actor` None asks only for the counts (a list).
+
+    The counts read `current`, what approvals must have been given on: the id of the
+    version active in the target environment now (releases), or the subject's state
+    fingerprint (other changes); deployments.approvals.valid_approvals decides which count.
+    They are computed when first read (the services' refusals need none of them).
     """
-    user = actor.user
-    if user is None or not user.is_active or not user.has_perm(review_permission(request)):
-        return False
-    return request.requested_by_id is None or user.pk != request.requested_by_id
+
+    request: DeploymentRequest
+    actor: Actor | None = None
+    current: object = None
+
+    # --- who may do what ------------------------------------------------------------------
+
+    @property
+    def is_requester(self) -> bool:
+        user = self.actor.user if self.actor else None
+        return user is not None and user.pk == self.request.requested_by_id
+
+    @property
+    def has_reviewed(self) -> bool:
+        user = self.actor.user if self.actor else None
+        return user is not None and any(
+            review.reviewer_id == user.pk for review in self.request.reviews.all()
+        )
+
+    @property
+    def holds_review_permission(self) -> bool:
+        """Whether the actor is a person who may review requests like this one (the
+        requester's own included: the page then says another reviewer must approve)."""
+        return self._person_holds(review_permission(self.request))
+
+    @property
+    def may_review(self) -> bool:
+        """Whether the actor may approve or reject the request now."""
+        return self.request.is_open and self._review_refusal() is None and not self.has_reviewed
+
+    @property
+    def may_withdraw(self) -> bool:
+        return self.request.is_open and self._withdraw_refusal() is None
+
+    @property
+    def may_apply(self) -> bool:
+        return self.request.is_open and self._apply_refusal() is None
+
+    def require_review(self) -> None:
+        """Refuse (Forbidden) unless the actor may review requests like this one."""
+        _raise(self._review_refusal())
+
+    def require_withdraw(self) -> None:
+        _raise(self._withdraw_refusal())
+
+    def require_apply(self) -> None:
+        _raise(self._apply_refusal())
+
+    # --- how far it is from its approvals -------------------------------------------------
+
+    @property
+    def needed(self) -> int:
+        return self.request.environment.required_approvals
+
+    @cached_property
+    def approvers(self) -> list[Any]:
+        """The reviewers whose approvals count (given on `current`, not the requester's)."""
+        return valid_approvals(self.request, self.current)
+
+    @property
+    def valid(self) -> int:
+        return len(self.approvers)
+
+    @cached_property
+    def stale(self) -> int:
+        """Approvals given that no longer count."""
+        return approvals_given(self.request) - self.valid
+
+    @cached_property
+    def rejected(self) -> bool:
+        return is_rejected(self.request)
+
+    @property
+    def enough(self) -> bool:
+        return not self.rejected and self.valid >= self.needed
+
+    @property
+    def missing(self) -> int:
+        return max(self.needed - self.valid, 0)
+
+    # --- the rules, once --------------------------------------------------------------------
+
+    def _person_holds(self, permission: str) -> bool:
+        user = self.actor.user if self.actor else None
+        return user is not None and bool(user.is_active and user.has_perm(permission))
+
+    def _review_refusal(self) -> Forbidden | None:
+        if self.actor is None:
+            return Forbidden("reviews are given by people: sign in to review a request.")
+        try:
+            self.actor.require(review_permission(self.request), "review this request")
+        except Forbidden as refusal:
+            return refusal
+        if self.actor.user is None:
+            return Forbidden("reviews are given by people: sign in to review a request.")
+        if self.is_requester:
+            return Forbidden(
+                "you cannot review your own request: another reviewer must approve it."
+            )
+        return None
+
+    def _withdraw_refusal(self) -> Forbidden | None:
+        if self.actor is None:
+            return Forbidden("withdrawing a request needs someone who withdraws it.")
+        if self.actor.user is None or (self.actor.user.is_active and self.is_requester):
+            return None
+        if self._person_holds(WITHDRAW_ANY_PERMISSION):
+            return None
+        return Forbidden(
+            f"{self.actor.label} may not withdraw request #{self.request.pk}: only its "
+            f"requester ({self.request.requested_by_label}) or an administrator can."
+        )
+
+    def _apply_refusal(self) -> Forbidden | None:
+        if self.actor is None:
+            return Forbidden("applying a request needs someone who applies it.")
+        try:
+            self.actor.require(*apply_permission(self.request))
+        except Forbidden as refusal:
+            return refusal
+        return None
 
 
-def may_apply(request: DeploymentRequest, actor: Actor) -> bool:
-    """The one rule for applying: the permission of the release (or change) it makes."""
-    permission, _ = apply_permission(request)
-    user = actor.user
-    return user is None or bool(user.is_active and user.has_perm(permission))
-
-
-def may_withdraw(request: DeploymentRequest, actor: Actor) -> bool:
-    """The one rule for withdrawing: the requester, or an administrator (pages ask it too)."""
-    user = actor.user
-    if user is None:
-        return True  # a system actor (the CLI) holds the database credentials anyway
-    is_requester = request.requested_by_id is not None and user.pk == request.requested_by_id
-    return bool(user.is_active and (is_requester or user.has_perm(WITHDRAW_ANY_PERMISSION)))
+def _raise(refusal: Forbidden | None) -> None:
+    if refusal is not None:
+        raise refusal
 
 
 def apply_request(
@@ -256,16 +371,16 @@ def apply_request(
     """
     with transaction.atomic():
         request = _lock_open(request)
+        ApprovalState(request, actor).require_apply()
         reason = reason.strip() or f"Request #{request.pk}: {request.reason}"
         if not request.is_release:
-            subject = subject_of(request)
-            state = subject.lock(request)
-            if expected_state is not None and expected_state != state:
-                raise Conflict(
-                    f"what request #{request.pk} changes moved while you were reviewing it; "
-                    "read the request again before you apply it."
-                )
-            applied = subject.apply(request, actor, reason)
+            _check_seen_state(
+                request,
+                expected_state,
+                f"what request #{request.pk} changes moved while you were reviewing it; "
+                "read the request again before you apply it.",
+            )
+            applied = subject_of(request).apply(request, actor, reason)
             _close(request, RequestStatus.APPLIED, actor)
             return applied
         # A release request names its agent and version (the release_requests_name_a_version
@@ -307,57 +422,62 @@ def _review(
     seen_active_id: str | None,
     seen_state: str | None,
 ) -> RequestReview:
-    # A subject may ask more of its reviewers (settings changes: an administrator).
-    actor.require(review_permission(request), "review this request")
-    if actor.user is None:
-        raise Forbidden("reviews are given by people: sign in to review a request.")
+    ApprovalState(request, actor).require_review()
+    assert actor.user is not None  # noqa: S101 - require_review refuses system actors
     comment = (comment or "").strip()
     if not comment:
         raise ValidationError({"comment": "is required: say what you checked, or what is wrong."})
-    if actor.user.pk == request.requested_by_id:
-        raise Forbidden("you cannot review your own request: another reviewer must approve it.")
     with transaction.atomic():
         request = _lock_open(request)
-        if request.reviews.filter(reviewer=actor.user).exists():
+        if ApprovalState(request, actor).has_reviewed:
             raise Conflict(f"you already reviewed request #{request.pk}.")
-        if not request.is_release:
-            # The subject's lock keeps its state still while the review records it.
-            state = subject_of(request).lock(request)
-            if seen_state is not None and seen_state != state:
-                raise Conflict(
-                    f"what request #{request.pk} changes moved while you were reading: read "
-                    "it again before you decide."
-                )
-            review = RequestReview.objects.create(
-                request=request,
-                reviewer=actor.user,
-                decision=decision,
-                comment=comment,
-                base_state=state,
+        # The lock keeps what it changes still while the review records what was seen.
+        seen: dict[str, Any]
+        if request.is_release:
+            seen = {"active_version": _check_seen_active(request, seen_active_id)}
+        else:
+            moved = (
+                f"what request #{request.pk} changes moved while you were reading: read it "
+                "again before you decide."
             )
-            if decision == ReviewDecision.REJECT:
-                _close(request, RequestStatus.REJECTED, actor)
-            return review
-        # The agent row lock keeps the pointer still while the review records it.
-        assert request.agent is not None  # noqa: S101 - a release request names its agent
-        pointer = lock_pointer(request.agent, request.environment)
-        active = pointer.stable_version if pointer else None
-        if seen_active_id is not None and seen_active_id != (str(active.pk) if active else ""):
-            now = active.label if active else "nothing"
-            raise Conflict(
-                f"the version active in {request.environment.slug} changed while you were "
-                f"reading (now {now}): read the new diff before you decide."
-            )
+            seen = {"base_state": _check_seen_state(request, seen_state, moved)}
         review = RequestReview.objects.create(
-            request=request,
-            reviewer=actor.user,
-            decision=decision,
-            comment=comment,
-            active_version=active,
+            request=request, reviewer=actor.user, decision=decision, comment=comment, **seen
         )
         if decision == ReviewDecision.REJECT:
             _close(request, RequestStatus.REJECTED, actor)
         return review
+
+
+def _check_seen_active(
+    request: DeploymentRequest, seen_active_id: str | None
+) -> AgentVersion | None:
+    """Lock the release's pointer; the version active now, refused if not the one seen."""
+    assert request.agent is not None  # noqa: S101 - a release request names its agent
+    pointer = lock_pointer(request.agent, request.environment)
+    active = pointer.stable_version if pointer else None
+    if seen_active_id is not None and seen_active_id != (str(active.pk) if active else ""):
+        now = active.label if active else "nothing"
+        raise Conflict(
+            f"the version active in {request.environment.slug} changed while you were "
+            f"reading (now {now}): read the new diff before you decide."
+        )
+    return active
+
+
+def _check_seen_state(request: DeploymentRequest, seen_state: str | None, moved: str) -> str:
+    """Lock the subject's rows; its state now, refused (`moved`) if not the one seen."""
+    state = subject_of(request).lock(request)
+    if seen_state is not None and seen_state != state:
+        raise Conflict(moved)
+    return state
+
+
+def _new_request(actor: Actor, reason: str, **fields: Any) -> DeploymentRequest:
+    """A request (not saved yet) asked by `actor` for `reason`."""
+    return DeploymentRequest(
+        reason=reason, requested_by=actor.user, requested_by_label=actor.label, **fields
+    )
 
 
 def _lock_open(request: DeploymentRequest) -> DeploymentRequest:

@@ -35,7 +35,13 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from agentconfig.core.actors import Actor
-from agentconfig.core.admin_pages import apply_service_error, page_context, refusals_as_pages
+from agentconfig.core.admin_pages import (
+    Refused,
+    apply_service_error,
+    call_service,
+    page_context,
+    refusals_as_pages,
+)
 from agentconfig.core.errors import Forbidden, ServiceError
 from agentconfig.core.people import users_granted_by
 from deployments.admin.release_pages import (
@@ -634,24 +640,19 @@ def request_submit_view(
     form = _request_form(http_request, target)
     if not form.is_valid():
         return _request_form_page(http_request, model_admin, target, form)
-    try:
-        created = request_services.create_request(
-            agent=target.agent,
-            environment=target.environment,
-            version=form.cleaned_data["version"],
-            actor=Actor.of(http_request.user),
-            reason=form.cleaned_data["reason"],
-            kind=form.cleaned_data["kind"],
-            canary_plan=form.cleaned_data["canary_plan"],
-        )
-    except ValidationError as exc:
-        apply_service_error(form, exc)
-        return _request_form_page(http_request, model_admin, target, form)
-    except Forbidden:
-        raise
-    except ServiceError as exc:
-        form.add_error(None, exc.message)
-        return _request_form_page(http_request, model_admin, target, form, exc.http_status)
+    created = call_service(
+        form,
+        request_services.create_request,
+        agent=target.agent,
+        environment=target.environment,
+        version=form.cleaned_data["version"],
+        actor=Actor.of(http_request.user),
+        reason=form.cleaned_data["reason"],
+        kind=form.cleaned_data["kind"],
+        canary_plan=form.cleaned_data["canary_plan"],
+    )
+    if isinstance(created, Refused):
+        return _request_form_page(http_request, model_admin, target, form, created.status)
     needed = target.environment.required_approvals
     next_step = (
         f"It needs {needed} approval{'s' if needed != 1 else ''} by a reviewer other than you; "
@@ -742,24 +743,19 @@ def break_glass_apply_view(
         return _break_glass_form_page(http_request, model_admin, target, form)
     if stale_confirmation(http_request, target, form.cleaned_data["expected_active"]):
         return _break_glass_confirmation_page(http_request, model_admin, target, form)
-    try:
-        entry = deploy_version(
-            agent=target.agent,
-            environment=target.environment,
-            version=form.cleaned_data["version"],
-            actor=Actor.of(http_request.user),
-            reason=form.cleaned_data["reason"],
-            break_glass=form.cleaned_data["emergency"],
-            expected_active_id=form.cleaned_data["expected_active"],
-        )
-    except ValidationError as exc:
-        apply_service_error(form, exc)
-        return _break_glass_form_page(http_request, model_admin, target, form)
-    except Forbidden:
-        raise
-    except ServiceError as exc:
-        form.add_error(None, exc.message)
-        return _break_glass_form_page(http_request, model_admin, target, form, exc.http_status)
+    entry = call_service(
+        form,
+        deploy_version,
+        agent=target.agent,
+        environment=target.environment,
+        version=form.cleaned_data["version"],
+        actor=Actor.of(http_request.user),
+        reason=form.cleaned_data["reason"],
+        break_glass=form.cleaned_data["emergency"],
+        expected_active_id=form.cleaned_data["expected_active"],
+    )
+    if isinstance(entry, Refused):
+        return _break_glass_form_page(http_request, model_admin, target, form, entry.status)
     was = entry.from_version.label if entry.from_version else "nothing"
     messages.warning(
         http_request,

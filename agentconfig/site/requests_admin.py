@@ -22,12 +22,17 @@ from django.db.models import (
     When,
 )
 from django.http import HttpRequest, HttpResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from agentconfig.core.admin_pages import AdminPageView, HistoryAdmin, text_column
+from agentconfig.core.admin_pages import (
+    HistoryAdmin,
+    ReadOnlyAdminMixin,
+    page_path,
+    text_column,
+)
 from agentconfig.core.people import made_grants_since
 from agentconfig.site import request_views as request_pages
 from deployments.approvals import approvals_given
@@ -37,8 +42,11 @@ from versions.admin_links import version_link, without_version_text
 
 
 @admin.register(DeploymentRequest)
-class DeploymentRequestAdmin(HistoryAdmin):
-    """The requests list (open first) and each request's page, with review and apply."""
+class DeploymentRequestAdmin(ReadOnlyAdminMixin, HistoryAdmin):
+    """The requests list (open first) and each request's page, with review and apply.
+
+    Opened from an agent's page (Request deployment…), closed by review, apply or withdraw:
+    never added, edited or deleted here."""
 
     list_display = (
         "request_number",
@@ -54,20 +62,6 @@ class DeploymentRequestAdmin(HistoryAdmin):
     date_hierarchy = "created_at"
     # Not "requested_by": that is the user field, one query per row.
     requester = text_column("requested_by_label", "by")
-
-    # Opened from an agent's page (Request deployment…), closed by review, apply or withdraw.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(
-        self, request: HttpRequest, obj: DeploymentRequest | None = None
-    ) -> bool:
-        return False
-
-    def has_delete_permission(
-        self, request: HttpRequest, obj: DeploymentRequest | None = None
-    ) -> bool:
-        return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[DeploymentRequest]:
         # The version active in each request's target now, so the approvals column can
@@ -166,12 +160,6 @@ class DeploymentRequestAdmin(HistoryAdmin):
         )
 
     def get_urls(self) -> list[URLPattern]:
-        def page(view: AdminPageView) -> Any:
-            def bound(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-                return view(self, request, *args, **kwargs)
-
-            return self.admin_site.admin_view(bound)
-
         actions = [
             ("review", request_pages.review_view),
             ("override-gate", request_pages.override_gate_view),
@@ -180,10 +168,11 @@ class DeploymentRequestAdmin(HistoryAdmin):
         ]
         return [
             *(
-                path(
+                page_path(
+                    self,
                     f"<path:object_id>/{name}/",
-                    page(view),
-                    name=f"deployments_deploymentrequest_{name.replace('-', '_')}",
+                    view,
+                    f"deployments_deploymentrequest_{name.replace('-', '_')}",
                 )
                 for name, view in actions
             ),

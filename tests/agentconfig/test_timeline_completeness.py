@@ -76,6 +76,11 @@ class Expect:
     alert: str = ""
 
 
+def _environment_wide(title: str, reason: str, environment: str, alert: str = "") -> Expect:
+    """A change to one environment that concerns every agent: on every agent's timeline."""
+    return Expect(title, reason, environment, everywhere=True, alert=alert)
+
+
 @dataclass(frozen=True)
 class Case:
     model: str  # "app_label.ModelName" the change writes
@@ -248,14 +253,14 @@ def _flag_rules(w: World) -> Expect:
         off_variant="off",
         reason="ana tries it",
     )
-    return Expect("Flag refunds: off, 1 rule(s)", "ana tries it", "staging", everywhere=True)
+    return _environment_wide("Flag refunds: off, 1 rule(s)", "ana tries it", "staging")
 
 
 def _flag_on(w: World) -> Expect:
     flag_services.set_flag_enabled(
         flag=w.saved["flag"], environment=w.staging, enabled=True, actor=w.ada, reason="launch"
     )
-    return Expect("Flag refunds: on, 0 rule(s)", "launch", "staging", everywhere=True)
+    return _environment_wide("Flag refunds: on, 0 rule(s)", "launch", "staging")
 
 
 def _flag_on_in_production(w: World) -> None:
@@ -274,11 +279,10 @@ def _flag_kill(w: World) -> Expect:
     flag_services.kill_flag(
         flag=w.saved["flag"], environment=w.production, actor=w.ada, reason="refunds doubled"
     )
-    return Expect(
+    return _environment_wide(
         "Kill switch: flag refunds turned off in production",
         "Kill switch: refunds doubled",
         "production",
-        everywhere=True,
         alert="Kill switch",
     )
 
@@ -294,22 +298,25 @@ def _flag_request(w: World) -> Expect:
     else:
         pytest.fail("production takes flag changes only by request")
     assert request.agent is None and request.version is None
-    return Expect(
+    return _environment_wide(
         f"Requested a flag change: turn refunds on in production (request #{request.pk})",
         "go live",
         "production",
-        everywhere=True,
     )
 
 
-def _gate_add(w: World) -> Expect:
-    flag_services.create_tool_gate(
+def _gate_lookup_order(w: World, break_glass: str) -> Any:
+    return flag_services.create_tool_gate(
         agent=w.agent,
         tool_name="lookup_order",
         flag=w.saved["flag"],
         actor=w.ada,
-        break_glass="INC-5 tool leaks",
+        break_glass=break_glass,
     )
+
+
+def _gate_add(w: World) -> Expect:
+    _gate_lookup_order(w, break_glass="INC-5 tool leaks")
     return Expect(
         "Gated the tool lookup_order behind flag refunds",
         "Break glass: INC-5 tool leaks",
@@ -319,13 +326,7 @@ def _gate_add(w: World) -> Expect:
 
 def _gate(w: World) -> None:
     _global_flag(w)
-    w.saved["gate"] = flag_services.create_tool_gate(
-        agent=w.agent,
-        tool_name="lookup_order",
-        flag=w.saved["flag"],
-        actor=w.ada,
-        break_glass="test setup",
-    )
+    w.saved["gate"] = _gate_lookup_order(w, break_glass="test setup")
 
 
 def _gate_remove(w: World) -> Expect:
@@ -337,25 +338,26 @@ def _gate_remove(w: World) -> Expect:
     )
 
 
+def _create_runtime_eu_key(w: World) -> Any:
+    key, _ = create_api_key(
+        environment=w.production, name="runtime-eu", actor=w.ada, reason="new region"
+    )
+    return key
+
+
 def _key_create(w: World) -> Expect:
-    create_api_key(environment=w.production, name="runtime-eu", actor=w.ada, reason="new region")
-    return Expect("Created API key runtime-eu", "new region", "production", everywhere=True)
+    _create_runtime_eu_key(w)
+    return _environment_wide("Created API key runtime-eu", "new region", "production")
 
 
 def _key(w: World) -> None:
-    w.saved["key"], _ = create_api_key(
-        environment=w.production, name="runtime-eu", actor=w.ada, reason="new region"
-    )
+    w.saved["key"] = _create_runtime_eu_key(w)
 
 
 def _key_revoke(w: World) -> Expect:
     revoke_api_key(key=w.saved["key"], actor=w.ada, reason="leaked in a log")
-    return Expect(
-        "Revoked API key runtime-eu",
-        "leaked in a log",
-        "production",
-        everywhere=True,
-        alert="Key revoked",
+    return _environment_wide(
+        "Revoked API key runtime-eu", "leaked in a log", "production", alert="Key revoked"
     )
 
 
@@ -363,44 +365,37 @@ def _approvals_raised(w: World) -> Expect:
     environments.update_environment(
         environment=w.production, actor=w.ada, reason="two eyes more", required_approvals=2
     )
-    return Expect(
-        "Changed the settings of production", "two eyes more", "production", everywhere=True
+    return _environment_wide("Changed the settings of production", "two eyes more", "production")
+
+
+def _propose_no_approvals(w: World) -> Any:
+    return requests.propose_change(
+        kind=RequestKind.SETTINGS,
+        environment=w.production,
+        proposal={"required_approvals": 0},
+        actor=w.ada,
+        reason="night releases",
     )
 
 
 def _settings_request(w: World) -> Expect:
-    request = requests.propose_change(
-        kind=RequestKind.SETTINGS,
-        environment=w.production,
-        proposal={"required_approvals": 0},
-        actor=w.ada,
-        reason="night releases",
-    )
-    return Expect(
+    request = _propose_no_approvals(w)
+    return _environment_wide(
         f"Requested a settings change: required approvals 1 → 0 (request #{request.pk})",
         "night releases",
         "production",
-        everywhere=True,
     )
 
 
 def _approved_settings_request(w: World) -> None:
-    request = requests.propose_change(
-        kind=RequestKind.SETTINGS,
-        environment=w.production,
-        proposal={"required_approvals": 0},
-        actor=w.ada,
-        reason="night releases",
-    )
+    request = _propose_no_approvals(w)
     requests.approve_request(request=request, actor=w.bob, comment="for this week")
     w.saved["request"] = request
 
 
 def _settings_request_applied(w: World) -> Expect:
     requests.apply_request(request=w.saved["request"], actor=w.ada, reason="as approved")
-    return Expect(
-        "Changed the settings of production", "as approved", "production", everywhere=True
-    )
+    return _environment_wide("Changed the settings of production", "as approved", "production")
 
 
 def _canary_policy(w: World) -> Expect:
@@ -411,9 +406,7 @@ def _canary_policy(w: World) -> Expect:
         actor=w.ada,
         reason="slower ramps",
     )
-    return Expect(
-        "Set the canary policy of production", "slower ramps", "production", everywhere=True
-    )
+    return _environment_wide("Set the canary policy of production", "slower ramps", "production")
 
 
 def _evaluation_policy(w: World) -> Expect:
@@ -423,11 +416,8 @@ def _evaluation_policy(w: World) -> Expect:
         actor=w.ada,
         reason="gate on the smoke suite",
     )
-    return Expect(
-        "Set the evaluation policy of production",
-        "gate on the smoke suite",
-        "production",
-        everywhere=True,
+    return _environment_wide(
+        "Set the evaluation policy of production", "gate on the smoke suite", "production"
     )
 
 
@@ -485,27 +475,25 @@ def _user_created(w: World) -> Expect:
     return Expect("Created the user dave", "new hire", everywhere=True, all_environments=True)
 
 
-def _release_request(w: World) -> Expect:
-    request = requests.create_request(
+def _request_v2(w: World) -> Any:
+    return requests.create_request(
         agent=w.agent,
         environment=w.production,
         version=w.versions[1],
         actor=w.ada,
         reason="billing paragraph",
     )
+
+
+def _release_request(w: World) -> Expect:
+    request = _request_v2(w)
     return Expect(
         f"Requested deploying v2 (request #{request.pk})", "billing paragraph", "production"
     )
 
 
 def _open_release_request(w: World) -> None:
-    w.saved["request"] = requests.create_request(
-        agent=w.agent,
-        environment=w.production,
-        version=w.versions[1],
-        actor=w.ada,
-        reason="billing paragraph",
-    )
+    w.saved["request"] = _request_v2(w)
 
 
 def _approve(w: World) -> Expect:

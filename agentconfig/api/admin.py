@@ -6,18 +6,15 @@ the plaintext is shown once, in the response that created it.
 
 from __future__ import annotations
 
-from typing import Any
-
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
 
 from agentconfig.api.models import PersonalAccessToken
 from agentconfig.api.services.tokens import MAX_EXPIRY_DAYS, create_token, revoke_token
 from agentconfig.core.actors import Actor
-from agentconfig.core.admin_pages import ServiceAddAdmin, page_context
+from agentconfig.core.admin_pages import OneTimeSecretAddAdmin
 from agentconfig.core.errors import ServiceError
 
 
@@ -34,7 +31,7 @@ class TokenAddForm(forms.Form):
 
 
 @admin.register(PersonalAccessToken)
-class PersonalAccessTokenAdmin(ServiceAddAdmin):
+class PersonalAccessTokenAdmin(OneTimeSecretAddAdmin):
     add_form = TokenAddForm
     list_display = (
         "name",
@@ -94,13 +91,6 @@ class PersonalAccessTokenAdmin(ServiceAddAdmin):
             return "revoked"
         return "expired" if obj.is_expired else "active"
 
-    def add_view(
-        self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        # Whichever button is used, a successful add answers with the one-time token page.
-        only_save = {"show_save_and_add_another": False, "show_save_and_continue": False}
-        return super().add_view(request, form_url, {**only_save, **(extra_context or {})})
-
     def create_via_service(self, request: HttpRequest, form: forms.BaseForm) -> HttpResponse:
         actor = Actor.of(request.user)
         assert actor.user is not None  # noqa: S101 (Actor.of: a signed-in user)
@@ -112,12 +102,13 @@ class PersonalAccessTokenAdmin(ServiceAddAdmin):
             read_only=form.cleaned_data["read_only"],
             reason="created in the admin",
         )
-        self.log_addition(request, token, [{"added": {}}])
-        context = page_context(request, self, f"Token {token.name} created", token=token)
-        # Rendered in the POST's own response: a redirect would need the plaintext stored.
-        context["plaintext"] = plaintext
-        return TemplateResponse(
-            request, "admin/agentconfig_api/personalaccesstoken/created.html", context, status=201
+        return self.secret_created(
+            request,
+            token,
+            plaintext,
+            "admin/agentconfig_api/personalaccesstoken/created.html",
+            f"Token {token.name} created",
+            token=token,
         )
 
     @admin.action(description="Revoke selected tokens", permissions=["revoke"])

@@ -391,6 +391,34 @@ class ServiceAddAdmin(admin.ModelAdmin):
         )
 
 
+class OneTimeSecretAddAdmin(ServiceAddAdmin):
+    """The add page of a credential (runtime API key, personal access token) whose plaintext
+    is shown once: whichever button is used, a successful add answers with the created page."""
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        only_save = {"show_save_and_add_another": False, "show_save_and_continue": False}
+        return super().add_view(request, form_url, {**only_save, **(extra_context or {})})
+
+    def secret_created(
+        self,
+        request: HttpRequest,
+        obj: Any,
+        plaintext: str,
+        template: str,
+        title: str,
+        **extra: Any,
+    ) -> HttpResponse:
+        """Log the addition of `obj` and show `plaintext` on `template`, a 201."""
+        self.log_addition(request, obj, [{"added": {}}])
+        context = page_context(request, self, title, **extra)
+        # Rendered in the POST's own response, not after a redirect: a redirect would
+        # need the plaintext stored somewhere (session, message cookie) to show it.
+        context["plaintext"] = plaintext
+        return TemplateResponse(request, template, context, status=201)
+
+
 def render_add_page(
     model_admin: admin.ModelAdmin,
     request: HttpRequest,

@@ -25,7 +25,7 @@ from agentconfig.core.actors import Actor
 from agentconfig.core.admin_pages import (
     ChangePageMixin,
     HistoryAdmin,
-    ServiceAddAdmin,
+    OneTimeSecretAddAdmin,
     apply_service_error,
     page_context,
     page_path,
@@ -56,7 +56,7 @@ class ApiKeyStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(ChangePageMixin, ServiceAddAdmin, HistoryAdmin):
+class ApiKeyAdmin(ChangePageMixin, OneTimeSecretAddAdmin, HistoryAdmin):
     add_form = ApiKeyAddForm
     list_display = (
         "name",
@@ -114,13 +114,6 @@ class ApiKeyAdmin(ChangePageMixin, ServiceAddAdmin, HistoryAdmin):
         does = [w for w, ok in (("reads configs", obj.can_read), ("reports", obj.can_report)) if ok]
         return f"{served}; {' and '.join(does)}"
 
-    def add_view(
-        self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        # Whichever button is used, a successful add answers with the one-time key page.
-        only_save = {"show_save_and_add_another": False, "show_save_and_continue": False}
-        return super().add_view(request, form_url, {**only_save, **(extra_context or {})})
-
     def create_via_service(self, request: HttpRequest, form: forms.BaseForm) -> HttpResponse:
         key, plaintext = create_api_key(
             environment=form.cleaned_data["environment"],
@@ -131,15 +124,14 @@ class ApiKeyAdmin(ChangePageMixin, ServiceAddAdmin, HistoryAdmin):
             can_read=form.cleaned_data["can_read"],
             can_report=form.cleaned_data["can_report"],
         )
-        self.log_addition(request, key, [{"added": {}}])
-        context = page_context(
-            request, self, f"API key {key.name} created", key=key, scope=self.scope(key)
-        )
-        # Rendered in the POST's own response, not after a redirect: a redirect would
-        # need the plaintext stored somewhere (session, message cookie) to show it.
-        context["plaintext"] = plaintext
-        return TemplateResponse(
-            request, "admin/deployments/apikey/created.html", context, status=201
+        return self.secret_created(
+            request,
+            key,
+            plaintext,
+            "admin/deployments/apikey/created.html",
+            f"API key {key.name} created",
+            key=key,
+            scope=self.scope(key),
         )
 
     def get_urls(self) -> list[URLPattern]:

@@ -41,6 +41,24 @@ def key_id_of(raw_key: str) -> str | None:
     return match.group(1) if match else None
 
 
+def clean_secret_name(name: str, *, example: str, max_length: int = 100) -> str:
+    """A credential's name, stripped: required and at most `max_length` characters. One rule
+    for runtime keys and personal access tokens (agentconfig.api), `example` aside."""
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError({"name": f"is required, e.g. {example!r}."})
+    if len(name) > max_length:
+        raise ValidationError({"name": f"is longer than {max_length} characters."})
+    return name
+
+
+def new_secret(prefix: str) -> tuple[str, str]:
+    """A new credential's key id and plaintext `<prefix><key id>_<secret>` (KEY_FORMAT and the
+    tokens' TOKEN_FORMAT); only `hash_key(plaintext)` is ever stored."""
+    key_id = secrets.token_hex(6)
+    return key_id, f"{prefix}{key_id}_{secrets.token_urlsafe(32)}"
+
+
 def create_api_key(
     *,
     environment: Environment,
@@ -56,11 +74,7 @@ def create_api_key(
     only once."""
     actor.require("deployments.add_apikey", "create API keys")
     reason = validate_reason(reason)
-    name = (name or "").strip()
-    if not name:
-        raise ValidationError({"name": "is required, e.g. 'support-bot-prod-eu'."})
-    if len(name) > 100:
-        raise ValidationError({"name": "is longer than 100 characters."})
+    name = clean_secret_name(name, example="support-bot-prod-eu")
     if not (can_read or can_report):
         raise ValidationError(
             {
@@ -69,8 +83,7 @@ def create_api_key(
             }
         )
     agents = sorted(set(agents), key=lambda agent: agent.slug)
-    key_id = secrets.token_hex(6)
-    plaintext = f"acfg_{key_id}_{secrets.token_urlsafe(32)}"
+    key_id, plaintext = new_secret("acfg_")
     key = ApiKey(
         name=name,
         environment=environment,

@@ -19,7 +19,6 @@ import datetime as dt
 import hmac
 import logging
 import re
-import secrets
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
@@ -31,7 +30,7 @@ from agentconfig.api.models import PersonalAccessToken
 from agentconfig.core.actors import Actor
 from agentconfig.core.errors import Conflict, Forbidden, NotFound
 from agentconfig.core.reasons import validate_reason
-from deployments.services.api_keys import hash_key
+from deployments.services.api_keys import clean_secret_name, hash_key, new_secret
 
 PREFIX = "acp_"
 TOKEN_FORMAT = re.compile(r"^acp_([0-9a-f]{12})_[A-Za-z0-9_-]{20,100}$")
@@ -83,19 +82,14 @@ def create_token(
         )
     if not user.is_active:
         raise ValidationError({"user": f"{user.get_username()} is deactivated."})
-    name = (name or "").strip()
-    if not name:
-        raise ValidationError({"name": "is required, e.g. 'ci-release-job'."})
-    if len(name) > MAX_NAME:
-        raise ValidationError({"name": f"is longer than {MAX_NAME} characters."})
+    name = clean_secret_name(name, example="ci-release-job", max_length=MAX_NAME)
     if expires_in_days is not None and not 1 <= expires_in_days <= MAX_EXPIRY_DAYS:
         raise ValidationError(
             {"expires_in_days": f"must be between 1 and {MAX_EXPIRY_DAYS} days (or none)."}
         )
     reason = validate_reason(reason, required=False) or f"created by {actor.label}"
     now = timezone.now()
-    key_id = secrets.token_hex(6)
-    plaintext = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+    key_id, plaintext = new_secret(PREFIX)
     token = PersonalAccessToken(
         user=user,
         name=name,

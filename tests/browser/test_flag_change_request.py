@@ -32,6 +32,7 @@ from deployments.services.api_keys import create_api_key
 from flags.models import Flag, ToolGate
 from flags.services.flags import create_flag, set_flag_enabled
 from tests import factories
+from tests.browser import pages
 from tests.factories import ensure_roles
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -68,14 +69,7 @@ def demo(live_server: Any) -> dict[str, Any]:
 
 
 def sign_in(browser: Browser, base: str, username: str) -> Page:
-    """A fresh browser context signed in through the admin's login page."""
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(f"{base}/admin/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", DEMO_PASSWORD)
-    page.click("input[type=submit]")
-    expect(page.locator("#user-tools")).to_contain_text(username)
-    return page
+    return pages.sign_in(browser, base, username, DEMO_PASSWORD)
 
 
 def served(demo: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from deployments.models import DeploymentRequest
 from tests import factories
+from tests.browser import pages
 from tests.factories import member
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -54,14 +55,7 @@ def world(live_server: Any) -> dict[str, Any]:
 
 
 def sign_in(browser: Browser, base: str, username: str) -> Page:
-    """A fresh browser context signed in through the admin's login page."""
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(f"{base}/admin/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    expect(page.locator("#user-tools")).to_contain_text(username)
-    return page
+    return pages.sign_in(browser, base, username, PASSWORD)
 
 
 def served_prompt(page: Page, world: dict[str, Any]) -> str:

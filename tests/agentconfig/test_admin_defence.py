@@ -17,7 +17,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
-from wsgiref.util import setup_testing_defaults
 
 import pytest
 from axes.models import AccessAttempt
@@ -31,8 +30,8 @@ from django.test import Client
 from django.urls import NoReverseMatch, reverse
 
 from agentconfig.site.management.commands.load_demo import DEMO_PASSWORD
-from agentconfig.wsgi import application
 from tests import factories
+from tests.agentconfig.wsgi_calls import call
 from tests.deployments.canary_helpers import start
 from tests.flags.helpers import make_flag
 
@@ -376,27 +375,8 @@ def test_inline_code_detector__each_kind__found():
 
 
 def wsgi_get(path: str, **headers: str) -> tuple[int, dict[str, str]]:
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": path,
-        "QUERY_STRING": "",
-        "HTTP_HOST": "testserver",
-        "wsgi.input": io.BytesIO(b""),
-    }
-    environ.update({"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items()})
-    setup_testing_defaults(environ)
-    started: dict[str, Any] = {}
-
-    def start_response(status: str, response_headers: list[tuple[str, str]]) -> None:
-        started["status"] = int(status.split()[0])
-        started["headers"] = dict(response_headers)
-
-    result = application(environ, start_response)
-    try:
-        b"".join(result)
-    finally:
-        getattr(result, "close", lambda: None)()
-    return started["status"], started["headers"]
+    status, response_headers, _ = call(path, headers=headers)
+    return status, response_headers
 
 
 @pytest.mark.django_db(transaction=True)

@@ -28,6 +28,7 @@ from simple_history.models import HistoricalRecords
 
 from agentconfig.core.append_only import AppendOnlyModel
 from agentconfig.core.outbound import OutboundRefused, check_url
+from agentconfig.core.versioning import version_number_constraints
 from agentconfig.models import Agent, person_field, slug_validator
 from deployments.models import Environment
 from versions.models import AgentVersion
@@ -106,14 +107,9 @@ class SuiteVersion(AppendOnlyModel):
 
     class Meta:
         ordering = ["suite", "-version_number"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["suite", "version_number"], name="suite_version_number_unique"
-            ),
-            models.CheckConstraint(
-                condition=Q(version_number__gte=1), name="suite_version_number_positive"
-            ),
-        ]
+        constraints = version_number_constraints(
+            "suite", unique="suite_version_number_unique", positive="suite_version_number_positive"
+        )
 
     def __str__(self) -> str:
         return f"{self.suite} v{self.version_number}"

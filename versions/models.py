@@ -23,6 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agentconfig.core.append_only import AppendOnlyModel
+from agentconfig.core.versioning import version_number_constraints
 from agentconfig.models import Agent, person_field
 from versions.config import CONFIG_FIELDS, MAX_TEMPERATURE, MIN_TEMPERATURE
 
@@ -86,11 +87,10 @@ class AgentVersion(AppendOnlyModel, GitProvenance):
     class Meta:
         ordering = ["agent", "-version_number"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["agent", "version_number"], name="version_number_unique_per_agent"
-            ),
-            models.CheckConstraint(
-                condition=Q(version_number__gte=1), name="version_number_positive"
+            *version_number_constraints(
+                "agent",
+                unique="version_number_unique_per_agent",
+                positive="version_number_positive",
             ),
             models.CheckConstraint(
                 condition=Q(temperature__gte=MIN_TEMPERATURE, temperature__lte=MAX_TEMPERATURE),

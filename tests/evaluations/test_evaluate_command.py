@@ -27,16 +27,23 @@ def _evaluate(*args: str) -> str:
 
 
 @pytest.fixture
-def released(agent, production, eval_settings, llm):
-    """v1 (model good, answers yes) stable in production, v2 (model worse) the candidate."""
+def unguarded(agent, production, eval_settings, llm):
+    """v1 (model good, answers yes) stable in production, v2 (model worse) the candidate;
+    production has no evaluation policy."""
     stable = factories.create_version(agent, model="good")
     factories.create_version(agent, model="worse")
     factories.deploy(stable, production)
     make_suite(agent, CASES)
     for i in range(1, 5):
         llm.answers[("good", f"q{i}?")] = "yes"
-    require_evaluation(production, tolerance=0.1)
     return agent
+
+
+@pytest.fixture
+def released(unguarded, production):
+    """As unguarded, and production requires the evaluation (tolerance 0.1)."""
+    require_evaluation(production, tolerance=0.1)
+    return unguarded
 
 
 def test_evaluate__without_wait__queues_a_run_and_calls_no_model(released, chat_server):
@@ -187,16 +194,9 @@ def test_evaluate__baseline_already_run__not_run_again(released, llm, chat_serve
     assert len(chat_server.requests) - before == 4
 
 
-def test_evaluate__baseline_environment_without_policy__still_compared(
-    agent, production, eval_settings, llm
-):
+def test_evaluate__baseline_environment_without_policy__still_compared(unguarded, llm):
     # Given no evaluation policy: the comparison runs all the same, with --tolerance
-    stable = factories.create_version(agent, model="good")
-    factories.create_version(agent, model="worse")
-    factories.deploy(stable, production)
-    make_suite(agent, CASES)
     for i in range(1, 5):
-        llm.answers[("good", f"q{i}?")] = "yes"
         llm.answers[("worse", f"q{i}?")] = "yes" if i <= 3 else "no"
 
     with pytest.raises(CommandError) as refused:

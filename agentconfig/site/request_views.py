@@ -24,6 +24,7 @@ Invariants:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -80,6 +81,8 @@ from versions.models import AgentVersion
 
 REQUEST_PERMISSION = request_services.REQUEST_PERMISSION
 REVIEW_PERMISSION = request_services.REVIEW_PERMISSION
+# The forms of the pages about one agent in one environment.
+TargetForm = TypeVar("TargetForm", DeploymentRequestForm, BreakGlassForm)
 _VERSION_TEXT = ("system_prompt", "guardrails")
 
 
@@ -567,9 +570,12 @@ def withdraw_view(
 # --- asking for a deployment ----------------------------------------------------------------
 
 
-def _request_form(http_request: HttpRequest, target: Target) -> DeploymentRequestForm:
+def _target_form(
+    form_class: type[TargetForm], http_request: HttpRequest, target: Target
+) -> TargetForm:
+    """The page's form for `target`, bound to the POST data if there is any."""
     data = http_request.POST if http_request.method == "POST" else None
-    return DeploymentRequestForm(data, agent=target.agent, active=target.active)
+    return form_class(data, agent=target.agent, active=target.active)
 
 
 def _request_form_page(
@@ -621,7 +627,7 @@ def request_view(
     target = load_target(
         model_admin, http_request, object_id, environment, REQUEST_PERMISSION, "request deployments"
     )
-    form = _request_form(http_request, target)
+    form = _target_form(DeploymentRequestForm, http_request, target)
     if form.is_bound and form.is_valid():
         return _request_confirmation_page(http_request, model_admin, target, form)
     return _request_form_page(http_request, model_admin, target, form)
@@ -637,7 +643,7 @@ def request_submit_view(
     target = load_target(
         model_admin, http_request, object_id, environment, REQUEST_PERMISSION, "request deployments"
     )
-    form = _request_form(http_request, target)
+    form = _target_form(DeploymentRequestForm, http_request, target)
     if not form.is_valid():
         return _request_form_page(http_request, model_admin, target, form)
     created = call_service(
@@ -675,11 +681,6 @@ def _load_break_glass_target(
     )
     Actor.of(http_request.user).require(BREAK_GLASS_PERMISSION, "break the glass")
     return target
-
-
-def _break_glass_form(http_request: HttpRequest, target: Target) -> BreakGlassForm:
-    data = http_request.POST if http_request.method == "POST" else None
-    return BreakGlassForm(data, agent=target.agent, active=target.active)
 
 
 def _break_glass_form_page(
@@ -724,7 +725,7 @@ def break_glass_view(
 ) -> HttpResponse:
     """An emergency deploy without review: the form, then the diff to confirm."""
     target = _load_break_glass_target(model_admin, http_request, object_id, environment)
-    form = _break_glass_form(http_request, target)
+    form = _target_form(BreakGlassForm, http_request, target)
     if form.is_bound and form.is_valid():
         return _break_glass_confirmation_page(http_request, model_admin, target, form)
     return _break_glass_form_page(http_request, model_admin, target, form)
@@ -738,7 +739,7 @@ def break_glass_apply_view(
     if http_request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     target = _load_break_glass_target(model_admin, http_request, object_id, environment)
-    form = _break_glass_form(http_request, target)
+    form = _target_form(BreakGlassForm, http_request, target)
     if not form.is_valid():
         return _break_glass_form_page(http_request, model_admin, target, form)
     if stale_confirmation(http_request, target, form.cleaned_data["expected_active"]):

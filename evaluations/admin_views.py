@@ -19,11 +19,11 @@ from functools import wraps
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from agentconfig.core import admin_pages
 from agentconfig.core.actors import Actor
 from agentconfig.core.admin_pages import (
     AdminPageView,
@@ -32,7 +32,7 @@ from agentconfig.core.admin_pages import (
     page_context,
     refusals_as_pages,
 )
-from agentconfig.core.errors import Conflict, Forbidden
+from agentconfig.core.errors import Conflict
 from agentconfig.models import Agent
 from deployments.models import Environment
 from evaluations import gate as gates
@@ -62,21 +62,11 @@ def may_see_endpoint_details(user: Any) -> bool:
     return any(user.has_perm(permission) for permission in ENDPOINT_DETAIL_PERMISSIONS)
 
 
-def _require_view(model_admin: admin.ModelAdmin, request: HttpRequest, obj: Any) -> None:
-    if not model_admin.has_view_permission(request, obj):
-        opts = model_admin.opts
-        raise Forbidden(
-            f"{request.user.get_username()} may not view {opts.verbose_name_plural}: this needs "
-            f"the permission '{opts.app_label}.view_{opts.model_name}'. Ask an administrator."
-        )
-
-
 def get_object_for_page(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str) -> Any:
-    obj = model_admin.get_object(request, unquote(object_id))
-    if obj is None:
-        raise Http404(f"There is no {model_admin.opts.verbose_name} with id {object_id!r}.")
-    _require_view(model_admin, request, obj)
-    return obj
+    """The object a page is about (admin_pages.get_object_for_page, with this app's wording)."""
+    return admin_pages.get_object_for_page(
+        model_admin, request, object_id, ask="Ask an administrator."
+    )
 
 
 ChangePage = Callable[[admin.ModelAdmin, HttpRequest, Any, Actor], HttpResponse]

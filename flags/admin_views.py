@@ -15,7 +15,6 @@ from functools import wraps
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
 from django.core.exceptions import ValidationError
 from django.http import (
     Http404,
@@ -30,11 +29,12 @@ from django.urls import reverse
 from agentconfig.core.actors import Actor
 from agentconfig.core.admin_pages import (
     AdminPageView,
+    get_object_for_page,
     page_context,
     refusals_as_pages,
     show_refusal,
 )
-from agentconfig.core.errors import Conflict, Forbidden, NotFound, ServiceError
+from agentconfig.core.errors import Conflict, NotFound, ServiceError
 from deployments.models import Environment
 from deployments.selectors import get_environment
 from flags import evaluation
@@ -76,15 +76,8 @@ class Target:
 
 
 def get_flag_for_page(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str) -> Flag:
-    """The flag a page is about; Http404 if missing, Forbidden if the user may not see it."""
-    flag = model_admin.get_object(request, unquote(object_id))
-    if flag is None:
-        raise Http404(f"There is no flag with id {object_id!r}.")
-    if not model_admin.has_view_permission(request, flag):
-        raise Forbidden(
-            f"{request.user.get_username()} may not view flags: this needs the permission "
-            "'flags.view_flag'. Ask an administrator to grant it."
-        )
+    """The flag a page is about (get_object_for_page)."""
+    flag: Flag = get_object_for_page(model_admin, request, object_id)
     return flag
 
 

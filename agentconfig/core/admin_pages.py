@@ -183,18 +183,32 @@ def apply_step(view: AdminPageView) -> AdminPageView:
     return _page_for_methods(("POST",), view)
 
 
+def get_object_for_page(
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    object_id: str,
+    *,
+    ask: str = "Ask an administrator to grant it.",
+) -> Any:
+    """The object a page is about; Http404 if missing, Forbidden (naming the view permission,
+    then `ask`) if the user may not see it."""
+    obj = model_admin.get_object(request, unquote(object_id))
+    opts = model_admin.opts
+    if obj is None:
+        raise Http404(f"There is no {opts.verbose_name} with id {object_id!r}.")
+    if not model_admin.has_view_permission(request, obj):
+        raise Forbidden(
+            f"{request.user.get_username()} may not view {opts.verbose_name_plural}: this needs "
+            f"the permission '{opts.app_label}.view_{opts.model_name}'. {ask}"
+        )
+    return obj
+
+
 def get_agent_for_page(
     model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str
 ) -> Agent:
-    """The agent a page is about; Http404 if missing, Forbidden if the user may not see it."""
-    agent = model_admin.get_object(request, unquote(object_id))
-    if agent is None:
-        raise Http404(f"There is no agent with id {object_id!r}.")
-    if not model_admin.has_view_permission(request, agent):
-        raise Forbidden(
-            f"{request.user.get_username()} may not view agents: this needs the permission "
-            "'agentconfig.view_agent'. Ask an administrator to grant it."
-        )
+    """The agent a page is about (get_object_for_page)."""
+    agent: Agent = get_object_for_page(model_admin, request, object_id)
     return agent
 
 

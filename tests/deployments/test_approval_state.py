@@ -17,13 +17,7 @@ from deployments.services.requests import ApprovalState
 from tests import factories
 from tests.factories import login, member
 
-
-@pytest.fixture
-def live(agent, production):
-    """support-bot: v1 active in production, v2 made since."""
-    v1, v2 = factories.create_version(agent), factories.create_version(agent)
-    factories.deploy(v1, production)
-    return v1, v2
+# `live` (tests/conftest.py): v1 active in production, v2 made since.
 
 
 @pytest.fixture

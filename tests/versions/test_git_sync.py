@@ -510,11 +510,17 @@ def test_sync_from_git__browser_edit_then_same_commit_again__nothing_written(db,
     ) in lines
 
 
-def test_sync_from_git__browser_version_committed__confirmed_in_git_and_drift_gone(db, repo):
-    # Given v2 made in the browser, whose file is then committed as the admin offers it
+def browser_version_committed(repo) -> tuple[AgentVersion, str]:
+    """v1 synced from git, v2 made in the browser, and v2's file then committed as the admin
+    offers it: v2 and that commit's sha."""
     sync(repo)
     v2 = edit_in_browser("support-bot")
-    sha = commit(repo, "Commit the hotfix", {SUPPORT: render_agent_file(v2)})
+    return v2, commit(repo, "Commit the hotfix", {SUPPORT: render_agent_file(v2)})
+
+
+def test_sync_from_git__browser_version_committed__confirmed_in_git_and_drift_gone(db, repo):
+    # Given v2 made in the browser, whose file is then committed as the admin offers it
+    v2, sha = browser_version_committed(repo)
 
     # When
     results = sync(repo)
@@ -549,9 +555,7 @@ def test_sync_from_git__agent_made_in_browser_with_same_config__confirmed_not_du
 
 def test_sync_from_git__confirmation_commit__counts_for_the_older_commit_rule(db, repo):
     first = head(repo)
-    sync(repo)
-    v2 = edit_in_browser("support-bot")
-    confirmed_at = commit(repo, "Commit the hotfix", {SUPPORT: render_agent_file(v2)})
+    _, confirmed_at = browser_version_committed(repo)
     sync(repo)
 
     error = errors_of(repo, first)
@@ -854,9 +858,7 @@ def test_command__request_production__one_request_per_new_version_naming_the_com
 
 
 def test_git_version__provenance_and_confirmation__cannot_be_changed(db, repo):
-    sync(repo)
-    v2 = edit_in_browser("support-bot")
-    commit(repo, "Commit the hotfix", {SUPPORT: render_agent_file(v2)})
+    browser_version_committed(repo)
     sync(repo)
     confirmation = GitConfirmation.objects.get()
 
@@ -885,9 +887,7 @@ def test_git_version__commit_without_git_source__refused_by_the_database(db, rep
 
 @pytest.mark.postgres
 def test_git_confirmation__raw_sql_update_and_delete__refused_by_database(db, repo):
-    sync(repo)
-    v2 = edit_in_browser("support-bot")
-    commit(repo, "Commit the hotfix", {SUPPORT: render_agent_file(v2)})
+    browser_version_committed(repo)
     sync(repo)
     confirmation = GitConfirmation.objects.get()
 

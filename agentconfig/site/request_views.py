@@ -23,9 +23,12 @@ Invariants:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -388,6 +391,21 @@ def _moved(http_request: HttpRequest, request: DeploymentRequest, expected: str)
     return True
 
 
+def _record_or_refuse(
+    form: forms.Form, page: Callable[..., TemplateResponse], record: Callable[[], object]
+) -> TemplateResponse | None:
+    """`record()`; None once it is recorded, or `page` with the refusal: a ValidationError
+    on `form`, any other refusal in the service's words with its status (nothing written)."""
+    try:
+        record()
+    except ValidationError as exc:
+        apply_service_error(form, exc)
+        return page()
+    except ServiceError as exc:
+        return page(error=f"Not recorded: {exc.message}", status=exc.http_status)
+    return None
+
+
 @refusals_as_pages
 def review_view(
     model_admin: admin.ModelAdmin, http_request: HttpRequest, object_id: str
@@ -412,26 +430,20 @@ def review_view(
     approve = form.cleaned_data["decision"] == ReviewDecision.APPROVE
     service = request_services.approve_request if approve else request_services.reject_request
     seen = form.cleaned_data["expected_active"]
-    try:
-        service(
+    refused = _record_or_refuse(
+        form,
+        partial(render_request_page, model_admin, http_request, request, review_form=form),
+        partial(
+            service,
             request=request,
             actor=actor,
             comment=form.cleaned_data["comment"],
             **({"seen_active_id": seen} if request.is_release else {"seen_state": seen}),
-        )
-    except ValidationError as exc:
-        apply_service_error(form, exc)
-        return render_request_page(model_admin, http_request, request, review_form=form)
-    except ServiceError as exc:
+        ),
+    )
+    if refused is not None:
         # Your own request, reviewed twice, closed meanwhile: the service's words, no write.
-        return render_request_page(
-            model_admin,
-            http_request,
-            request,
-            review_form=form,
-            error=f"Not recorded: {exc.message}",
-            status=exc.http_status,
-        )
+        return refused
     if approve:
         messages.success(http_request, f"You approved request #{request.pk}.")
     else:
@@ -456,26 +468,20 @@ def override_gate_view(
         return render_request_page(model_admin, http_request, request, override_form=form)
     # The gate, and so its override, only concerns release requests.
     assert request.agent is not None and request.version is not None  # noqa: S101
-    try:
-        record_gate_override(
+    refused = _record_or_refuse(
+        form,
+        partial(render_request_page, model_admin, http_request, request, override_form=form),
+        partial(
+            record_gate_override,
             agent=request.agent,
             environment=request.environment,
             version=request.version,
             actor=actor,
             reason=form.cleaned_data["reason"],
-        )
-    except ValidationError as exc:
-        apply_service_error(form, exc)
-        return render_request_page(model_admin, http_request, request, override_form=form)
-    except ServiceError as exc:
-        return render_request_page(
-            model_admin,
-            http_request,
-            request,
-            override_form=form,
-            error=f"Not recorded: {exc.message}",
-            status=exc.http_status,
-        )
+        ),
+    )
+    if refused is not None:
+        return refused
     messages.success(
         http_request,
         f"Recorded your override: {request.version.label} may go into "

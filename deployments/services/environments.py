@@ -142,14 +142,8 @@ def create_environment(
     try:
         with transaction.atomic():
             environment.save()
-            record_audit(
-                action=AuditAction.ENVIRONMENT_SETTINGS,
-                actor=actor,
-                reason=reason,
-                subject_label=environment.slug,
-                environment_id=environment.pk,
-                before={},
-                after=_environment_values(environment),
+            _record_change(
+                environment, actor, reason, before={}, after=_environment_values(environment)
             )
     except IntegrityError:
         raise ValidationError(
@@ -220,12 +214,10 @@ def update_environment(
         if after == before:
             return locked  # nothing to change: no save, no record
         locked.save()
-        record_audit(
-            action=AuditAction.ENVIRONMENT_SETTINGS,
-            actor=actor,
-            reason=reason,
-            subject_label=locked.slug,
-            environment_id=locked.pk,
+        _record_change(
+            locked,
+            actor,
+            reason,
             before=_changed(before, after),
             after={**_changed(after, before), **({"request": request.pk} if request else {})},
         )
@@ -340,6 +332,29 @@ def _changed(values: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if other.get(key) != value}
 
 
+def _record_change(
+    environment: Environment,
+    actor: Actor,
+    reason: str,
+    *,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    action: AuditAction = AuditAction.ENVIRONMENT_SETTINGS,
+    subject: str = "",
+) -> None:
+    """The AuditRecord of a change to what governs releases to `environment`: its settings
+    (the default) or one of its policies (`action`, with the policy as `subject`)."""
+    record_audit(
+        action=action,
+        actor=actor,
+        reason=reason,
+        subject_label=f"{subject} of {environment.slug}" if subject else environment.slug,
+        environment_id=environment.pk,
+        before=before,
+        after=after,
+    )
+
+
 # --- an environment's policies (its canary policy here, its evaluation policy above) ----
 
 
@@ -376,7 +391,7 @@ def save_policy(
     what is saved, the model's validation; then the save and its AuditRecord (`action`),
     both skipped when nothing changes.
     """
-    name = model._meta.verbose_name
+    name = str(model._meta.verbose_name)
     with transaction.atomic():
         locked = lock_environment(environment)
         policy = model._default_manager.filter(environment=locked).first()
@@ -393,14 +408,14 @@ def save_policy(
         if after == before:
             return policy  # nothing to change: no save, no record
         policy.save()
-        record_audit(
-            action=action,
-            actor=actor,
-            reason=reason,
-            subject_label=f"{name} of {locked.slug}",
-            environment_id=locked.pk,
+        _record_change(
+            locked,
+            actor,
+            reason,
             before=_changed(before, after),
             after=_changed(after, before),
+            action=action,
+            subject=name,
         )
         return policy
 

@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 CONFIG_FIELDS = ("system_prompt", "model", "temperature", "max_tokens", "tools", "guardrails")
@@ -60,13 +60,11 @@ def normalize_config(raw: Mapping[str, Any]) -> dict[str, Any]:
             fail(key, "is required.")
 
     out: dict[str, Any] = {}
-    if "system_prompt" in raw and raw["system_prompt"] is not None:
-        prompt = raw["system_prompt"]
-        if not isinstance(prompt, str):
-            fail("system_prompt", f"must be text, not {_kind(prompt)}.")
-        elif not prompt.strip():
-            fail("system_prompt", "is empty. Write the instructions the agent should follow.")
-        elif len(prompt) > MAX_PROMPT_CHARS:
+    prompt = _text(
+        raw, "system_prompt", "is empty. Write the instructions the agent should follow.", fail
+    )
+    if prompt is not None:
+        if len(prompt) > MAX_PROMPT_CHARS:
             fail(
                 "system_prompt",
                 f"is {len(prompt):,} characters long; the maximum is {MAX_PROMPT_CHARS:,}.",
@@ -76,13 +74,9 @@ def normalize_config(raw: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out["system_prompt"] = prompt
 
-    if "model" in raw and raw["model"] is not None:
-        model = raw["model"]
-        if not isinstance(model, str):
-            fail("model", f"must be text, not {_kind(model)}.")
-        elif not model.strip():
-            fail("model", "must not be empty (for example 'gpt-4o-mini').")
-        elif _unstorable(model):
+    model = _text(raw, "model", "must not be empty (for example 'gpt-4o-mini').", fail)
+    if model is not None:
+        if _unstorable(model):
             fail("model", f"{_unstorable(model)}.")
         elif model != model.strip() or any(ch.isspace() for ch in model):
             fail("model", f"must not contain spaces: {model!r}.")
@@ -195,6 +189,23 @@ def _json_problem(value: Any, path: str) -> str | None:
     elif not (value is None or isinstance(value, int | bool)):
         return f"{path} is {_kind(value)}, which is not a JSON value."
     return None
+
+
+def _text(
+    raw: Mapping[str, Any], field: str, when_blank: str, fail: Callable[[str, str], None]
+) -> str | None:
+    """`raw[field]` if it is non-blank text; else None, and a failure unless it is missing
+    (missing required fields fail on their own)."""
+    value = raw.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        fail(field, f"must be text, not {_kind(value)}.")
+        return None
+    if not value.strip():
+        fail(field, when_blank)
+        return None
+    return value
 
 
 def _unstorable(text: str) -> str | None:

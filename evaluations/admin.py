@@ -36,7 +36,7 @@ from agentconfig.core.admin_pages import (
     refusals_as_pages,
     text_column,
 )
-from deployments.admin.governed import GovernedAdmin
+from deployments.admin.governed import EnvironmentPolicyAdmin
 from evaluations import admin_views as pages
 from evaluations import gate as gates
 from evaluations.forms import EvaluationPolicyForm, RunStartForm, SuiteAddForm
@@ -51,7 +51,7 @@ from evaluations.models import (
 )
 from evaluations.selectors import list_runs_with_progress
 from evaluations.services import suites as suite_services
-from evaluations.services.policies import NO_POLICY_STATE, POLICY_FIELDS, set_evaluation_policy
+from evaluations.services.policies import POLICY_FIELDS, set_evaluation_policy
 
 
 def _link(url: str, text: str) -> SafeString:
@@ -308,8 +308,9 @@ class EvaluationRunAdmin(DetailPageMixin, ServiceAddAdmin):
 
 
 @admin.register(EvaluationPolicy)
-class EvaluationPolicyAdmin(GovernedAdmin):
+class EvaluationPolicyAdmin(EnvironmentPolicyAdmin):
     form = EvaluationPolicyForm
+    policy_fields = POLICY_FIELDS
     list_display = ("environment", "required", "tolerance", "suite", "endpoint", "judge")
     list_select_related = ("environment",)
     fieldsets = (
@@ -321,24 +322,8 @@ class EvaluationPolicyAdmin(GovernedAdmin):
         ("Why", {"fields": ("reason", "expected_state")}),
     )
 
-    def get_readonly_fields(
-        self, request: HttpRequest, obj: EvaluationPolicy | None = None
-    ) -> tuple[str, ...]:
-        # A policy belongs to its environment; another environment gets its own policy.
-        return ("environment",) if obj is not None else ()
-
-    def save_via_service(
-        self, request: HttpRequest, form: forms.ModelForm, change: bool
-    ) -> EvaluationPolicy:
-        data = form.cleaned_data
-        return set_evaluation_policy(
-            environment=form.instance.environment if change else data["environment"],
-            values={field: data[field] for field in POLICY_FIELDS},
-            actor=Actor.of(request.user),
-            reason=data["reason"],
-            # An add page saw no policy: one saved meanwhile is not overwritten.
-            expected_state=data["expected_state"] or (None if change else NO_POLICY_STATE),
-        )
+    def set_policy(self, **kwargs: Any) -> EvaluationPolicy:
+        return set_evaluation_policy(**kwargs)
 
     @admin.display(description="suite")
     def suite(self, obj: EvaluationPolicy) -> str:

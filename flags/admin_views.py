@@ -256,32 +256,46 @@ def rules_view(model_admin: admin.ModelAdmin, request: HttpRequest, target: Targ
 # --- on / off ---------------------------------------------------------------------------
 
 
+def _turn(
+    request: HttpRequest,
+    model_admin: admin.ModelAdmin,
+    target: Target,
+    *,
+    reason_required: bool,
+    success: str,
+    service: Callable[..., object],
+    fields: dict[str, Any],
+    page: str,
+    title: str,
+    **extra: Any,
+) -> HttpResponse:
+    """Turning a flag on or off: confirm with a reason on GET, `service` on POST (through
+    _apply; the flag already in that state is a warning)."""
+    form = ReasonForm(request.POST if request.method == "POST" else None, required=reason_required)
+    if form.is_bound and form.is_valid():
+        applied = _apply(
+            request, model_admin, form, target, success, service, warn_on_conflict=True, **fields
+        )
+        if applied is not None:
+            return applied
+    return _render(request, model_admin, page, title, target, form=form, **extra)
+
+
 @target_page(CHANGE_PERMISSION, "turn flags on")
 def enable_view(
     model_admin: admin.ModelAdmin, request: HttpRequest, target: Target
 ) -> HttpResponse:
     """Confirm on GET, turn the flag on in the environment on POST."""
-    form = ReasonForm(request.POST if request.method == "POST" else None, required=False)
-    if form.is_bound and form.is_valid():
-        applied = _apply(
-            request,
-            model_admin,
-            form,
-            target,
-            f"Turned {target.flag.key} on in {target.environment.slug}.",
-            set_flag_enabled,
-            warn_on_conflict=True,
-            enabled=True,
-        )
-        if applied is not None:
-            return applied
-    return _render(
+    return _turn(
         request,
         model_admin,
-        "enable_confirmation",
-        f"Turn {target.flag.key} on in {target.environment.name}?",
         target,
-        form=form,
+        reason_required=False,
+        success=f"Turned {target.flag.key} on in {target.environment.slug}.",
+        service=set_flag_enabled,
+        fields={"enabled": True},
+        page="enable_confirmation",
+        title=f"Turn {target.flag.key} on in {target.environment.name}?",
         rule_count=len(target.state.rules) if target.state else 0,
     )
 
@@ -289,27 +303,17 @@ def enable_view(
 @target_page(KILL_SWITCH_PERMISSION, "use the kill switch")
 def kill_view(model_admin: admin.ModelAdmin, request: HttpRequest, target: Target) -> HttpResponse:
     """The kill switch: confirm with a reason on GET, turn the flag off on POST."""
-    form = ReasonForm(request.POST if request.method == "POST" else None, required=True)
-    if form.is_bound and form.is_valid():
-        applied = _apply(
-            request,
-            model_admin,
-            form,
-            target,
-            f"Kill switch: {target.flag.key} is off in {target.environment.slug}; everyone "
-            f"gets {target.off_variant} from their next request.",
-            kill_flag,
-            warn_on_conflict=True,
-        )
-        if applied is not None:
-            return applied
-    return _render(
+    return _turn(
         request,
         model_admin,
-        "kill_confirmation",
-        f"Kill switch: turn {target.flag.key} off in {target.environment.name}?",
         target,
-        form=form,
+        reason_required=True,
+        success=f"Kill switch: {target.flag.key} is off in {target.environment.slug}; everyone "
+        f"gets {target.off_variant} from their next request.",
+        service=kill_flag,
+        fields={},
+        page="kill_confirmation",
+        title=f"Kill switch: turn {target.flag.key} off in {target.environment.name}?",
     )
 
 

@@ -218,3 +218,13 @@ def create_api_key(
     return api_keys.create_api_key(
         environment=environment, name=name or f"key-{next(_counter)}", actor=ACTOR, reason=reason
     )
+
+
+def live_agent(slug: str = "support-bot") -> tuple[Agent, Environment]:
+    """`slug` with its v1 live in production: the agent and production.
+
+    For tests without the agent/production fixtures (transactional ones, live servers)."""
+    production = environment("production")
+    agent = create_agent(slug=slug)
+    deploy(create_version(agent), production)
+    return agent, production

@@ -676,9 +676,7 @@ def wsgi_call(path: str, key: str, *, method: str = "GET", body: bytes = b"", **
 @pytest.mark.django_db(transaction=True)
 def test_lean_wsgi_path__deep_bodies_and_header__400_in_each_format():
     # Given a deployed agent (committed: the WSGI path manages its own connections)
-    production = factories.environment("production")
-    agent = factories.create_agent(slug="support-bot")
-    factories.deploy(factories.create_version(agent), production)
+    _, production = factories.live_agent()
     key = factories.create_api_key(production)[1]
     deep = deep_lists(100_000).encode()
 

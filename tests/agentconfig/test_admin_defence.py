@@ -382,9 +382,7 @@ def wsgi_get(path: str, **headers: str) -> tuple[int, dict[str, str]]:
 @pytest.mark.django_db(transaction=True)
 def test_runtime_routes__lean_wsgi_path__no_admin_middleware_no_csp_no_axes():
     # Given
-    production = factories.environment("production")
-    agent = factories.create_agent(slug="support-bot")
-    factories.deploy(factories.create_version(agent), production)
+    _, production = factories.live_agent()
     _, key = factories.create_api_key(production)
     auth = {"Authorization": f"Bearer {key}"}
 

@@ -17,9 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def key() -> str:
-    production = factories.environment("production")
-    agent = factories.create_agent(slug="support-bot")
-    factories.deploy(factories.create_version(agent), production)
+    _, production = factories.live_agent()
     return factories.create_api_key(production)[1]
 
 

@@ -207,9 +207,7 @@ def change_then_check(
 @pytest.mark.django_db(transaction=True)
 def test_cli_deploy__two_warm_workers__every_request_serves_the_new_version(server):
     # Given v1 served by both workers
-    production = factories.environment("production")
-    agent = factories.create_agent(slug="support-bot")
-    factories.deploy(factories.create_version(agent), production)
+    agent, production = factories.live_agent()
     factories.create_version(agent)
     key = factories.create_api_key(production)[1]
 
@@ -231,9 +229,7 @@ def test_cli_deploy__two_warm_workers__every_request_serves_the_new_version(serv
 @pytest.mark.django_db(transaction=True)
 def test_cli_rollback__two_warm_workers__every_request_serves_the_previous_version(server):
     # Given v2 served by both workers, v1 before it
-    production = factories.environment("production")
-    agent = factories.create_agent(slug="support-bot")
-    factories.deploy(factories.create_version(agent), production)
+    agent, production = factories.live_agent()
     factories.deploy(factories.create_version(agent), production)
     key = factories.create_api_key(production)[1]
 
@@ -252,9 +248,7 @@ def test_cli_rollback__two_warm_workers__every_request_serves_the_previous_versi
 @pytest.mark.django_db(transaction=True)
 def test_cli_canary_abort__two_warm_workers__canary_users_get_stable(server):
     # Given a 50 % canary of v2 over stable v1, and users the canary routes to v2
-    production = factories.environment("production")
-    agent = factories.create_agent(slug="support-bot")
-    factories.deploy(factories.create_version(agent), production)
+    agent, production = factories.live_agent()
     rollout = start(factories.create_version(agent), production, percent=50)
     candidates = (f"user-{n}" for n in range(10_000))
     users = [u for u in candidates if bucket(rollout.salt, u) < rollout.basis_points][:20]
@@ -280,9 +274,7 @@ def test_cli_canary_abort__two_warm_workers__canary_users_get_stable(server):
 @pytest.mark.django_db(transaction=True)
 def test_cli_revoke_api_key__two_warm_workers__every_request_with_it_401(server):
     # Given a key both workers have accepted, and another key of the environment
-    production = factories.environment("production")
-    agent = factories.create_agent(slug="support-bot")
-    factories.deploy(factories.create_version(agent), production)
+    _, production = factories.live_agent()
     revoked = factories.create_api_key(production, name="runtime-eu")[1]
     kept = factories.create_api_key(production, name="runtime-us")[1]
 

@@ -290,9 +290,7 @@ def database_unreachable():
 
 @pytest.mark.django_db(transaction=True)
 def test_config__database_down_and_nothing_known__503_never_a_default(client):
-    production = factories.environment("production")
-    agent = factories.create_agent(slug="support-bot")
-    factories.deploy(factories.create_version(agent), production)
+    _, production = factories.live_agent()
     key = factories.create_api_key(production)[1]
 
     with database_unreachable():
@@ -307,9 +305,7 @@ def test_config__database_down_and_snapshot_known__last_snapshot_with_its_age(
     client, settings, caplog
 ):
     settings.AGENTCONFIG_REFRESH_INTERVAL = 0  # every request tries the database
-    production = factories.environment("production")
-    agent = factories.create_agent(slug="support-bot")
-    factories.deploy(factories.create_version(agent), production)
+    _, production = factories.live_agent()
     key = factories.create_api_key(production)[1]
     warm = get(client, key)
     assert runtime_views.SNAPSHOT_AGE_HEADER not in warm
@@ -327,9 +323,7 @@ def test_config__database_down_and_snapshot_known__last_snapshot_with_its_age(
 
 @pytest.mark.django_db(transaction=True)
 def test_config__database_down__unknown_agent_of_a_known_key__503(client):
-    production = factories.environment("production")
-    agent = factories.create_agent(slug="support-bot")
-    factories.deploy(factories.create_version(agent), production)
+    _, production = factories.live_agent()
     key = factories.create_api_key(production)[1]
     assert get(client, key).status_code == 200
 

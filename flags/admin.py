@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import transaction
-from django.db.models import Model, Prefetch, QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, reverse
 from django.utils.html import format_html, format_html_join
@@ -32,10 +31,8 @@ from agentconfig.core.admin_pages import (
     ServiceChangeMixin,
     ServiceDeleteMixin,
     page_path,
-    render_forbidden,
     text_column,
 )
-from agentconfig.core.errors import Forbidden, ServiceError
 from deployments.models import Environment
 from flags import admin_views as flag_pages
 from flags.approvals import KILL_SWITCH_PERMISSION, ApprovalRequired
@@ -75,32 +72,7 @@ class EnvironmentRow:
 
 
 class ServiceDeletedAdmin(ServiceDeleteMixin, ServiceAddAdmin, HistoryAdmin):
-    """Created and deleted by services, on the object's delete page and by the list's
-    "delete selected" action alike: a refusal deletes none of the selected objects and is
-    shown as on the delete page (Forbidden: the 403 page; other refusals: a message)."""
-
-    def delete_via_service(self, request: HttpRequest, obj: Any) -> None:
-        raise NotImplementedError
-
-    def delete_model(self, request: HttpRequest, obj: Model) -> None:
-        self.delete_via_service(request, obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        # All or none: a refusal of one rolls back those deleted before it.
-        with transaction.atomic():
-            for obj in queryset:
-                self.delete_via_service(request, obj)
-
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        try:
-            return super().changelist_view(request, extra_context)
-        except Forbidden as exc:
-            return render_forbidden(request, self, exc.message)
-        except ServiceError as exc:
-            messages.error(request, f"Nothing was deleted: {exc.message}")
-            return HttpResponseRedirect(request.get_full_path())
+    """Created and deleted by services (admin_pages: a refusal deletes nothing and is shown)."""
 
 
 @admin.register(Flag)

@@ -35,6 +35,7 @@ from django.contrib.admin import helpers
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
+from django.db import transaction
 from django.http import (
     Http404,
     HttpRequest,
@@ -49,6 +50,8 @@ from simple_history.admin import SimpleHistoryAdmin
 from agentconfig.core.errors import Forbidden, ServiceError
 
 if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
     from agentconfig.models import Agent
 
 AdminPageView = Callable[..., HttpResponse]
@@ -355,11 +358,24 @@ class ServiceChangeMixin:
 
 
 class ServiceDeleteMixin:
-    """The stock delete page, whose service refusals are shown, never a 500.
+    """Deleting through a service (`delete_via_service`) on the object's delete page and by
+    the list's "delete selected" action alike, whose refusals are shown, never a 500.
 
-    `delete_model` calls a service; a Forbidden refusal is the admin's 403 page with the
-    service's words, any other refusal a message on the object's page (nothing deleted).
+    A Forbidden refusal is the admin's 403 page with the service's words, any other refusal
+    a message; nothing is deleted (the action is all or none).
     """
+
+    def delete_via_service(self, request: HttpRequest, obj: Any) -> None:
+        raise NotImplementedError
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        self.delete_via_service(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        # All or none: a refusal of one rolls back those deleted before it.
+        with transaction.atomic():
+            for obj in queryset:
+                self.delete_via_service(request, obj)
 
     def delete_view(
         self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
@@ -367,11 +383,22 @@ class ServiceDeleteMixin:
         # A mixin: super() and self are the ModelAdmin it is mixed into (mypy cannot know).
         try:
             return super().delete_view(request, object_id, extra_context)  # type: ignore[misc]
-        except Forbidden as exc:
-            return render_forbidden(request, self, exc.message)  # type: ignore[arg-type]
         except ServiceError as exc:
-            messages.error(request, f"Nothing was deleted: {exc.message}")
-            return HttpResponseRedirect(request.path.removesuffix("delete/") or "../")
+            return self._refused_delete(request, exc, request.path.removesuffix("delete/") or "../")
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        try:
+            return super().changelist_view(request, extra_context)  # type: ignore[misc]
+        except ServiceError as exc:
+            return self._refused_delete(request, exc, request.get_full_path())
+
+    def _refused_delete(self, request: HttpRequest, exc: ServiceError, back: str) -> HttpResponse:
+        if isinstance(exc, Forbidden):
+            return render_forbidden(request, self, exc.message)  # type: ignore[arg-type]
+        messages.error(request, f"Nothing was deleted: {exc.message}")
+        return HttpResponseRedirect(back)
 
 
 class ServiceAddAdmin(admin.ModelAdmin):

@@ -55,6 +55,7 @@ from deployments.admin import release_pages as deployment_pages
 from deployments.approvals import BREAK_GLASS_PERMISSION
 from deployments.models import DeploymentRequest, Environment, Pointer
 from deployments.selectors import list_finished_canaries, list_open_requests
+from deployments.services.requests import ApprovalState
 from versions.admin_links import without_version_text
 from versions.forms import AgentAddForm
 from versions.models import AgentVersion
@@ -73,7 +74,7 @@ class OpenRequestRow:
     """An open deployment request and how far it is from being applicable."""
 
     request: DeploymentRequest
-    state: request_pages.ApprovalState
+    state: ApprovalState
 
 
 @dataclass(frozen=True)
@@ -263,8 +264,8 @@ class AgentAdmin(ChangePageMixin, ServiceChangeMixin, ServiceAddAdmin, HistoryAd
         open_requests: dict[int, list[OpenRequestRow]] = {}
         for open_request in list_open_requests(agent):
             pointer = pointers.get(open_request.environment_id)
-            state = request_pages.approval_state(
-                open_request, pointer.stable_version_id if pointer else None
+            state = ApprovalState(
+                open_request, current=pointer.stable_version_id if pointer else None
             )
             open_requests.setdefault(open_request.environment_id, []).append(
                 OpenRequestRow(open_request, state)

@@ -77,6 +77,7 @@ from deployments.request_forms import (
 from deployments.selectors import get_pointer
 from deployments.services import requests as request_services
 from deployments.services.releases import deploy_version
+from deployments.services.requests import ApprovalState
 from evaluations.gate import OVERRIDE_PERMISSION, GateResult, check_gate
 from evaluations.selectors import build_run_comparison
 from evaluations.services.gate_overrides import record_gate_override
@@ -96,9 +97,6 @@ def plan_steps(request: DeploymentRequest) -> list[str]:
     return [part.strip() for part in request.canary_plan.split(",") if part.strip()]
 
 
-ApprovalState = request_services.ApprovalState
-
-
 @dataclass(frozen=True)
 class ReviewRow:
     """One review and where it stands: counts, stale, own, rejection, or closed (recorded)."""
@@ -110,11 +108,6 @@ class ReviewRow:
     @property
     def approved(self) -> bool:
         return self.review.decision == ReviewDecision.APPROVE
-
-
-def approval_state(request: DeploymentRequest, current: object) -> ApprovalState:
-    """How far `request` is from its approvals against `current` (lists: no actor)."""
-    return ApprovalState(request, current=current)
 
 
 def _review_rows(state: ApprovalState, active: AgentVersion | None = None) -> list[ReviewRow]:

@@ -185,7 +185,7 @@ def deploy(
         version=version,
         actor=ACTOR,
         reason=reason,
-        break_glass=SETUP_BREAK_GLASS if environment.required_approvals else "",
+        break_glass=SETUP_BREAK_GLASS if environment.requires_approval else "",
     )
 
 

@@ -22,7 +22,7 @@ def start(version: AgentVersion, environment: Environment, **options: object) ->
     """Start a canary of `version` (by ops, with break glass where approvals are needed)."""
     options.setdefault("reason", "try it on a few users")
     options.setdefault("actor", OPS)
-    if environment.required_approvals:
+    if environment.requires_approval:
         options.setdefault("break_glass", "test setup")
     return start_canary(agent=version.agent, environment=environment, version=version, **options)
 

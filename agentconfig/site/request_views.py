@@ -48,14 +48,16 @@ from agentconfig.core.admin_pages import (
 )
 from agentconfig.core.errors import Forbidden, ServiceError
 from agentconfig.core.people import users_granted_by
-from deployments.admin.release_pages import (
-    DEPLOY_PERMISSION,
+from deployments.admin.agent_pages import (
     Target,
     agent_page_url,
     load_target,
+    release_confirmation_page,
+    release_form_page,
     render_agent_page,
     stale_confirmation,
 )
+from deployments.admin.release_pages import DEPLOY_PERMISSION
 from deployments.approvals import BREAK_GLASS_PERMISSION
 from deployments.diff_context import build_diff_context
 from deployments.forms import version_choices
@@ -689,32 +691,23 @@ def _break_glass_form_page(
     form: BreakGlassForm,
     status: int = 200,
 ) -> TemplateResponse:
-    return render_agent_page(
-        http_request,
-        model_admin,
-        "break_glass",
-        target,
-        f"Break glass: deploy {target.agent.slug} to {target.environment.name} without review",
-        status,
-        form=form,
-        has_versions=target.agent.versions.exists(),
-    )
+    title = f"Break glass: deploy {target.agent.slug} to {target.environment.name} without review"
+    return release_form_page(http_request, model_admin, "break_glass", target, title, form, status)
 
 
 def _break_glass_confirmation_page(
     http_request: HttpRequest, model_admin: admin.ModelAdmin, target: Target, form: BreakGlassForm
 ) -> TemplateResponse:
-    version: AgentVersion = form.cleaned_data["version"]
-    return render_agent_page(
+    label = form.cleaned_data["version"].label
+    title = f"Break glass: deploy {target.agent.slug} {label} to {target.environment.name}?"
+    return release_confirmation_page(
         http_request,
         model_admin,
         "break_glass_confirmation",
         target,
-        f"Break glass: deploy {target.agent.slug} {version.label} to {target.environment.name}?",
-        form=form,
-        version=version,
-        apply_url=agent_page_url(model_admin, "break_glass_apply", target),
-        **build_diff_context(target.active, version),
+        title,
+        form,
+        "break_glass_apply",
     )
 
 

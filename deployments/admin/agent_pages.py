@@ -21,6 +21,7 @@ from agentconfig.core.actors import Actor
 from agentconfig.core.admin_pages import get_agent_for_page, page_context
 from agentconfig.core.errors import NotFound
 from agentconfig.models import Agent
+from deployments.diff_context import build_diff_context
 from deployments.models import CanaryRollout, Environment, Pointer
 from deployments.selectors import get_environment, get_pointer
 from versions.models import AgentVersion
@@ -135,3 +136,50 @@ def stale_confirmation(
         f"{now} while you were reviewing. Check {check} below again.",
     )
     return True
+
+
+def release_form_page(
+    request: HttpRequest,
+    model_admin: admin.ModelAdmin,
+    template: str,
+    target: Target,
+    title: str,
+    form: Any,
+    status: int = 200,
+) -> TemplateResponse:
+    """The first step of a release (deploy, break glass): the form choosing the version."""
+    return render_agent_page(
+        request,
+        model_admin,
+        template,
+        target,
+        title,
+        status,
+        form=form,
+        has_versions=target.agent.versions.exists(),
+    )
+
+
+def release_confirmation_page(
+    request: HttpRequest,
+    model_admin: admin.ModelAdmin,
+    template: str,
+    target: Target,
+    title: str,
+    form: Any,
+    apply_page: str,
+) -> TemplateResponse:
+    """The second step: the chosen version's diff against the active one, to confirm on
+    the `apply_page`."""
+    version: AgentVersion = form.cleaned_data["version"]
+    return render_agent_page(
+        request,
+        model_admin,
+        template,
+        target,
+        title,
+        form=form,
+        version=version,
+        apply_url=agent_page_url(model_admin, apply_page, target),
+        **build_diff_context(target.active, version),
+    )

@@ -42,6 +42,8 @@ from deployments.admin.agent_pages import (
     Target,
     agent_page_url,
     load_target,
+    release_confirmation_page,
+    release_form_page,
     render_agent_page,
     stale_confirmation,
 )
@@ -72,32 +74,17 @@ def _deploy_form_page(
     form: DeployForm,
     status: int = 200,
 ) -> TemplateResponse:
-    return render_agent_page(
-        request,
-        model_admin,
-        "deploy",
-        target,
-        f"Deploy {target.agent.slug} to {target.environment.name}",
-        status,
-        form=form,
-        has_versions=target.agent.versions.exists(),
-    )
+    title = f"Deploy {target.agent.slug} to {target.environment.name}"
+    return release_form_page(request, model_admin, "deploy", target, title, form, status)
 
 
 def _deploy_confirmation_page(
     request: HttpRequest, model_admin: admin.ModelAdmin, target: Target, form: DeployForm
 ) -> TemplateResponse:
-    version: AgentVersion = form.cleaned_data["version"]
-    return render_agent_page(
-        request,
-        model_admin,
-        "deploy_confirmation",
-        target,
-        f"Deploy {target.agent.slug} {version.label} to {target.environment.name}?",
-        form=form,
-        version=version,
-        apply_url=agent_page_url(model_admin, "deploy_apply", target),
-        **build_diff_context(target.active, version),
+    label = form.cleaned_data["version"].label
+    title = f"Deploy {target.agent.slug} {label} to {target.environment.name}?"
+    return release_confirmation_page(
+        request, model_admin, "deploy_confirmation", target, title, form, "deploy_apply"
     )
 
 

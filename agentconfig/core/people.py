@@ -35,7 +35,7 @@ from django.db.models import Exists, OuterRef
 
 from agentconfig.core.actors import Actor
 from agentconfig.core.audit_records import record_audit
-from agentconfig.core.errors import Conflict, Forbidden
+from agentconfig.core.errors import Conflict, Forbidden, NotFound
 from agentconfig.core.reasons import validate_reason
 from agentconfig.models import AuditAction, AuditRecord
 
@@ -104,6 +104,15 @@ class RolesChange:
                 b.is_superuser != a.is_superuser,
             ),
         ]
+
+
+def get_person(username: str) -> Any:
+    """The user named `username` (the user model's USERNAME_FIELD), or NotFound."""
+    user_model = get_user_model()
+    user = user_model.objects.filter(**{user_model.USERNAME_FIELD: username}).first()
+    if user is None:
+        raise NotFound(f"there is no user {username!r}.")
+    return user
 
 
 def roles_of(user: Any) -> Roles:

@@ -47,14 +47,6 @@ def token_id_of(raw_token: str) -> str | None:
     return match.group(1) if match else None
 
 
-def get_user(username: str) -> User:
-    """The user named `username`, or NotFound."""
-    try:
-        return User.objects.get(username=username)
-    except User.DoesNotExist:
-        raise NotFound(f"there is no user {username!r}.") from None
-
-
 def get_active_token(user: User, name: str) -> PersonalAccessToken:
     """`user`'s unrevoked token named `name`, or NotFound."""
     active = PersonalAccessToken.objects.filter(user=user, revoked_at__isnull=True)

@@ -2,9 +2,10 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from agentconfig.api.services.tokens import MAX_EXPIRY_DAYS, create_token, get_user
+from agentconfig.api.services.tokens import MAX_EXPIRY_DAYS, create_token
 from agentconfig.core.actors import Actor
 from agentconfig.core.cli import ServiceCommand
+from agentconfig.core.people import get_person
 
 
 class Command(ServiceCommand):
@@ -29,7 +30,7 @@ class Command(ServiceCommand):
         parser.add_argument("--reason", default="", help="why (kept in the token's history)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        user = get_user(options["user"])
+        user = get_person(options["user"])
         token, plaintext = create_token(
             user=user,
             name=options["name"],

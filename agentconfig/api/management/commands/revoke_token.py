@@ -2,9 +2,10 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from agentconfig.api.services.tokens import get_active_token, get_user, revoke_token
+from agentconfig.api.services.tokens import get_active_token, revoke_token
 from agentconfig.core.actors import Actor
 from agentconfig.core.cli import ServiceCommand
+from agentconfig.core.people import get_person
 
 
 class Command(ServiceCommand):
@@ -16,7 +17,7 @@ class Command(ServiceCommand):
         parser.add_argument("--reason", default="", help="why (kept in the token's history)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        user = get_user(options["user"])
+        user = get_person(options["user"])
         token = get_active_token(user, options["name"])
         revoke_token(token=token, actor=Actor.cli("revoke_token"), reason=options["reason"])
         self.stdout.write(f"Revoked token {token.name!r} of {user.get_username()}.")

@@ -5,8 +5,7 @@ from __future__ import annotations
 from argparse import BooleanOptionalAction
 from typing import Any
 
-from django.contrib.auth import get_user_model
-from django.core.management.base import CommandError, CommandParser
+from django.core.management.base import CommandParser
 
 from agentconfig.core import people
 from agentconfig.core.actors import Actor
@@ -30,11 +29,7 @@ class Command(ServiceCommand):
         parser.add_argument("--reason", required=True, help="why (kept in the audit)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        user_model = get_user_model()
-        username = options["username"]
-        user = user_model.objects.filter(**{user_model.USERNAME_FIELD: username}).first()
-        if user is None:
-            raise CommandError(f"there is no user {username!r}.")
+        user = people.get_person(options["username"])
         current = people.roles_of(user)
         groups = (
             current.groups
